@@ -1,0 +1,83 @@
+//! Where the gating network reads the hidden state: the start of the last occurrence of the token
+//! pattern that opens the final assistant turn (for Llama-3:
+//! `<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n`).
+
+use tokenizers::Tokenizer;
+
+use crate::conversation::{Message, Role};
+use crate::error::{ModelError, Result};
+use crate::template::ChatTemplate;
+
+const PROBE_USER: &str = "ArmormProbeUserContent";
+const PROBE_ASSISTANT: &str = "ArmormProbeAssistantContent";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatingPattern(Vec<u32>);
+
+impl GatingPattern {
+    pub fn new(ids: Vec<u32>) -> Result<Self> {
+        if ids.is_empty() {
+            return Err(ModelError::Template("the gating pattern must not be empty".into()));
+        }
+        Ok(Self(ids))
+    }
+
+    /// Renders a probe conversation and takes the tokens strictly between the end of the user's
+    /// content and the start of the assistant's, as the template and tokenizer actually produce them.
+    pub fn derive(template: &ChatTemplate, tokenizer: &Tokenizer) -> Result<Self> {
+        let probe = [
+            Message { role: Role::User, content: PROBE_USER.into() },
+            Message { role: Role::Assistant, content: PROBE_ASSISTANT.into() },
+        ];
+        let text = template.render(&probe)?;
+        let not_derivable = |why: &str| {
+            ModelError::Template(format!(
+                "cannot derive the gating pattern from the chat template ({why}); pass it explicitly"
+            ))
+        };
+        let user_end =
+            text.find(PROBE_USER).ok_or_else(|| not_derivable("user content not rendered"))? + PROBE_USER.len();
+        let assistant_start =
+            text.rfind(PROBE_ASSISTANT).ok_or_else(|| not_derivable("assistant content not rendered"))?;
+        if assistant_start <= user_end {
+            return Err(not_derivable("assistant content does not follow user content"));
+        }
+        let encoding = tokenizer.encode(text.as_str(), false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let mut ids = Vec::new();
+        for (&id, &(start, end)) in encoding.get_ids().iter().zip(encoding.get_offsets()) {
+            let inside = start >= user_end && end <= assistant_start;
+            let straddles = start < assistant_start && end > user_end && !inside;
+            if straddles {
+                return Err(not_derivable("a token spans the boundary of the turn header"));
+            }
+            if inside {
+                ids.push(id);
+            }
+        }
+        Self::new(ids)
+    }
+
+    pub fn ids(&self) -> &[u32] {
+        &self.0
+    }
+
+    /// Start index of the last occurrence in `ids`.
+    pub fn find_last(&self, ids: &[u32]) -> Option<usize> {
+        ids.windows(self.0.len()).rposition(|w| w == self.0.as_slice())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_last_occurrence() {
+        let p = GatingPattern::new(vec![7, 8]).unwrap();
+        assert_eq!(p.find_last(&[1, 7, 8, 2, 7, 8, 3]), Some(4));
+        assert_eq!(p.find_last(&[7, 8]), Some(0));
+        assert_eq!(p.find_last(&[8, 7]), None);
+        assert_eq!(p.find_last(&[7]), None);
+        assert!(GatingPattern::new(vec![]).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! A conversation that has been checked: non-empty, known roles, ending in the assistant's response.
+//! Everything downstream (template, tokenizer, model) takes this type, so none of them re-checks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConversationError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+
+    fn parse(role: &str) -> Option<Self> {
+        match role {
+            "system" => Some(Self::System),
+            "user" => Some(Self::User),
+            "assistant" => Some(Self::Assistant),
+            _ => None,
+        }
+    }
+}
+
+/// A message as clients send it; the role is still free text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    messages: Vec<Message>,
+}
+
+impl Conversation {
+    pub fn new(raw: Vec<RawMessage>) -> Result<Self, ConversationError> {
+        let messages = raw
+            .into_iter()
+            .enumerate()
+            .map(|(index, m)| match Role::parse(&m.role) {
+                Some(role) => Ok(Message { role, content: m.content }),
+                None => Err(ConversationError::UnknownRole { index, role: m.role }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        match messages.last() {
+            None => Err(ConversationError::Empty),
+            Some(last) if last.role != Role::Assistant => {
+                Err(ConversationError::LastTurnNotAssistant { role: last.role.as_str().to_string() })
+            }
+            Some(_) => Ok(Self { messages }),
+        }
+    }
+
+    /// The `{"prompt", "response"}` shorthand: one user turn answered by one assistant turn.
+    pub fn from_prompt_response(prompt: String, response: String) -> Self {
+        Self {
+            messages: vec![
+                Message { role: Role::User, content: prompt },
+                Message { role: Role::Assistant, content: response },
+            ],
+        }
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
+    }
+
+    /// The same prompt turns followed by a different assistant response.
+    pub fn with_response(&self, response: String) -> Self {
+        let mut messages = self.messages.clone();
+        if let Some(last) = messages.last_mut() {
+            last.content = response;
+        }
+        Self { messages }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(pairs: &[(&str, &str)]) -> Vec<RawMessage> {
+        pairs.iter().map(|(r, c)| RawMessage { role: r.to_string(), content: c.to_string() }).collect()
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert_eq!(Conversation::new(vec![]), Err(ConversationError::Empty));
+        assert_eq!(
+            Conversation::new(raw(&[("user", "hi")])),
+            Err(ConversationError::LastTurnNotAssistant { role: "user".into() })
+        );
+        assert_eq!(
+            Conversation::new(raw(&[("user", "hi"), ("bot", "hello")])),
+            Err(ConversationError::UnknownRole { index: 1, role: "bot".into() })
+        );
+        let ok = Conversation::new(raw(&[("system", "s"), ("user", "u"), ("assistant", "a")])).unwrap();
+        assert_eq!(ok.messages().len(), 3);
+        assert_eq!(ok.with_response("b".into()).messages()[2].content, "b");
+    }
+}

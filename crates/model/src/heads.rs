@@ -1,0 +1,129 @@
+//! The reward heads on top of the backbone, always in f32: ArmoRM's regression layer, gating network
+//! and reward-transform matrix, or a Bradley-Terry model's single `score` row.
+
+use candle_core::{DType, Tensor, D};
+
+use crate::checkpoint::Weights;
+use crate::config::{GatingConfig, ModelConfig};
+use crate::error::{ModelError, Result};
+
+/// Linear(hidden -> gh), ReLU, (Linear(gh -> gh), ReLU) x (n_hidden - 1), Linear(gh -> k); then
+/// softmax(logits / temperature) * logit_scale.
+struct GatingNetwork {
+    /// (weight transposed (in, out), bias (out))
+    layers: Vec<(Tensor, Tensor)>,
+    temperature: f64,
+    logit_scale: Tensor,
+}
+
+impl GatingNetwork {
+    fn load(w: &Weights, hidden: usize, g: &GatingConfig) -> Result<Self> {
+        let mut dims = vec![hidden];
+        dims.extend(std::iter::repeat_n(g.hidden_dim, g.n_hidden));
+        dims.push(g.num_objectives);
+        let layers = dims
+            .windows(2)
+            .enumerate()
+            .map(|(i, io)| {
+                let weight = w.get(&format!("gating.layers.{i}.weight"), &[io[1], io[0]], DType::F32)?;
+                let bias = w.get(&format!("gating.layers.{i}.bias"), &[io[1]], DType::F32)?;
+                Ok((weight.t()?.contiguous()?, bias))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers, temperature: g.temperature, logit_scale: w.get("gating.logit_scale", &[1], DType::F32)? })
+    }
+
+    /// (n, hidden) -> (n, k)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
+            x = x.matmul(weight_t)?.broadcast_add(bias)?;
+            if i + 1 < self.layers.len() {
+                x = x.relu()?;
+            }
+        }
+        let gating = candle_nn::ops::softmax_last_dim(&(x / self.temperature)?)?;
+        Ok(gating.broadcast_mul(&self.logit_scale)?)
+    }
+}
+
+pub struct ArmoHead {
+    /// (hidden, k)
+    regression_t: Tensor,
+    /// (k, k), applied as `rewards @ T`
+    transform: Tensor,
+    gating: GatingNetwork,
+    objectives: Vec<String>,
+}
+
+/// Per-conversation head outputs, each `(n, k)` or `(n,)`, still on the device.
+pub struct ArmoOutputs {
+    pub score: Tensor,
+    pub rewards: Tensor,
+    pub gating: Tensor,
+    pub coefficients: Tensor,
+}
+
+impl ArmoHead {
+    pub fn objectives(&self) -> &[String] {
+        &self.objectives
+    }
+
+    /// `last` and `gate` are the final-norm hidden states (n, hidden) at each conversation's last token
+    /// and gate position.
+    pub fn forward(&self, last: &Tensor, gate: &Tensor) -> Result<ArmoOutputs> {
+        let rewards = last.matmul(&self.regression_t)?; // (n, k)
+        let gating = self.gating.forward(gate)?; // (n, k)
+        let coefficients = gating.matmul(&self.transform.t()?)?; // gating @ T^T
+        let score = (&rewards * &coefficients)?.sum(D::Minus1)?;
+        Ok(ArmoOutputs { score, rewards, gating, coefficients })
+    }
+}
+
+pub enum Head {
+    Armo(ArmoHead),
+    /// A Bradley-Terry reward model: `score.weight` (1, hidden), stored transposed.
+    BradleyTerry(Tensor),
+}
+
+impl Head {
+    /// The head kind is read from the tensors present, not from `architectures`, which converted
+    /// checkpoints often get wrong.
+    pub fn load(w: &Weights, cfg: &ModelConfig) -> Result<Self> {
+        let hidden = cfg.llama.hidden_size;
+        if w.contains("regression_layer.weight") {
+            let g = cfg.gating.as_ref().ok_or_else(|| {
+                ModelError::Checkpoint("regression_layer.weight present but config.json has no num_objectives".into())
+            })?;
+            let k = g.num_objectives;
+            return Ok(Self::Armo(ArmoHead {
+                regression_t: w.get("regression_layer.weight", &[k, hidden], DType::F32)?.t()?.contiguous()?,
+                transform: w.get("reward_transform_matrix", &[k, k], DType::F32)?,
+                gating: GatingNetwork::load(w, hidden, g)?,
+                objectives: g.objective_names()?,
+            }));
+        }
+        if w.contains("score.weight") {
+            return Ok(Self::BradleyTerry(w.get("score.weight", &[1, hidden], DType::F32)?.t()?.contiguous()?));
+        }
+        Err(ModelError::Checkpoint(
+            "no reward head: expected regression_layer.weight (ArmoRM) or score.weight (Bradley-Terry)".into(),
+        ))
+    }
+
+    pub fn kind(&self) -> HeadKind {
+        match self {
+            Self::Armo(_) => HeadKind::Armo,
+            Self::BradleyTerry(_) => HeadKind::BradleyTerry,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// Multi-objective regression with a gating network (ArmoRM).
+    Armo,
+    /// A single scalar score (Bradley-Terry).
+    BradleyTerry,
+}

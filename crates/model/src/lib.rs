@@ -1,0 +1,28 @@
+//! Loading and forward pass of ArmoRM-style interpretable reward models.
+//!
+//! A checkpoint in the Hugging Face layout (local or on the Hub) becomes a [`RewardModel`]: a Llama
+//! backbone over packed variable-length batches, plus a reward head (ArmoRM's 19-objective regression
+//! with gating, or a plain Bradley-Terry score). Conversations go through the model's own chat
+//! template and tokenizer into [`Encoded`] sequences that know where the gating network reads.
+//!
+//! This crate knows nothing of HTTP, queues or async runtimes; the batcher and server build on it.
+
+pub mod anchor;
+pub mod checkpoint;
+pub mod config;
+pub mod conversation;
+pub mod error;
+pub mod heads;
+pub mod llama;
+pub mod rope;
+pub mod scorer;
+pub mod template;
+pub mod tokenize;
+
+pub use anchor::GatingPattern;
+pub use checkpoint::ModelSource;
+pub use conversation::{Conversation, Message, RawMessage, Role};
+pub use error::{ConversationError, ModelError};
+pub use heads::HeadKind;
+pub use scorer::{ComputeDType, DeviceChoice, LoadOptions, ObjectiveScores, RewardModel, RewardOutput};
+pub use tokenize::{Encoded, Encoder};

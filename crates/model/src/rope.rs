@@ -1,0 +1,125 @@
+//! Rotary position embedding tables, with the frequency scalings Llama checkpoints use.
+//!
+//! Computed in f32 the way transformers does (inverse frequencies, then `pos * inv_freq`, then
+//! cos/sin), so long positions round the same way as the reference.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::config::{LlamaConfig, RopeScaling};
+use crate::error::Result;
+
+pub struct Rope {
+    /// (max_positions, head_dim / 2)
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    pub fn new(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<Self> {
+        let inv_freq = inverse_frequencies(cfg);
+        let half = inv_freq.len();
+        let max = cfg.max_position_embeddings;
+        let mut cos = Vec::with_capacity(max * half);
+        let mut sin = Vec::with_capacity(max * half);
+        for pos in 0..max {
+            for &f in &inv_freq {
+                let angle = pos as f32 * f;
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            }
+        }
+        Ok(Self {
+            cos: Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?,
+            sin: Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotates `x` (1, heads, tokens, head_dim) where token i sits at `positions[i]`.
+    pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let cos = self.cos.index_select(positions, 0)?;
+        let sin = self.sin.index_select(positions, 0)?;
+        Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
+    }
+}
+
+fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f32> {
+    let dim = cfg.head_dim;
+    let base = cfg.rope_theta as f32;
+    let plain = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32));
+    match cfg.rope_scaling {
+        RopeScaling::None => plain.collect(),
+        RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
+        RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+            let old_len = original_max_position_embeddings;
+            let low_freq_wavelen = old_len / low_freq_factor;
+            let high_freq_wavelen = old_len / high_freq_factor;
+            plain
+                .map(|f| {
+                    let f = f as f64;
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    let scaled = if wavelen < high_freq_wavelen {
+                        f
+                    } else if wavelen > low_freq_wavelen {
+                        f / factor
+                    } else {
+                        let smooth = (old_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    };
+                    scaled as f32
+                })
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(scaling: RopeScaling) -> LlamaConfig {
+        LlamaConfig {
+            vocab_size: 1,
+            hidden_size: 8,
+            intermediate_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 1,
+            num_key_value_heads: 1,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: scaling,
+            max_position_embeddings: 4,
+        }
+    }
+
+    #[test]
+    fn default_frequencies_match_the_closed_form() {
+        // 1 / 10000^(i/8) for i = 0, 2, 4, 6
+        let f = inverse_frequencies(&cfg(RopeScaling::None));
+        for (got, want) in f.iter().zip([1.0, 0.1, 0.01, 0.001]) {
+            assert!((got - want).abs() < 1e-7, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_divides_low_and_blends_middle() {
+        // wavelengths 2pi, 62.8, 628, 6283 against an old context of 1000 with factors 1 and 4:
+        // high band (< 250) kept, low band (> 1000) divided by 8, 628 blended with smooth = 0.197.
+        let scaled = inverse_frequencies(&cfg(RopeScaling::Llama3 {
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 1000.0,
+        }));
+        let smooth = (1000.0 / (2.0 * std::f64::consts::PI / 0.01) - 1.0) / 3.0;
+        let blended = ((1.0 - smooth) * 0.01 / 8.0 + smooth * 0.01) as f32;
+        let want = [1.0, 0.1, blended, 0.001 / 8.0];
+        for (got, want) in scaled.iter().zip(want) {
+            assert!((got - want).abs() < 1e-7, "{got} vs {want}");
+        }
+    }
+}
