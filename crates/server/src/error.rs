@@ -1,0 +1,75 @@
+//! The server crate's one error type, and the one place that maps errors to HTTP status codes and
+//! stable machine-readable codes. Every error body is `{"error": {"code": ..., "message": ...}}`.
+
+use armorm_model::{ConversationError, ModelError};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("malformed request body: {0}")]
+    MalformedJson(String),
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error(transparent)]
+    InvalidConversation(#[from] ConversationError),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the server is overloaded; retry after {retry_after_s} s")]
+    Overloaded { retry_after_s: u64 },
+    #[error("{0}")]
+    NotReady(String),
+    #[error("model failure: {0}")]
+    Model(String),
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Conversation(c) => Self::InvalidConversation(c),
+            // Templates raise on conversations they do not accept (e.g. roles out of order).
+            ModelError::Template(msg) => {
+                Self::InvalidRequest(format!("chat template rejected the conversation: {msg}"))
+            }
+            other => Self::Model(other.to_string()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+pub struct ErrorDetail<'a> {
+    pub code: &'a str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// HTTP status and stable snake_case code: the only mapping from errors to statuses.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (400, "malformed_json"),
+            Self::Unauthorized => (401, "unauthorized"),
+            Self::PayloadTooLarge(_) => (413, "payload_too_large"),
+            Self::InvalidConversation(c @ ConversationError::TooLong { .. }) => (413, c.code()),
+            Self::InvalidConversation(c) => (422, c.code()),
+            Self::InvalidRequest(_) => (422, "invalid_request"),
+            Self::Overloaded { .. } => (429, "overloaded"),
+            Self::NotReady(_) => (503, "not_ready"),
+            Self::Model(_) => (500, "model_error"),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    pub fn body(&self) -> ErrorBody<'static> {
+        ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } }
+    }
+}
