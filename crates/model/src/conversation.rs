@@ -83,11 +83,11 @@ impl Conversation {
         &self.messages
     }
 
-    /// The same prompt turns followed by a different assistant response.
-    pub fn with_response(&self, response: String) -> Self {
+    /// The same turns with message `index`'s content replaced (roles, and so validity, unchanged).
+    pub fn with_content(&self, index: usize, content: String) -> Self {
         let mut messages = self.messages.clone();
-        if let Some(last) = messages.last_mut() {
-            last.content = response;
+        if let Some(m) = messages.get_mut(index) {
+            m.content = content;
         }
         Self { messages }
     }
@@ -114,6 +114,6 @@ mod tests {
         );
         let ok = Conversation::new(raw(&[("system", "s"), ("user", "u"), ("assistant", "a")])).unwrap();
         assert_eq!(ok.messages().len(), 3);
-        assert_eq!(ok.with_response("b".into()).messages()[2].content, "b");
+        assert_eq!(ok.with_content(2, "b".into()).messages()[2].content, "b");
     }
 }

@@ -82,6 +82,49 @@ impl Encoder {
         self.encode_text(&text)
     }
 
+    /// Like [`Encoder::encode`], but when the result exceeds `max_tokens`, cuts tokens from the left of
+    /// the earliest turn's content (then the next turn's, ...), so the template's structure, the gating
+    /// pattern and the end of the assistant's answer survive. Returns whether anything was cut.
+    pub fn encode_truncated(&self, conversation: &Conversation, max_tokens: usize) -> Result<(Encoded, bool)> {
+        let mut conversation = conversation.clone();
+        let mut encoded = self.encode(&conversation)?;
+        let mut truncated = false;
+        for index in 0..conversation.messages().len() {
+            while encoded.len() > max_tokens {
+                let content = &conversation.messages()[index].content;
+                let offsets = self.content_token_starts(content)?;
+                if offsets.is_empty() {
+                    break;
+                }
+                // Re-rendering can merge or split a token at the new edge, so re-measure each round;
+                // every round cuts at least one token, so the loop ends.
+                let drop = (encoded.len() - max_tokens).min(offsets.len());
+                let cut = offsets.get(drop).copied().unwrap_or(content.len());
+                let kept = content[cut..].to_string();
+                conversation = conversation.with_content(index, kept);
+                encoded = self.encode(&conversation)?;
+                truncated = true;
+            }
+        }
+        if encoded.len() > max_tokens {
+            return Err(ConversationError::TooLong { len: encoded.len(), max: max_tokens }.into());
+        }
+        Ok((encoded, truncated))
+    }
+
+    /// Byte offsets where each token of `content` (tokenized alone) starts.
+    fn content_token_starts(&self, content: &str) -> Result<Vec<usize>> {
+        let encoding = self.tokenizer.encode(content, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_offsets().iter().map(|&(start, _)| start).collect())
+    }
+
+    /// A well-formed sequence of `len` tokens (the gating pattern, then padding ids), for warm-up.
+    pub fn synthetic(&self, len: usize) -> Result<Encoded> {
+        let mut ids = self.pattern.as_ref().map(|p| p.ids().to_vec()).unwrap_or_default();
+        ids.resize(len.max(ids.len()).max(1), 0);
+        self.encode_ids(ids)
+    }
+
     /// Text already in the model's chat format (special-token strings included).
     pub fn encode_text(&self, text: &str) -> Result<Encoded> {
         let encoding = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;

@@ -229,3 +229,21 @@ fn out_of_vocabulary_ids_are_rejected_not_crashed_on() {
     let err = model.encoder().encode_ids(vec![1, 2, 100_000]).unwrap_err();
     assert!(err.to_string().contains("outside the vocabulary"), "{err}");
 }
+
+#[test]
+fn truncation_keeps_the_answer_end_and_the_gating_anchor() {
+    let model = load("tiny-f32", ComputeDType::F32);
+    let long_prompt = "Explain gradient descent in two sentences. ".repeat(40);
+    let conv = Conversation::from_prompt_response(long_prompt, "Paris is the capital of France.".into());
+    let full = model.encode(&conv).unwrap();
+    let (cut, truncated) = model.encoder().encode_truncated(&conv, 60).unwrap();
+    assert!(truncated && full.len() > 60 && cut.len() <= 60, "{} -> {}", full.len(), cut.len());
+    // The tail (gating pattern + answer + end of turn) is untouched, and the gate still anchors there.
+    let tail = full.len() - full.gate_pos();
+    assert_eq!(&cut.ids()[cut.len() - tail..], &full.ids()[full.gate_pos()..]);
+    assert_eq!(cut.gate_pos(), cut.len() - tail);
+    let (same, truncated) = model.encoder().encode_truncated(&conv, full.len()).unwrap();
+    assert!(!truncated && same == full);
+    let too_small = model.encoder().encode_truncated(&conv, 5).unwrap_err();
+    assert!(too_small.to_string().contains("limit is 5"), "{too_small}");
+}

@@ -1,0 +1,44 @@
+//! What the batcher drives (a model, or a fake in tests) and what it reports to.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use armorm_model::{Encoded, RewardModel, RewardOutput};
+
+/// Runs one batch at a time on the worker thread.
+pub trait Scorer: Send + 'static {
+    type Item: Send + 'static;
+    type Output: Send + 'static;
+
+    /// The item's length in tokens: what the batch budget and the queue bound count.
+    fn tokens(item: &Self::Item) -> usize;
+
+    /// One output per item, in order, or an error that fails the whole batch.
+    fn score(&mut self, batch: &[&Self::Item]) -> Result<Vec<Self::Output>, String>;
+}
+
+impl Scorer for Arc<RewardModel> {
+    type Item = Encoded;
+    type Output = RewardOutput;
+
+    fn tokens(item: &Encoded) -> usize {
+        item.len()
+    }
+
+    fn score(&mut self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>, String> {
+        self.forward(batch).map_err(|e| e.to_string())
+    }
+}
+
+/// Hooks for metrics; called from the worker thread and from submitters, so keep them cheap.
+pub trait Observer: Send + Sync {
+    /// The queue now holds `items` items of `tokens` tokens in total.
+    fn queue_depth(&self, _items: usize, _tokens: usize) {}
+    /// A batch of `items` items and `tokens` tokens ran in `elapsed`.
+    fn batch(&self, _items: usize, _tokens: usize, _elapsed: Duration) {}
+}
+
+/// Reports nowhere.
+pub struct NoObserver;
+
+impl Observer for NoObserver {}

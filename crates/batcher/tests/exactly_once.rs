@@ -1,0 +1,214 @@
+//! Every submitted item is answered exactly once, with its own result, under random arrivals,
+//! sizes, failures and cancellations; cancelled work never reaches the model.
+
+use std::collections::HashSet;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use armorm_batcher::{BatchError, BatchPolicy, Batcher, CostModel, NoObserver, Scorer};
+use proptest::prelude::*;
+
+/// Item = (id, tokens); output = a function of the id, so a mixed-up reply is visible.
+struct Fake {
+    seen: Arc<Mutex<Vec<u64>>>,
+    /// Batches containing one of these ids fail (odd) or panic (even).
+    poison: HashSet<u64>,
+    /// Blocks before each batch until released, to let a queue build up.
+    gate: Option<mpsc::Receiver<()>>,
+}
+
+fn answer(id: u64) -> u64 {
+    id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xABCD
+}
+
+impl Scorer for Fake {
+    type Item = (u64, usize);
+    type Output = u64;
+
+    fn tokens(item: &(u64, usize)) -> usize {
+        item.1
+    }
+
+    fn score(&mut self, batch: &[&(u64, usize)]) -> Result<Vec<u64>, String> {
+        if let Some(gate) = &self.gate {
+            let _ = gate.recv();
+        }
+        self.seen.lock().unwrap().extend(batch.iter().map(|i| i.0));
+        if let Some(bad) = batch.iter().find(|i| self.poison.contains(&i.0)) {
+            if bad.0 % 2 == 0 {
+                panic!("poisoned item {}", bad.0);
+            }
+            return Err(format!("poisoned item {}", bad.0));
+        }
+        Ok(batch.iter().map(|i| answer(i.0)).collect())
+    }
+}
+
+fn policy(max_queue_items: usize) -> BatchPolicy {
+    BatchPolicy {
+        max_batch_tokens: 64,
+        max_batch_size: 6,
+        max_batch_wait: Duration::from_millis(2),
+        max_queue_tokens: 10_000,
+        max_queue_items,
+        cost: CostModel::Packed,
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Arrival {
+    tokens: usize,
+    delay_us: u64,
+    cancel_after_us: Option<u64>,
+    poison: bool,
+}
+
+fn arrival() -> impl Strategy<Value = Arrival> {
+    (1usize..40, 0u64..300, prop::option::weighted(0.25, 0u64..2000), prop::bool::weighted(0.05))
+        .prop_map(|(tokens, delay_us, cancel_after_us, poison)| Arrival { tokens, delay_us, cancel_after_us, poison })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_item_answered_once_with_its_own_result(arrivals in prop::collection::vec(arrival(), 1..80), queue in 4usize..200) {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let poison: HashSet<u64> = arrivals.iter().enumerate().filter(|(_, a)| a.poison).map(|(i, _)| i as u64).collect();
+        let fake = Fake { seen: seen.clone(), poison: poison.clone(), gate: None };
+        let mut batcher = Batcher::start(fake, policy(queue), Arc::new(NoObserver)).unwrap();
+        let results = rt.block_on(async {
+            let batcher = &batcher;
+            let tasks = arrivals.iter().enumerate().map(|(i, a)| {
+                let a = a.clone();
+                async move {
+                    tokio::time::sleep(Duration::from_micros(a.delay_us)).await;
+                    let fut = batcher.submit((i as u64, a.tokens));
+                    match a.cancel_after_us {
+                        Some(us) => tokio::time::timeout(Duration::from_micros(us), fut).await.ok(),
+                        None => Some(fut.await),
+                    }
+                }
+            });
+            futures_join_all(tasks).await
+        });
+        batcher.shutdown();
+        let seen = seen.lock().unwrap().clone();
+        let unique: HashSet<u64> = seen.iter().copied().collect();
+        prop_assert_eq!(unique.len(), seen.len(), "an item reached the model twice");
+        for (i, result) in results.into_iter().enumerate() {
+            let id = i as u64;
+            match result {
+                None => {} // cancelled by its caller
+                Some(Ok(scored)) => {
+                    prop_assert_eq!(scored.output, answer(id));
+                    prop_assert!(unique.contains(&id));
+                }
+                Some(Err(BatchError::Forward(msg))) => prop_assert!(msg.contains("poisoned"), "{}", msg),
+                Some(Err(BatchError::Overloaded { .. })) => prop_assert!(!unique.contains(&id)),
+                Some(Err(other)) => prop_assert!(false, "unexpected error {:?}", other),
+            }
+        }
+    }
+}
+
+/// Runs futures concurrently on the current task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let set: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    let mut set: Vec<_> = set.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, out) in set.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *out = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
+}
+
+#[test]
+fn cancelled_items_never_reach_the_model() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (release, gate) = mpsc::channel();
+    let fake = Fake { seen: seen.clone(), poison: HashSet::new(), gate: Some(gate) };
+    let mut single = policy(100);
+    single.max_batch_size = 1;
+    let batcher = Arc::new(Batcher::start(fake, single, Arc::new(NoObserver)).unwrap());
+    rt.block_on(async {
+        // Item 0 occupies the worker (blocked on the gate); 1..=5 wait in the queue.
+        let handles: Vec<_> = (0..6u64)
+            .map(|id| {
+                let b = batcher.clone();
+                tokio::spawn(async move { b.submit((id, 1)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Clients of 2 and 4 go away while queued.
+        handles[2].abort();
+        handles[4].abort();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for _ in 0..6 {
+            let _ = release.send(());
+        }
+        for (id, h) in handles.into_iter().enumerate() {
+            if id == 2 || id == 4 {
+                continue;
+            }
+            assert_eq!(h.await.unwrap().unwrap().output, answer(id as u64));
+        }
+    });
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.contains(&2) && !seen.contains(&4), "cancelled items were scored: {seen:?}");
+    assert_eq!(seen.len(), 4);
+}
+
+#[test]
+fn overload_is_refused_at_once_and_a_stopped_worker_takes_no_work() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (release, gate) = mpsc::channel::<()>();
+    let fake = Fake { seen: Arc::default(), poison: HashSet::new(), gate: Some(gate) };
+    let mut tiny = policy(2);
+    tiny.max_batch_size = 1;
+    let mut batcher = Batcher::start(fake, tiny, Arc::new(NoObserver)).unwrap();
+    rt.block_on(async {
+        let b = &batcher;
+        let after = |ms: u64, id: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            b.submit((id, 1)).await
+        };
+        // 0 is taken by the worker (blocked on the gate); 1 and 2 fill the queue; 3 finds it full.
+        let (first, second, third, fourth) = (after(0, 0), after(20, 1), after(20, 2), after(40, 3));
+        let too_big = b.submit((9, 65)).await;
+        assert!(matches!(too_big, Err(BatchError::TooLarge { tokens: 65, budget: 64 })));
+        let release_all = async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            for _ in 0..4 {
+                let _ = release.send(());
+            }
+        };
+        let (r1, r2, r3, r4, ()) = tokio::join!(first, second, third, fourth, release_all);
+        // One item runs, two may wait: the fourth arrival finds the queue full.
+        assert!(r1.is_ok() && r2.is_ok() && r3.is_ok());
+        assert!(matches!(r4, Err(BatchError::Overloaded { .. })), "{r4:?}");
+    });
+    batcher.shutdown();
+    assert!(!batcher.is_alive());
+    let after = rt.block_on(batcher.submit((5, 1)));
+    assert!(matches!(after, Err(BatchError::ShuttingDown)), "{after:?}");
+}
