@@ -48,14 +48,14 @@ pub struct Scored<O> {
 
 pub struct Batcher<S: Scorer> {
     shared: Arc<Shared<S>>,
-    worker: Option<std::thread::JoinHandle<()>>,
+    worker: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl<S: Scorer> Batcher<S> {
     pub fn start(scorer: S, policy: BatchPolicy, observer: Arc<dyn Observer>) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::new(policy, observer));
         let worker = worker::spawn(scorer, shared.clone())?;
-        Ok(Self { shared, worker: Some(worker) })
+        Ok(Self { shared, worker: std::sync::Mutex::new(Some(worker)) })
     }
 
     /// Queues `item` and waits for its result. Dropping the returned future withdraws the item: the
@@ -83,9 +83,11 @@ impl<S: Scorer> Batcher<S> {
     }
 
     /// Stops accepting new items, lets the worker finish everything already queued, and joins it.
-    pub fn shutdown(&mut self) {
+    /// Blocks the calling thread until then.
+    pub fn shutdown(&self) {
         self.shared.close();
-        if let Some(worker) = self.worker.take() {
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker {
             // A worker that panicked has already answered WorkerGone to its callers.
             let _ = worker.join();
         }

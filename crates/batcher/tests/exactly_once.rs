@@ -77,7 +77,7 @@ proptest! {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let poison: HashSet<u64> = arrivals.iter().enumerate().filter(|(_, a)| a.poison).map(|(i, _)| i as u64).collect();
         let fake = Fake { seen: seen.clone(), poison: poison.clone(), gate: None };
-        let mut batcher = Batcher::start(fake, policy(queue), Arc::new(NoObserver)).unwrap();
+        let batcher = Batcher::start(fake, policy(queue), Arc::new(NoObserver)).unwrap();
         let results = rt.block_on(async {
             let batcher = &batcher;
             let tasks = arrivals.iter().enumerate().map(|(i, a)| {
@@ -185,7 +185,7 @@ fn overload_is_refused_at_once_and_a_stopped_worker_takes_no_work() {
     let fake = Fake { seen: Arc::default(), poison: HashSet::new(), gate: Some(gate) };
     let mut tiny = policy(2);
     tiny.max_batch_size = 1;
-    let mut batcher = Batcher::start(fake, tiny, Arc::new(NoObserver)).unwrap();
+    let batcher = Batcher::start(fake, tiny, Arc::new(NoObserver)).unwrap();
     rt.block_on(async {
         let b = &batcher;
         let after = |ms: u64, id: u64| async move {

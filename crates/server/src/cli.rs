@@ -12,6 +12,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP scoring service.
+    Serve(Box<ServeArgs>),
     /// Score conversations from JSON Lines (stdin or --input), one JSON result per line, in order.
     Score(ScoreArgs),
 }
@@ -60,4 +62,72 @@ pub struct ScoreArgs {
     /// Conversations per forward pass.
     #[arg(long, env = "ARMORM_BATCH_SIZE", default_value_t = 16)]
     pub batch_size: usize,
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to bind. Loopback by default; the container image sets 0.0.0.0.
+    #[arg(long, env = "ARMORM_HOST", default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to bind (0 picks a free one).
+    #[arg(long, env = "ARMORM_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Token budget of one forward pass.
+    #[arg(long, env = "ARMORM_MAX_BATCH_TOKENS", default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+    /// Conversations in one forward pass.
+    #[arg(long, env = "ARMORM_MAX_BATCH_SIZE", default_value_t = 64)]
+    pub max_batch_size: usize,
+    /// How long the oldest queued conversation waits for company before its batch runs.
+    #[arg(long, env = "ARMORM_MAX_BATCH_WAIT_MS", default_value_t = 5)]
+    pub max_batch_wait_ms: u64,
+    /// Longest conversation accepted, in tokens (longer ones get 413 unless the request truncates);
+    /// capped by the model's max_position_embeddings and by --max-batch-tokens.
+    #[arg(long, env = "ARMORM_MAX_INPUT_TOKENS", default_value_t = 8192)]
+    pub max_input_tokens: usize,
+    /// Tokens allowed to wait in the queue; past it requests get 429 at once.
+    #[arg(long, env = "ARMORM_MAX_QUEUE_TOKENS", default_value_t = 1 << 20)]
+    pub max_queue_tokens: usize,
+    /// Conversations allowed to wait in the queue; past it requests get 429 at once.
+    #[arg(long, env = "ARMORM_MAX_QUEUE_REQUESTS", default_value_t = 4096)]
+    pub max_queue_requests: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "ARMORM_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// Threads that render templates and tokenize, off the async runtime [default: CPU count].
+    #[arg(long, env = "ARMORM_TOKENIZER_WORKERS")]
+    pub tokenizer_workers: Option<usize>,
+    /// Require `Authorization: Bearer <key>` (or `x-api-key: <key>`) on the API routes.
+    #[arg(long, env = "ARMORM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<Secret>,
+    /// Also require the API key on /health and /metrics.
+    #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS")]
+    pub auth_health_and_metrics: bool,
+    /// Skip the full-size warm-up batch at start (faster start, but a too-large budget then fails
+    /// under load instead of at start).
+    #[arg(long, env = "ARMORM_NO_WARMUP")]
+    pub no_warmup: bool,
+    /// Log as JSON lines.
+    #[arg(long, env = "ARMORM_JSON_LOGS")]
+    pub json_logs: bool,
 }

@@ -23,6 +23,11 @@ pub enum ApiError {
     NotReady(String),
     #[error("model failure: {0}")]
     Model(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    /// One item of a multi-conversation request; status and code are the item's own.
+    #[error("conversations[{index}]: {source}")]
+    Item { index: usize, source: Box<ApiError> },
 }
 
 impl From<ModelError> for ApiError {
@@ -62,7 +67,13 @@ impl ApiError {
             Self::Overloaded { .. } => (429, "overloaded"),
             Self::NotReady(_) => (503, "not_ready"),
             Self::Model(_) => (500, "model_error"),
+            Self::NotFound(_) => (404, "not_found"),
+            Self::Item { source, .. } => source.status_and_code(),
         }
+    }
+
+    pub fn in_item(self, index: usize) -> Self {
+        Self::Item { index, source: Box::new(self) }
     }
 
     pub fn code(&self) -> &'static str {

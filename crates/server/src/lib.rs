@@ -1,7 +1,14 @@
 //! The `armorm` HTTP service and command-line tool: request and response types, validation, the
-//! error-to-status mapping, routes and metrics. The model runs behind `armorm-batcher`.
+//! error-to-status mapping, routes and metrics. The model runs behind `armorm-batcher`; no handler
+//! touches the model's forward pass directly.
 
 pub mod cli;
 pub mod error;
+pub mod http;
 pub mod input;
+pub mod metrics;
+pub mod routes;
 pub mod score_cmd;
+pub mod serve;
+pub mod state;
+pub mod types;

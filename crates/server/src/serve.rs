@@ -1,0 +1,116 @@
+//! `armorm serve`: load, warm up, bind, serve, and drain on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use armorm_batcher::{BatchPolicy, Batcher, CostModel};
+use armorm_model::{Encoded, RewardModel};
+use tokio::sync::{oneshot, Semaphore};
+
+use crate::cli::ServeArgs;
+use crate::metrics::Metrics;
+use crate::routes;
+use crate::state::{AppState, Limits};
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets in-flight requests (and so the queue) finish, then stops
+    /// the model worker.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("server task")?
+    }
+}
+
+pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
+    tracing::info!(config = ?args, "starting armorm serve");
+    let (source, options) = (args.model.source(), args.model.load_options());
+    let model = tokio::task::spawn_blocking(move || RewardModel::load(&source, &options))
+        .await?
+        .with_context(|| format!("loading {}", args.model.model))?;
+    let model = Arc::new(model);
+    let max_input_tokens = args.max_input_tokens.min(model.max_positions());
+    if max_input_tokens > args.max_batch_tokens {
+        bail!(
+            "--max-input-tokens ({max_input_tokens}) exceeds --max-batch-tokens ({}): the longest input could never run",
+            args.max_batch_tokens
+        );
+    }
+    let policy = BatchPolicy {
+        max_batch_tokens: args.max_batch_tokens,
+        max_batch_size: args.max_batch_size.max(1),
+        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
+        max_queue_tokens: args.max_queue_tokens,
+        max_queue_items: args.max_queue_requests,
+        // The backbone packs sequences on every device: no compute is spent on padding.
+        cost: CostModel::Packed,
+    };
+    if !args.no_warmup {
+        warm_up(&model, &policy, max_input_tokens).await?;
+    }
+    let metrics = Arc::new(Metrics::new(&routes::paths())?);
+    let batcher = Batcher::start(model.clone(), policy, metrics.clone())?;
+    let workers = args.tokenizer_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let state = Arc::new(AppState {
+        model,
+        batcher,
+        metrics,
+        limits: Limits { max_input_tokens, max_body_bytes: args.max_body_bytes },
+        api_key: args.api_key.as_ref().map(|s| s.0.clone()),
+        auth_health_and_metrics: args.auth_health_and_metrics,
+        tokenizer_permits: Semaphore::new(workers.max(1)),
+        ready: true.into(),
+    });
+    let listener = tokio::net::TcpListener::bind((args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = routes::router(state.clone());
+    let task = tokio::spawn(async move {
+        let draining = state.clone();
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                draining.ready.store(false, Ordering::Release);
+                tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            })
+            .await?;
+        tokio::task::spawn_blocking(move || state.batcher.shutdown()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    });
+    tracing::info!(%addr, "ready");
+    Ok(RunningServer { addr, stop, task })
+}
+
+/// One full-size batch before serving, so a budget the device cannot hold fails now, not under load.
+async fn warm_up(model: &Arc<RewardModel>, policy: &BatchPolicy, max_input_tokens: usize) -> anyhow::Result<()> {
+    let model = model.clone();
+    let (budget, max_items) = (policy.max_batch_tokens, policy.max_batch_size);
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let per_item = max_input_tokens.min(budget.div_ceil(max_items)).max(1);
+        let mut batch: Vec<Encoded> = Vec::new();
+        let mut left = budget;
+        while left > 0 && batch.len() < max_items {
+            let len = per_item.min(left);
+            batch.push(model.encoder().synthetic(len)?);
+            left -= len;
+        }
+        let refs: Vec<&Encoded> = batch.iter().collect();
+        model.forward(&refs).context("warm-up batch failed; lower --max-batch-tokens")?;
+        let tokens: usize = batch.iter().map(Encoded::len).sum();
+        tracing::info!(items = batch.len(), tokens, elapsed = ?started.elapsed(), "warm-up batch done");
+        Ok(())
+    })
+    .await?
+}

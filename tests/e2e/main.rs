@@ -1,0 +1,9 @@
+//! End-to-end tests: the real server, in-process on a free port, with the fixture checkpoints.
+//! Numbers are checked against the PyTorch reference outputs in tests/fixtures/expected.
+
+mod common;
+mod docs;
+mod errors;
+mod lifecycle;
+mod openapi;
+mod score;
