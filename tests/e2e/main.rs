@@ -6,4 +6,5 @@ mod docs;
 mod errors;
 mod lifecycle;
 mod openapi;
+mod protocols;
 mod score;

@@ -56,6 +56,25 @@ async fn real_responses_validate_against_the_spec() {
             v.iter_errors(&response).map(|e| e.to_string()).collect::<Vec<_>>()
         );
     }
+    let text = crate::common::cases("tiny-f32")[0].1["text"].as_str().unwrap().to_string();
+    let prompt = json!([{"role": "user", "content": "Hi"}]);
+    let protocol_bodies = [
+        ("/rank", json!({"messages": prompt, "responses": ["a", "b"], "top_k": 1})),
+        ("/compare", json!({"messages": prompt, "chosen": "a", "rejected": "b"})),
+        ("/get_reward", json!({"query": [text]})),
+        ("/classify", json!({"input": text})),
+        ("/classify", json!({"text": [text]})),
+        ("/v1/classify", json!({"input": [text]})),
+        ("/pooling", json!({"input": text})),
+        ("/v1/embeddings", json!({"input": text})),
+        ("/reward", json!({"prompt": "Hi", "response": "Hello"})),
+    ];
+    for (path, body) in protocol_bodies {
+        let (status, response) = server.post(path, &body).await;
+        assert_eq!(status, 200, "{path}: {response}");
+        let v = validator(&spec, path, "post", 200);
+        assert!(v.is_valid(&response), "{path}: {response} does not match the spec");
+    }
     for (path, status) in [("/info", 200), ("/health", 200)] {
         let (got, text) = server.get(path).await;
         assert_eq!(got, status);

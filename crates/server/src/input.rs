@@ -1,9 +1,48 @@
-//! Conversation request shapes shared by the HTTP routes and the offline `score` command.
+//! Conversation request shapes shared by the HTTP routes and the offline `score` command, and the
+//! one internal input every protocol adapter converts its body into.
 
 use armorm_model::{Conversation, RawMessage};
 use serde::Deserialize;
 
+use crate::chat_text;
 use crate::error::ApiError;
+
+/// What gets scored: a validated conversation, or token ids a client already produced.
+#[derive(Debug, Clone)]
+pub enum ScoreInput {
+    Conversation(Conversation),
+    Ids(Vec<u32>),
+}
+
+impl ScoreInput {
+    /// Text already rendered with some chat template (a policy's, usually), re-read as messages.
+    pub fn from_chat_text(text: &str) -> Result<Self, ApiError> {
+        Ok(Self::Conversation(Conversation::new(chat_text::parse(text)?)?))
+    }
+}
+
+/// The prompt forms OpenAI/vLLM/SGLang clients send: text or token ids, one or many.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PromptInput {
+    Text(String),
+    Texts(Vec<String>),
+    Ids(Vec<u32>),
+    IdsBatch(Vec<Vec<u32>>),
+}
+
+impl PromptInput {
+    pub fn into_inputs(self) -> Result<Vec<ScoreInput>, ApiError> {
+        match self {
+            Self::Text(t) => Ok(vec![ScoreInput::from_chat_text(&t)?]),
+            Self::Texts(ts) => {
+                ts.iter().enumerate().map(|(i, t)| ScoreInput::from_chat_text(t).map_err(|e| e.in_item(i))).collect()
+            }
+            Self::Ids(ids) => Ok(vec![ScoreInput::Ids(ids)]),
+            Self::IdsBatch(batch) => Ok(batch.into_iter().map(ScoreInput::Ids).collect()),
+        }
+    }
+}
 
 /// `{"messages": [...]}` or the `{"prompt": ..., "response": ...}` shorthand.
 #[derive(Debug, Clone, Deserialize)]

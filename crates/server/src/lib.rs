@@ -2,11 +2,13 @@
 //! error-to-status mapping, routes and metrics. The model runs behind `armorm-batcher`; no handler
 //! touches the model's forward pass directly.
 
+pub mod chat_text;
 pub mod cli;
 pub mod error;
 pub mod http;
 pub mod input;
 pub mod metrics;
+pub mod protocols;
 pub mod routes;
 pub mod score_cmd;
 pub mod serve;

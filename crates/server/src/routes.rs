@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::http::{authorize, not_found, observe, with_timings, ApiJson};
+use crate::input::ScoreInput;
+use crate::protocols;
 use crate::state::{AppState, Timings};
 use crate::types::{ResultShape, ScoreRequest, ScoreResult, ScoreResults, ScoreTarget};
 
@@ -24,6 +26,14 @@ type Handler = MethodRouter<Arc<AppState>>;
 pub fn table() -> Vec<(Method, &'static str, Handler)> {
     vec![
         (Method::POST, "/score", post(score)),
+        (Method::POST, "/rank", post(protocols::native::rank)),
+        (Method::POST, "/compare", post(protocols::native::compare)),
+        (Method::POST, "/get_reward", post(protocols::openrlhf::get_reward)),
+        (Method::POST, "/classify", post(protocols::vllm::classify)),
+        (Method::POST, "/v1/classify", post(protocols::vllm::vllm_classify)),
+        (Method::POST, "/pooling", post(protocols::vllm::pooling)),
+        (Method::POST, "/v1/embeddings", post(protocols::openai::embeddings)),
+        (Method::POST, "/reward", post(protocols::slime::reward)),
         (Method::GET, "/info", get(info)),
         (Method::GET, "/health", get(health)),
         (Method::GET, "/metrics", get(metrics)),
@@ -47,7 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn ensure_ready(state: &AppState) -> Result<(), ApiError> {
+pub fn ensure_ready(state: &AppState) -> Result<(), ApiError> {
     if state.is_healthy() {
         Ok(())
     } else {
@@ -58,14 +68,14 @@ fn ensure_ready(state: &AppState) -> Result<(), ApiError> {
 /// Scores conversations concurrently through the shared queue; results keep input order.
 pub async fn score_many(
     state: &Arc<AppState>,
-    conversations: Vec<armorm_model::Conversation>,
+    inputs: Vec<ScoreInput>,
     truncate: bool,
     shape: &ResultShape,
 ) -> Result<(Vec<ScoreResult>, Timings), ApiError> {
     ensure_ready(state)?;
     let objectives = state.model.objectives();
-    let jobs = conversations.into_iter().enumerate().map(|(i, conversation)| async move {
-        let prepared = state.prepare(conversation, truncate).await.map_err(|e| e.in_item(i))?;
+    let jobs = inputs.into_iter().enumerate().map(|(i, input)| async move {
+        let prepared = state.prepare(input, truncate).await.map_err(|e| e.in_item(i))?;
         let truncated = prepared.truncated;
         let (output, timings) = state.run(prepared).await.map_err(|e| e.in_item(i))?;
         Ok::<_, ApiError>((shape.result(output, truncated, objectives), timings))
@@ -76,7 +86,7 @@ pub async fn score_many(
 }
 
 /// Unwraps the per-item error of a single-conversation request: there is no list to index into.
-fn single(e: ApiError) -> ApiError {
+pub fn single(e: ApiError) -> ApiError {
     match e {
         ApiError::Item { source, .. } => *source,
         other => other,
@@ -88,12 +98,13 @@ async fn score(State(state): State<Arc<AppState>>, ApiJson(req): ApiJson<ScoreRe
     let shape = ResultShape::new(&options, state.model.objectives())?;
     match target {
         ScoreTarget::One(conversation) => {
-            let (mut results, timings) =
-                score_many(&state, vec![conversation], options.truncate, &shape).await.map_err(single)?;
+            let input = vec![ScoreInput::Conversation(conversation)];
+            let (mut results, timings) = score_many(&state, input, options.truncate, &shape).await.map_err(single)?;
             Ok(with_timings(Json(results.remove(0)).into_response(), timings))
         }
         ScoreTarget::Many(conversations) => {
-            let (results, timings) = score_many(&state, conversations, options.truncate, &shape).await?;
+            let inputs = conversations.into_iter().map(ScoreInput::Conversation).collect();
+            let (results, timings) = score_many(&state, inputs, options.truncate, &shape).await?;
             Ok(with_timings(Json(ScoreResults { results }).into_response(), timings))
         }
     }
@@ -109,7 +120,15 @@ struct Info<'a> {
     dtype: armorm_model::ComputeDType,
     device: String,
     limits: InfoLimits,
+    /// What each element of the `/pooling` and `/v1/embeddings` vectors is.
+    vector_layouts: VectorLayouts,
     version: &'static str,
+}
+
+#[derive(Serialize)]
+struct VectorLayouts {
+    pooling: &'static str,
+    embeddings: &'static str,
 }
 
 #[derive(Serialize)]
@@ -142,6 +161,10 @@ async fn info(State(state): State<Arc<AppState>>) -> Response {
             max_queue_tokens: policy.max_queue_tokens,
             max_queue_requests: policy.max_queue_items,
             max_body_bytes: state.limits.max_body_bytes,
+        },
+        vector_layouts: VectorLayouts {
+            pooling: "[score, rewards[0..k], gating[0..k]] (k = objectives.len(); [score] for single-score models)",
+            embeddings: "[rewards[0..k], gating[0..k], score] (the score last)",
         },
         version: env!("CARGO_PKG_VERSION"),
     })

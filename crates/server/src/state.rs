@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use armorm_batcher::{BatchError, Batcher};
-use armorm_model::{Conversation, Encoded, RewardModel, RewardOutput};
+use armorm_model::{ConversationError, Encoded, RewardModel, RewardOutput};
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
+use crate::input::ScoreInput;
 use crate::metrics::Metrics;
 
 pub struct Limits {
@@ -60,22 +61,22 @@ impl AppState {
     }
 
     /// Renders and tokenizes on the blocking pool, so a long input never stalls the HTTP loop.
-    pub async fn prepare(self: &Arc<Self>, conversation: Conversation, truncate: bool) -> Result<Prepared, ApiError> {
+    /// Token ids cannot be truncated (there are no turns to cut), so over-long ids are refused.
+    pub async fn prepare(self: &Arc<Self>, input: ScoreInput, truncate: bool) -> Result<Prepared, ApiError> {
         let _permit = self.tokenizer_permits.acquire().await.map_err(|_| ApiError::NotReady("shutting down".into()))?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let max = state.limits.max_input_tokens;
             let encoder = state.model.encoder();
-            let (encoded, truncated) = if truncate {
-                encoder.encode_truncated(&conversation, max)?
-            } else {
-                let encoded = encoder.encode(&conversation)?;
-                if encoded.len() > max {
-                    return Err(armorm_model::ConversationError::TooLong { len: encoded.len(), max }.into());
-                }
-                (encoded, false)
+            let (encoded, truncated) = match input {
+                ScoreInput::Conversation(c) if truncate => encoder.encode_truncated(&c, max)?,
+                ScoreInput::Conversation(c) => (encoder.encode(&c)?, false),
+                ScoreInput::Ids(ids) => (encoder.encode_ids(ids)?, false),
             };
+            if encoded.len() > max {
+                return Err(ConversationError::TooLong { len: encoded.len(), max }.into());
+            }
             let tokenization_time = started.elapsed();
             state.metrics.tokenization_duration.observe(tokenization_time.as_secs_f64());
             Ok(Prepared { encoded, truncated, tokenization_time })
@@ -103,9 +104,7 @@ impl AppState {
     fn batch_error(&self, e: BatchError) -> ApiError {
         match e {
             BatchError::Overloaded { .. } => ApiError::Overloaded { retry_after_s: self.retry_after_s() },
-            BatchError::TooLarge { tokens, budget } => {
-                armorm_model::ConversationError::TooLong { len: tokens, max: budget }.into()
-            }
+            BatchError::TooLarge { tokens, budget } => ConversationError::TooLong { len: tokens, max: budget }.into(),
             BatchError::Forward(msg) => ApiError::Model(msg),
             BatchError::WorkerGone => ApiError::NotReady("the model worker has stopped".into()),
             BatchError::ShuttingDown => ApiError::NotReady("the server is shutting down".into()),

@@ -1,0 +1,62 @@
+//! Protocol adapters. Each converts its clients' body into [`ScoreInput`]s, scores them through
+//! [`score_many`] (the same queue and model as `/score`) and shapes the answer its clients expect.
+//! None touches the tokenizer, the queue or the model directly.
+
+pub mod native;
+pub mod openai;
+pub mod openrlhf;
+pub mod slime;
+pub mod vllm;
+
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::input::ScoreInput;
+use crate::routes::score_many;
+use crate::state::AppState;
+use crate::types::{ResultShape, ScoreResult};
+
+/// Scores with no per-request options: what the compatibility protocols can express.
+pub async fn score_plain(
+    state: &Arc<AppState>,
+    inputs: Vec<ScoreInput>,
+    truncate: bool,
+) -> Result<Vec<ScoreResult>, ApiError> {
+    Ok(score_many(state, inputs, truncate, &ResultShape::default()).await?.0)
+}
+
+/// P(a beats b) under Bradley-Terry, for any margin without overflow.
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// Unix seconds, for the `created` field of OpenAI-style responses.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A response id unique within this process, in the `kind-<hex>` style OpenAI clients expect.
+pub fn response_id(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{kind}-{:x}{n:08x}", unix_now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sigmoid;
+
+    #[test]
+    fn sigmoid_is_stable_at_the_extremes() {
+        assert_eq!(sigmoid(0.0), 0.5);
+        assert!((sigmoid(2.0) + sigmoid(-2.0) - 1.0).abs() < 1e-15);
+        assert_eq!(sigmoid(1000.0), 1.0);
+        assert_eq!(sigmoid(-1000.0), 0.0);
+        assert!(sigmoid(-745.0) > 0.0 && sigmoid(-745.0).is_finite());
+    }
+}
