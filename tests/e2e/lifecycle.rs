@@ -67,3 +67,26 @@ async fn a_client_that_hangs_up_costs_no_forward_pass() {
     assert!(metrics.contains("armorm_queue_depth 0"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_command_reports_the_servers_health() {
+    use armorm_server::cli::{Cli, Command};
+    use clap::Parser;
+    let server = TestServer::start("tiny-f32", &[]).await;
+    let addr = server.base.trim_start_matches("http://").to_string();
+    let check = move |addr: String| {
+        let Command::Healthcheck(args) =
+            Cli::try_parse_from(["armorm", "healthcheck", "--addr", &addr]).unwrap().command
+        else {
+            unreachable!()
+        };
+        armorm_server::healthcheck::run(&args)
+    };
+    let healthy = tokio::task::spawn_blocking({
+        let addr = addr.clone();
+        move || check(addr)
+    });
+    assert!(healthy.await.unwrap().is_ok());
+    server.stop().await;
+    assert!(tokio::task::spawn_blocking(move || check(addr)).await.unwrap().is_err());
+}

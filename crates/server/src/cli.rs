@@ -14,6 +14,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP scoring service.
     Serve(Box<ServeArgs>),
+    /// Exit 0 when a server's /health answers 200 (for container health checks; no curl needed).
+    Healthcheck(HealthcheckArgs),
     /// Score conversations from JSON Lines (stdin or --input), one JSON result per line, in order.
     Score(ScoreArgs),
 }
@@ -130,4 +132,14 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "ARMORM_JSON_LOGS")]
     pub json_logs: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Where the server listens (the container's own loopback).
+    #[arg(long, env = "ARMORM_HEALTHCHECK_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 5)]
+    pub timeout_s: u64,
 }

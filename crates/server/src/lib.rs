@@ -5,6 +5,7 @@
 pub mod chat_text;
 pub mod cli;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod input;
 pub mod metrics;
