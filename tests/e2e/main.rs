@@ -2,6 +2,7 @@
 //! Numbers are checked against the PyTorch reference outputs in tests/fixtures/expected.
 
 mod common;
+mod dashboard;
 mod docs;
 mod errors;
 mod lifecycle;
