@@ -16,35 +16,65 @@ use crate::rope::Rope;
 /// sequence is processed in query chunks instead of materialising (len^2 x heads) at once.
 const ATTENTION_BLOCK_ELEMENTS: usize = 16 << 20;
 
-/// Sequences laid end to end: token ids, their positions within their own sequence, and where each
-/// sequence starts. Built only through [`PackedBatch::new`], so the bounds always cover the ids.
+/// Sequences laid end to end: token ids, their positions, and the segments they form. A segment may
+/// continue another (its `prefix`): it then attends to the prefix's keys as if the prefix's tokens
+/// were its own first tokens, which lets several responses share one computed prompt.
 pub struct PackedBatch {
     ids: Tensor,
     positions: Tensor,
-    /// (start, len) of each sequence in the packed token axis.
-    spans: Vec<(usize, usize)>,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Segment {
+    /// Offset in the packed token axis.
+    pub start: usize,
+    pub len: usize,
+    /// Index of the segment whose tokens precede this one's (never itself a continuation).
+    pub prefix: Option<usize>,
+}
+
+/// Collects segments; [`PackedBatchBuilder::build`] turns them into tensors.
+#[derive(Default)]
+pub struct PackedBatchBuilder {
+    ids: Vec<u32>,
+    positions: Vec<u32>,
+    segments: Vec<Segment>,
+}
+
+impl PackedBatchBuilder {
+    /// Adds a segment and returns its index. With a `prefix`, positions continue after it.
+    pub fn push(&mut self, ids: &[u32], prefix: Option<usize>) -> usize {
+        let prefix = prefix.filter(|&p| p < self.segments.len() && self.segments[p].prefix.is_none());
+        let first = prefix.map_or(0, |p| self.segments[p].len) as u32;
+        self.segments.push(Segment { start: self.ids.len(), len: ids.len(), prefix });
+        self.ids.extend_from_slice(ids);
+        self.positions.extend((0..ids.len() as u32).map(|i| first + i));
+        self.segments.len() - 1
+    }
+
+    pub fn segment(&self, index: usize) -> Segment {
+        self.segments[index]
+    }
+
+    pub fn build(self, device: &Device) -> Result<PackedBatch> {
+        let n = self.ids.len();
+        Ok(PackedBatch {
+            ids: Tensor::from_vec(self.ids, n, device)?,
+            positions: Tensor::from_vec(self.positions, n, device)?,
+            segments: self.segments,
+        })
+    }
 }
 
 impl PackedBatch {
-    pub fn new<'a>(sequences: impl IntoIterator<Item = &'a [u32]>, device: &Device) -> Result<Self> {
-        let mut ids = Vec::new();
-        let mut positions = Vec::new();
-        let mut spans = Vec::new();
-        for seq in sequences {
-            spans.push((ids.len(), seq.len()));
-            ids.extend_from_slice(seq);
-            positions.extend(0..seq.len() as u32);
-        }
-        let n = ids.len();
-        Ok(Self { ids: Tensor::from_vec(ids, n, device)?, positions: Tensor::from_vec(positions, n, device)?, spans })
-    }
-
-    pub fn spans(&self) -> &[(usize, usize)] {
-        &self.spans
-    }
-
     pub fn num_tokens(&self) -> usize {
-        self.spans.iter().map(|(_, len)| len).sum()
+        self.segments.iter().map(|s| s.len).sum()
+    }
+
+    /// Length of the sequence a segment ends: its prefix's tokens plus its own.
+    fn sequence_len(&self, s: &Segment) -> usize {
+        s.prefix.map_or(0, |p| self.segments[p].len) + s.len
     }
 }
 
@@ -161,7 +191,7 @@ impl Backbone {
 
     /// Final-norm hidden states, in f32, at the packed token indices `rows` only: (rows, hidden).
     pub fn forward(&self, batch: &PackedBatch, rows: &[u32]) -> Result<Tensor> {
-        if batch.spans.iter().any(|&(_, len)| len > self.max_positions()) {
+        if batch.segments.iter().any(|s| batch.sequence_len(s) > self.max_positions()) {
             return Err(ModelError::UnsupportedConfig(format!(
                 "a sequence is longer than max_position_embeddings ({})",
                 self.max_positions()
@@ -204,22 +234,31 @@ impl Backbone {
         let k = f32(self.rope.apply(&heads(nh, nkv)?, &batch.positions)?)?;
         let v = f32(heads(nh + nkv, nkv)?)?;
         let scale = 1.0 / (hd as f64).sqrt();
-        let mut outputs = Vec::with_capacity(batch.spans.len());
-        for &(start, len) in &batch.spans {
-            let q = q.narrow(1, start, len)?; // (nh, len, hd)
-            let k = k.narrow(1, start, len)?; // (nkv, len, hd)
-            let v = v.narrow(1, start, len)?;
-            let chunk = (ATTENTION_BLOCK_ELEMENTS / (nh * len).max(1)).clamp(1, len);
-            for q_start in (0..len).step_by(chunk) {
-                let rows = chunk.min(len - q_start);
-                outputs.push(self.attend_block(&q.narrow(1, q_start, rows)?, &k, &v, q_start, scale)?);
+        let mut outputs = Vec::with_capacity(batch.segments.len());
+        for seg in &batch.segments {
+            let own = |t: &Tensor, s: &Segment| t.narrow(1, s.start, s.len);
+            // A continuation sees its prefix's keys first, exactly as if they were its own tokens.
+            let (k, v, offset) = match seg.prefix.map(|p| batch.segments[p]) {
+                None => (own(&k, seg)?, own(&v, seg)?, 0),
+                Some(p) => (
+                    Tensor::cat(&[own(&k, &p)?, own(&k, seg)?], 1)?,
+                    Tensor::cat(&[own(&v, &p)?, own(&v, seg)?], 1)?,
+                    p.len,
+                ),
+            };
+            let q = own(&q, seg)?; // (nh, len, hd)
+            let chunk = (ATTENTION_BLOCK_ELEMENTS / (nh * (offset + seg.len)).max(1)).clamp(1, seg.len.max(1));
+            for q_start in (0..seg.len).step_by(chunk) {
+                let rows = chunk.min(seg.len - q_start);
+                outputs.push(self.attend_block(&q.narrow(1, q_start, rows)?, &k, &v, offset + q_start, scale)?);
             }
         }
         // Each output block is (rows, nh * hd) in packed order.
         Ok(Tensor::cat(&outputs, 0)?.to_dtype(self.dtype)?)
     }
 
-    /// Query rows [q_start, q_start + rows) of one sequence against its keys [0, q_start + rows).
+    /// Query rows at absolute positions [q_start, q_start + rows) of one sequence against its keys
+    /// [0, q_start + rows).
     fn attend_block(&self, q: &Tensor, k: &Tensor, v: &Tensor, q_start: usize, scale: f64) -> Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);

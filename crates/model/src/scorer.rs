@@ -1,6 +1,7 @@
 //! The public entry point: a loaded reward model that turns encoded conversations into scores with
 //! their per-objective explanation.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use candle_core::{DType, Device};
@@ -11,7 +12,7 @@ use crate::config::ModelConfig;
 use crate::conversation::Conversation;
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
-use crate::llama::{Backbone, PackedBatch};
+use crate::llama::{Backbone, PackedBatch, PackedBatchBuilder};
 use crate::template::ChatTemplate;
 use crate::tokenize::{Encoded, Encoder};
 
@@ -98,13 +99,21 @@ impl ComputeDType {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: DeviceChoice,
     /// `None`: the device's default.
     pub dtype: Option<ComputeDType>,
     /// Overrides the gating pattern derived from the chat template.
     pub gating_pattern: Option<Vec<u32>>,
+    /// Compute a prompt shared by several conversations of a batch once (exact; on by default).
+    pub share_prefixes: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { device: DeviceChoice::default(), dtype: None, gating_pattern: None, share_prefixes: true }
+    }
 }
 
 /// Per-objective explanation of an ArmoRM score, each in objective order.
@@ -131,6 +140,14 @@ pub struct RewardModel {
     encoder: Encoder,
     device: Device,
     dtype: ComputeDType,
+    share_prefixes: bool,
+}
+
+/// A packed batch plus, per conversation, the packed rows its heads read.
+struct Layout {
+    packed: PackedBatch,
+    last_rows: Vec<u32>,
+    gate_rows: Vec<u32>,
 }
 
 impl RewardModel {
@@ -159,7 +176,15 @@ impl RewardModel {
             gating_pattern = ?encoder.pattern().map(|p| p.ids()),
             "model loaded"
         );
-        Ok(Self { source: source.clone(), backbone, head, encoder, device, dtype })
+        Ok(Self {
+            source: source.clone(),
+            backbone,
+            head,
+            encoder,
+            device,
+            dtype,
+            share_prefixes: options.share_prefixes,
+        })
     }
 
     pub fn source(&self) -> &ModelSource {
@@ -204,9 +229,7 @@ impl RewardModel {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let packed = PackedBatch::new(batch.iter().map(|e| e.ids()), &self.device)?;
-        let starts: Vec<u32> = packed.spans().iter().map(|&(start, _)| start as u32).collect();
-        let last_rows: Vec<u32> = batch.iter().zip(&starts).map(|(e, s)| s + e.last_pos() as u32).collect();
+        let Layout { packed, last_rows, gate_rows } = self.layout(batch)?;
         let n = batch.len();
         match &self.head {
             Head::BradleyTerry(score_t) => {
@@ -219,8 +242,7 @@ impl RewardModel {
                     .collect())
             }
             Head::Armo(head) => {
-                let gate_rows = batch.iter().zip(&starts).map(|(e, s)| s + e.gate_pos() as u32);
-                let rows: Vec<u32> = last_rows.iter().copied().chain(gate_rows).collect();
+                let rows: Vec<u32> = last_rows.iter().chain(&gate_rows).copied().collect();
                 let hidden = self.backbone.forward(&packed, &rows)?; // (2n, hidden)
                 let out = head.forward(&hidden.narrow(0, 0, n)?, &hidden.narrow(0, n, n)?)?;
                 let scores = out.score.to_vec1::<f32>()?;
@@ -239,6 +261,48 @@ impl RewardModel {
                     .collect())
             }
         }
+    }
+
+    /// Where a conversation's prompt ends (through the assistant header that the gating pattern
+    /// opens), when it may be shared: conversations with the same ids up to here differ only in
+    /// their responses.
+    fn prompt_end(&self, e: &Encoded) -> Option<usize> {
+        let end = e.gate_pos() + self.encoder.pattern()?.ids().len();
+        (self.share_prefixes && end < e.len()).then_some(end)
+    }
+
+    /// Packs the batch, computing each prompt that two or more conversations share only once: the
+    /// prompt becomes one segment and every response a continuation of it. Exact, because causal
+    /// attention never lets a prompt token see what follows it.
+    fn layout(&self, batch: &[&Encoded]) -> Result<Layout> {
+        let mut counts: HashMap<&[u32], usize> = HashMap::new();
+        for e in batch {
+            if let Some(end) = self.prompt_end(e) {
+                *counts.entry(&e.ids()[..end]).or_default() += 1;
+            }
+        }
+        let mut builder = PackedBatchBuilder::default();
+        let mut prompts: HashMap<&[u32], usize> = HashMap::new();
+        let (mut last_rows, mut gate_rows) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
+        for e in batch {
+            let shared = self.prompt_end(e).filter(|&end| counts[&e.ids()[..end]] > 1);
+            let (last, gate) = match shared {
+                Some(end) => {
+                    let prompt = &e.ids()[..end];
+                    let p = *prompts.entry(prompt).or_insert_with(|| builder.push(prompt, None));
+                    let response = builder.push(&e.ids()[end..], Some(p));
+                    (builder.segment(response).start + e.len() - end - 1, builder.segment(p).start + e.gate_pos())
+                }
+                None => {
+                    let whole = builder.push(e.ids(), None);
+                    let start = builder.segment(whole).start;
+                    (start + e.last_pos(), start + e.gate_pos())
+                }
+            };
+            last_rows.push(last as u32);
+            gate_rows.push(gate as u32);
+        }
+        Ok(Layout { packed: builder.build(&self.device)?, last_rows, gate_rows })
     }
 
     /// Encodes and scores conversations in one batch. Each conversation gets its own encoding result,

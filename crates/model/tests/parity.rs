@@ -247,3 +247,29 @@ fn truncation_keeps_the_answer_end_and_the_gating_anchor() {
     let too_small = model.encoder().encode_truncated(&conv, 5).unwrap_err();
     assert!(too_small.to_string().contains("limit is 5"), "{too_small}");
 }
+
+#[test]
+fn shared_prompts_give_the_same_numbers_as_unshared_and_the_reference() {
+    let shared = load("tiny-f32", ComputeDType::F32);
+    let source = ModelSource::Local(fixtures().join("models").join("tiny-f32"));
+    let options = LoadOptions { dtype: Some(ComputeDType::F32), share_prefixes: false, ..Default::default() };
+    let unshared = RewardModel::load(&source, &options).unwrap();
+    let exp = expected("tiny-f32");
+    let cases = exp["f32"].as_array().unwrap();
+    let encoded = encode_all(&shared, cases);
+    // Cases 0/1 and 15/16 answer the same prompts; repeat them so prompts are shared 2-4 ways, and
+    // mix in conversations that share nothing.
+    let picks = [0usize, 15, 1, 4, 16, 0, 1, 12];
+    let batch: Vec<&Encoded> = picks.iter().map(|&i| &encoded[i].0).collect();
+    let refs: Vec<&Value> = picks.iter().map(|&i| encoded[i].1).collect();
+    let with = shared.forward(&batch).unwrap();
+    let without = unshared.forward(&batch).unwrap();
+    check_outputs(&with, &refs, F32_TOL);
+    for (a, b) in with.iter().zip(&without) {
+        assert!((a.score - b.score).abs() <= 1e-5, "{} vs {}", a.score, b.score);
+        let (x, y) = (a.objectives.as_ref().unwrap(), b.objectives.as_ref().unwrap());
+        for (p, q) in x.rewards.iter().chain(&x.gating).zip(y.rewards.iter().chain(&y.gating)) {
+            assert!((p - q).abs() <= 1e-5, "{p} vs {q}");
+        }
+    }
+}

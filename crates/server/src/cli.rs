@@ -38,6 +38,10 @@ pub struct ModelArgs {
     /// template when absent.
     #[arg(long, env = "ARMORM_GATING_PATTERN", value_delimiter = ',')]
     pub gating_pattern: Option<Vec<u32>>,
+    /// Compute every conversation's prompt separately, even when several in a batch share it
+    /// (sharing is exact; this exists for measurement).
+    #[arg(long, env = "ARMORM_NO_PREFIX_SHARING")]
+    pub no_prefix_sharing: bool,
 }
 
 impl ModelArgs {
@@ -50,6 +54,7 @@ impl ModelArgs {
             device: self.device.unwrap_or_default(),
             dtype: self.dtype,
             gating_pattern: self.gating_pattern.clone(),
+            share_prefixes: !self.no_prefix_sharing,
         }
     }
 }

@@ -1,0 +1,99 @@
+"""PyTorch reference throughput: the same checkpoint and token ids as armorm's bench, through
+transformers' LlamaModel + the ArmoRM heads, in padded batches, on 2 threads.
+
+Run by `cargo bench -p armorm-server --bench throughput` (which writes the inputs file) with
+ARMORM_REFERENCE_PYTHON pointing at a Python that has torch + transformers; prints one JSON line per
+(workload, dtype, batch size), plus the machine's GEMM throughput on the model's linear shapes.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaModel
+
+
+def load(model_dir, dtype):
+    cfg = json.load(open(f"{model_dir}/config.json"))
+    keep = {k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype", "pad_token_id")}
+    backbone = LlamaModel(LlamaConfig(pad_token_id=None, **keep)).eval()
+    state = load_file(f"{model_dir}/model.safetensors")
+    backbone.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    backbone = backbone.to(dtype)
+    heads = {k: v.float() for k, v in state.items() if not k.startswith("model.")}
+    return backbone, heads, cfg
+
+
+def head_forward(heads, cfg, last, gate):
+    rewards = last @ heads["regression_layer.weight"].T
+    x = gate
+    n = cfg["gating_n_hidden"] + 1
+    for i in range(n):
+        x = x @ heads[f"gating.layers.{i}.weight"].T + heads[f"gating.layers.{i}.bias"]
+        if i < n - 1:
+            x = torch.relu(x)
+    gating = torch.softmax(x / cfg["gating_temperature"], dim=-1) * heads["gating.logit_scale"][0]
+    t = heads["reward_transform_matrix"]
+    return (gating * (rewards @ t)).sum(-1)
+
+
+def run(backbone, heads, cfg, items, batch):
+    """The bare forward loop: right-padded batches in arrival order."""
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for b in range(0, len(items), batch):
+            chunk = items[b : b + batch]
+            longest = max(len(it["ids"]) for it in chunk)
+            ids = torch.zeros(len(chunk), longest, dtype=torch.long)
+            mask = torch.zeros(len(chunk), longest, dtype=torch.long)
+            for i, it in enumerate(chunk):
+                ids[i, : len(it["ids"])] = torch.tensor(it["ids"])
+                mask[i, : len(it["ids"])] = 1
+            h = backbone(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            rows = torch.arange(len(chunk))
+            last = h[rows, torch.tensor([len(it["ids"]) - 1 for it in chunk])]
+            gate = h[rows, torch.tensor([it["gate"] for it in chunk])]
+            head_forward(heads, cfg, last, gate)
+    return len(items) / (time.perf_counter() - start)
+
+
+def gemm_gflops(cfg, dtype, tokens=1024, repeats=5):
+    h, i = cfg["hidden_size"], cfg["intermediate_size"]
+    hd = h // cfg["num_attention_heads"]
+    qkv = h + 2 * cfg["num_key_value_heads"] * hd
+    flops, seconds = 0.0, 0.0
+    for k, n in ((h, qkv), (h, h), (h, 2 * i), (i, h)):
+        a, w = torch.randn(tokens, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        a @ w
+        t = time.perf_counter()
+        for _ in range(repeats):
+            a @ w
+        seconds += time.perf_counter() - t
+        flops += 2.0 * tokens * k * n * repeats
+    return flops / seconds / 1e9
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--inputs", required=True)
+    p.add_argument("--dtypes", default="f32,bf16")
+    p.add_argument("--batches", default="8,32")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    workloads = json.load(open(args.inputs))["workloads"]
+    for name in args.dtypes.split(","):
+        dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[name]
+        backbone, heads, cfg = load(args.model, dtype)
+        print(json.dumps({"gemm_gflops": gemm_gflops(cfg, dtype), "dtype": name}), flush=True)
+        for w in workloads:
+            for batch in map(int, args.batches.split(",")):
+                cps = run(backbone, heads, cfg, w["items"], batch)
+                print(json.dumps({"workload": w["name"], "dtype": name, "batch": batch, "conv_per_s": cps}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+//! Throughput against the PyTorch reference, in one run, as ratios.
+//!
+//!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
+//!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python      # optional: torch + transformers
+//!     cargo bench -p armorm-server --bench throughput [-- --scale N] [-- --skip-bf16]
+//!
+//! Builds a SmolLM2-135M-shaped ArmoRM with random weights (not committed), runs the reference's
+//! bare forward loop (benches/reference.py, padded batches of 8 and 32, 2 threads), then armorm's
+//! forward pass and its HTTP server under a load generator on the same token ids, and prints
+//! conversations/s, latency percentiles, ratios, GEMM efficiency, prompt sharing and peak RSS.
+
+#[path = "support/checkpoint.rs"]
+mod checkpoint;
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/workload.rs"]
+mod workload;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use armorm_model::{ComputeDType, Conversation, Encoded, LoadOptions, ModelSource, RewardModel};
+use candle_core::{DType, Device, Tensor};
+use serde_json::{json, Value};
+
+struct Args {
+    scale: usize,
+    skip_bf16: bool,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let scale = argv.iter().position(|a| a == "--scale").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(1);
+    Args { scale, skip_bf16: argv.iter().any(|a| a == "--skip-bf16") }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = args();
+    let Some(tokenizer) = std::env::var_os("ARMORM_LLAMA3_TOKENIZER") else {
+        eprintln!("set ARMORM_LLAMA3_TOKENIZER (scripts/fetch-llama3-tokenizer.sh): the bench model uses vocab 128256");
+        return Ok(());
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    let dir = checkpoint::write(&root.join("smollm2-135m-armorm"), &checkpoint::SMOLLM2_135M, Path::new(&tokenizer))?;
+    let f32_model = load(&dir, ComputeDType::F32)?;
+    let workloads = workload::all(args.scale);
+    let encoded: Vec<Vec<Encoded>> = workloads.iter().map(|w| workload::encode(&f32_model, w)).collect();
+
+    let long = long_input(&f32_model)?;
+    let reference = reference(&dir, &root, &workloads, &encoded, args.skip_bf16)?;
+
+    println!("\n== GEMM on the model's linear shapes (1024 tokens) ==");
+    let gemm = candle_gemm_gflops(DType::F32)?;
+    println!("candle f32 matmul: {gemm:.1} GFLOP/s");
+    if let Some(torch) = reference.get("gemm f32") {
+        println!("torch  f32 matmul: {torch:.1} GFLOP/s (candle / torch = {:.2})", gemm / torch);
+    }
+
+    println!("\n== forward pass (armorm packed batches vs reference padded batches), conversations/s ==");
+    let mut forward = HashMap::new();
+    for (w, enc) in workloads.iter().zip(&encoded) {
+        let cps = forward_cps(&f32_model, enc)?;
+        forward.insert(w.name, cps);
+        let tokens: usize = enc.iter().map(Encoded::len).sum();
+        let linear_gflops = cps * (tokens as f64 / enc.len() as f64) * linear_flops_per_token() / 1e9;
+        println!(
+            "{:<16} f32 {cps:>7.2}  {}  linear layers at {linear_gflops:.1} GFLOP/s = {:.0}% of candle GEMM",
+            w.name,
+            ratios(&reference, w.name, "f32", cps),
+            100.0 * linear_gflops / gemm
+        );
+    }
+    if !args.skip_bf16 {
+        let bf16_model = load(&dir, ComputeDType::Bf16)?;
+        for (w, enc) in workloads.iter().zip(&encoded) {
+            let cps = forward_cps(&bf16_model, enc)?;
+            println!("{:<16} bf16 {cps:>6.2}  {}", w.name, ratios(&reference, w.name, "bf16", cps));
+        }
+    }
+
+    println!("\n== HTTP end to end (16 concurrent clients, /score), conversations/s and latency ==");
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(http(&dir, &workloads, &reference))?;
+
+    println!("\n== prompt sharing: best-of-8 (8 x ~128-token responses to one ~1024-token prompt) ==");
+    let best_of = &encoded[3];
+    let shared = forward_cps(&f32_model, best_of)?;
+    let unshared_model =
+        load_with(&dir, LoadOptions { dtype: Some(ComputeDType::F32), share_prefixes: false, ..Default::default() })?;
+    let unshared = forward_cps(&unshared_model, best_of)?;
+    println!(
+        "shared {shared:.2} conv/s, unshared {unshared:.2} conv/s: shared cost = {:.2}x unshared (target <= 0.35)",
+        unshared / shared
+    );
+
+    println!("\n== memory ==");
+    println!("8k-token conversation: peak RSS {:.0} MiB above the loaded model's RSS", long);
+    println!("peak RSS of this process (models + server): {:.0} MiB", load::peak_rss_mib());
+    Ok(())
+}
+
+fn load(dir: &Path, dtype: ComputeDType) -> anyhow::Result<RewardModel> {
+    load_with(dir, LoadOptions { dtype: Some(dtype), ..Default::default() })
+}
+
+fn load_with(dir: &Path, options: LoadOptions) -> anyhow::Result<RewardModel> {
+    Ok(RewardModel::load(&ModelSource::Local(dir.to_path_buf()), &options)?)
+}
+
+/// Conversations/s with the server's default batching: packed batches of up to 16384 tokens.
+fn forward_cps(model: &RewardModel, encoded: &[Encoded]) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut batch: Vec<&Encoded> = Vec::new();
+    let mut tokens = 0;
+    for e in encoded {
+        if tokens + e.len() > 16384 && !batch.is_empty() {
+            model.forward(&batch)?;
+            (batch, tokens) = (Vec::new(), 0);
+        }
+        tokens += e.len();
+        batch.push(e);
+    }
+    model.forward(&batch)?;
+    Ok(encoded.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Extra peak memory for one 8k-token conversation, in MiB (runs before anything else grows RSS).
+fn long_input(model: &RewardModel) -> anyhow::Result<f64> {
+    let before = load::rss_mib();
+    let words = "the reward model reads every token of this long answer ".repeat(1300);
+    let conv = Conversation::from_prompt_response("Summarise.".into(), words);
+    let (encoded, _) = model.encoder().encode_truncated(&conv, 8192)?;
+    model.forward(&[&encoded])?;
+    Ok(load::peak_rss_mib() - before)
+}
+
+/// Runs benches/reference.py when ARMORM_REFERENCE_PYTHON is set; keys are "workload dtype batch".
+fn reference(
+    dir: &Path,
+    root: &Path,
+    workloads: &[workload::Workload],
+    encoded: &[Vec<Encoded>],
+    skip_bf16: bool,
+) -> anyhow::Result<HashMap<String, f64>> {
+    let mut out = HashMap::new();
+    let Some(python) = std::env::var_os("ARMORM_REFERENCE_PYTHON") else {
+        println!("(no ARMORM_REFERENCE_PYTHON: reference not run, no ratios)");
+        return Ok(out);
+    };
+    let inputs: Vec<Value> = workloads
+        .iter()
+        .zip(encoded)
+        .map(|(w, enc)| {
+            let items: Vec<Value> = enc.iter().map(|e| json!({"ids": e.ids(), "gate": e.gate_pos()})).collect();
+            json!({"name": w.name, "items": items})
+        })
+        .collect();
+    let inputs_path: PathBuf = root.join("inputs.json");
+    std::fs::write(&inputs_path, serde_json::to_vec(&json!({ "workloads": inputs }))?)?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/reference.py");
+    let dtypes = if skip_bf16 { "f32" } else { "f32,bf16" };
+    println!("running the PyTorch reference ({dtypes}, batches 8 and 32, 2 threads) ...");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .args(["--model", dir.to_str().unwrap_or_default(), "--inputs", inputs_path.to_str().unwrap_or_default()])
+        .args(["--dtypes", dtypes])
+        .output()?;
+    anyhow::ensure!(output.status.success(), "reference failed: {}", String::from_utf8_lossy(&output.stderr));
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let v: Value = serde_json::from_str(line)?;
+        let dtype = v["dtype"].as_str().unwrap_or_default();
+        if let Some(g) = v["gemm_gflops"].as_f64() {
+            out.insert(format!("gemm {dtype}"), g);
+        } else {
+            let key = format!("{} {dtype} {}", v["workload"].as_str().unwrap_or_default(), v["batch"]);
+            out.insert(key, v["conv_per_s"].as_f64().unwrap_or_default());
+        }
+    }
+    Ok(out)
+}
+
+/// "ref b8 x  ref b32 y  ratio z" against the faster reference batch size.
+fn ratios(reference: &HashMap<String, f64>, workload: &str, dtype: &str, ours: f64) -> String {
+    let (b8, b32) = (reference.get(&format!("{workload} {dtype} 8")), reference.get(&format!("{workload} {dtype} 32")));
+    match (b8, b32) {
+        (Some(a), Some(b)) => {
+            format!("ref b8 {a:>6.2}  ref b32 {b:>6.2}  armorm / best ref = {:.2}x", ours / a.max(*b))
+        }
+        _ => String::new(),
+    }
+}
+
+fn linear_flops_per_token() -> f64 {
+    let s = &checkpoint::SMOLLM2_135M;
+    let hd = s.hidden / s.heads;
+    let per_layer =
+        s.hidden * (s.heads * hd + 2 * s.kv_heads * hd) + s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate;
+    2.0 * (per_layer * s.layers) as f64
+}
+
+fn candle_gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
+    let s = &checkpoint::SMOLLM2_135M;
+    let hd = s.hidden / s.heads;
+    let tokens = 1024;
+    let shapes = [
+        (s.hidden, s.hidden + 2 * s.kv_heads * hd),
+        (s.hidden, s.hidden),
+        (s.hidden, 2 * s.intermediate),
+        (s.intermediate, s.hidden),
+    ];
+    let (mut flops, mut seconds) = (0.0, 0.0);
+    for (k, n) in shapes {
+        let a = Tensor::randn(0f32, 1.0, (tokens, k), &Device::Cpu)?.to_dtype(dtype)?;
+        let w = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?.to_dtype(dtype)?;
+        a.matmul(&w)?;
+        let t = Instant::now();
+        for _ in 0..5 {
+            a.matmul(&w)?;
+        }
+        seconds += t.elapsed().as_secs_f64();
+        flops += 2.0 * (tokens * k * n * 5) as f64;
+    }
+    Ok(flops / seconds / 1e9)
+}
+
+async fn http(dir: &Path, workloads: &[workload::Workload], reference: &HashMap<String, f64>) -> anyhow::Result<()> {
+    use armorm_server::cli::{Cli, Command};
+    use clap::Parser;
+    let argv = ["armorm", "serve", "--model", dir.to_str().unwrap_or_default(), "--port", "0", "--no-warmup"];
+    let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else { anyhow::bail!("not a serve command") };
+    let server = armorm_server::serve::start(&serve).await?;
+    let url = format!("http://{}/score", server.addr);
+    for w in workloads {
+        let bodies: Vec<Value> = w.conversations.iter().map(|c| json!({ "messages": c.messages() })).collect();
+        let r = load::run(&url, &bodies, 16, 1).await;
+        println!(
+            "{:<16} {:>7.2} conv/s  p50 {:>7.0} ms  p95 {:>7.0} ms  p99 {:>7.0} ms  {}",
+            w.name,
+            r.per_second,
+            r.p50.as_secs_f64() * 1e3,
+            r.p95.as_secs_f64() * 1e3,
+            r.p99.as_secs_f64() * 1e3,
+            ratios(reference, w.name, "f32", r.per_second)
+        );
+    }
+    server.shutdown().await
+}
