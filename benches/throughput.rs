@@ -3,6 +3,7 @@
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python      # optional: torch + transformers
 //!     cargo bench -p armorm-server --bench throughput [-- --scale N] [-- --skip-bf16]
+//!     benches/gpu.sh                                  # CUDA machines: 8B-shaped model, tokens/s and MFU
 //!
 //! Builds a SmolLM2-135M-shaped ArmoRM with random weights (not committed), runs the reference's
 //! bare forward loop (benches/reference.py, padded batches of 8 and 32, 2 threads), then armorm's
@@ -11,6 +12,8 @@
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
+#[path = "support/gpu.rs"]
+mod gpu;
 #[path = "support/load.rs"]
 mod load;
 #[path = "support/workload.rs"]
@@ -27,21 +30,25 @@ use serde_json::{json, Value};
 struct Args {
     scale: usize,
     skip_bf16: bool,
+    gpu: bool,
 }
 
 fn args() -> Args {
     let argv: Vec<String> = std::env::args().collect();
     let scale = argv.iter().position(|a| a == "--scale").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(1);
-    Args { scale, skip_bf16: argv.iter().any(|a| a == "--skip-bf16") }
+    Args { scale, skip_bf16: argv.iter().any(|a| a == "--skip-bf16"), gpu: argv.iter().any(|a| a == "--gpu") }
 }
 
 fn main() -> anyhow::Result<()> {
     let args = args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
+    if args.gpu {
+        return gpu::run(&root);
+    }
     let Some(tokenizer) = std::env::var_os("ARMORM_LLAMA3_TOKENIZER") else {
         eprintln!("set ARMORM_LLAMA3_TOKENIZER (scripts/fetch-llama3-tokenizer.sh): the bench model uses vocab 128256");
         return Ok(());
     };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     let dir = checkpoint::write(&root.join("smollm2-135m-armorm"), &checkpoint::SMOLLM2_135M, Path::new(&tokenizer))?;
     let f32_model = load(&dir, ComputeDType::F32)?;
     let workloads = workload::all(args.scale);

@@ -22,6 +22,20 @@ pub struct Shape {
     pub gating_layers: usize,
 }
 
+/// Llama-3-8B: the real ArmoRM backbone's shape, for GPU runs.
+pub const LLAMA3_8B: Shape = Shape {
+    hidden: 4096,
+    layers: 32,
+    heads: 32,
+    kv_heads: 8,
+    intermediate: 14336,
+    vocab: 128256,
+    rope_theta: 500000.0,
+    objectives: 19,
+    gating_hidden: 1024,
+    gating_layers: 3,
+};
+
 pub const SMOLLM2_135M: Shape = Shape {
     hidden: 576,
     layers: 30,
@@ -55,7 +69,8 @@ impl Rng {
     }
 }
 
-/// Writes the checkpoint into `dir` (skipped when already there) and returns it.
+/// Writes the checkpoint into `dir` (skipped when already there) and returns it. `tokenizer` must
+/// carry Llama-3's special tokens (the real one, or the fixtures' tiny one for token-id-only runs).
 pub fn write(dir: &Path, s: &Shape, tokenizer: &Path) -> anyhow::Result<PathBuf> {
     if dir.join("model.safetensors").is_file() {
         return Ok(dir.to_path_buf());
@@ -65,23 +80,23 @@ pub fn write(dir: &Path, s: &Shape, tokenizer: &Path) -> anyhow::Result<PathBuf>
     let hd = s.hidden / s.heads;
     let mut t: HashMap<String, Tensor> = HashMap::new();
     let lin = |rng: &mut Rng, out: usize, inp: usize| rng.tensor(&[out, inp], (3.0 / inp as f32).sqrt(), 0.0);
-    t.insert("model.embed_tokens.weight".into(), rng.tensor(&[s.vocab, s.hidden], 1.0, 0.0));
+    // The published checkpoint stores the backbone in bf16 and the heads in f32; converting each
+    // tensor as it is made keeps an 8B model's generation within ~2x its bf16 size.
+    let bf16 = |t: Tensor| t.to_dtype(DType::BF16).expect("f32 converts to bf16");
+    t.insert("model.embed_tokens.weight".into(), bf16(rng.tensor(&[s.vocab, s.hidden], 1.0, 0.0)));
     for l in 0..s.layers {
         let p = format!("model.layers.{l}");
-        t.insert(format!("{p}.input_layernorm.weight"), rng.tensor(&[s.hidden], 0.1, 1.0));
-        t.insert(format!("{p}.post_attention_layernorm.weight"), rng.tensor(&[s.hidden], 0.1, 1.0));
-        t.insert(format!("{p}.self_attn.q_proj.weight"), lin(&mut rng, s.heads * hd, s.hidden));
-        t.insert(format!("{p}.self_attn.k_proj.weight"), lin(&mut rng, s.kv_heads * hd, s.hidden));
-        t.insert(format!("{p}.self_attn.v_proj.weight"), lin(&mut rng, s.kv_heads * hd, s.hidden));
-        t.insert(format!("{p}.self_attn.o_proj.weight"), lin(&mut rng, s.hidden, s.heads * hd));
-        t.insert(format!("{p}.mlp.gate_proj.weight"), lin(&mut rng, s.intermediate, s.hidden));
-        t.insert(format!("{p}.mlp.up_proj.weight"), lin(&mut rng, s.intermediate, s.hidden));
-        t.insert(format!("{p}.mlp.down_proj.weight"), lin(&mut rng, s.hidden, s.intermediate));
+        t.insert(format!("{p}.input_layernorm.weight"), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
+        t.insert(format!("{p}.post_attention_layernorm.weight"), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
+        t.insert(format!("{p}.self_attn.q_proj.weight"), bf16(lin(&mut rng, s.heads * hd, s.hidden)));
+        t.insert(format!("{p}.self_attn.k_proj.weight"), bf16(lin(&mut rng, s.kv_heads * hd, s.hidden)));
+        t.insert(format!("{p}.self_attn.v_proj.weight"), bf16(lin(&mut rng, s.kv_heads * hd, s.hidden)));
+        t.insert(format!("{p}.self_attn.o_proj.weight"), bf16(lin(&mut rng, s.hidden, s.heads * hd)));
+        t.insert(format!("{p}.mlp.gate_proj.weight"), bf16(lin(&mut rng, s.intermediate, s.hidden)));
+        t.insert(format!("{p}.mlp.up_proj.weight"), bf16(lin(&mut rng, s.intermediate, s.hidden)));
+        t.insert(format!("{p}.mlp.down_proj.weight"), bf16(lin(&mut rng, s.hidden, s.intermediate)));
     }
-    t.insert("model.norm.weight".into(), rng.tensor(&[s.hidden], 0.1, 1.0));
-    // The published checkpoint stores the backbone in bf16 and the heads in f32.
-    let mut t: HashMap<String, Tensor> =
-        t.into_iter().map(|(k, v)| Ok((k, v.to_dtype(DType::BF16)?))).collect::<candle_core::Result<_>>()?;
+    t.insert("model.norm.weight".into(), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
     let k = s.objectives;
     t.insert("regression_layer.weight".into(), lin(&mut rng, k, s.hidden));
     t.insert(
