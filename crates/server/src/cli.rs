@@ -137,6 +137,9 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "ARMORM_JSON_LOGS")]
     pub json_logs: bool,
+    /// Export request traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318).
+    #[arg(long, env = "ARMORM_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -106,6 +106,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
         request_id = %id,
         trace_id = trace_id(req.headers()).as_deref().unwrap_or(""),
     );
+    crate::telemetry::adopt_remote_parent(&span, req.headers());
     let mut response = next.run(req).instrument(span.clone()).await;
     let elapsed = started.elapsed();
     span.in_scope(|| {

@@ -14,4 +14,5 @@ pub mod routes;
 pub mod score_cmd;
 pub mod serve;
 pub mod state;
+pub mod telemetry;
 pub mod types;

@@ -4,14 +4,11 @@ use armorm_server::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let json_logs = matches!(&cli.command, Command::Serve(args) if args.json_logs);
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
-    if json_logs {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
+    let (json_logs, otlp) = match &cli.command {
+        Command::Serve(args) => (args.json_logs, args.otlp_endpoint.as_deref()),
+        _ => (false, None),
+    };
+    let _telemetry = armorm_server::telemetry::init(json_logs, otlp)?;
     match cli.command {
         Command::Score(args) => armorm_server::score_cmd::run(&args),
         Command::Healthcheck(args) => armorm_server::healthcheck::run(&args),
