@@ -2,7 +2,7 @@
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python      # optional: torch + transformers
-//!     cargo bench -p armorm-server --bench throughput [-- --scale N] [-- --skip-bf16]
+//!     cargo bench -p armorm-server --bench throughput [-- --scale N] [--skip-bf16] [--forward-only]
 //!     benches/gpu.sh                                  # CUDA machines: 8B-shaped model, tokens/s and MFU
 //!
 //! Builds a SmolLM2-135M-shaped ArmoRM with random weights (not committed), runs the reference's
@@ -27,16 +27,24 @@ use armorm_model::{ComputeDType, Conversation, Encoded, LoadOptions, ModelSource
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
+/// The same allocator as the `armorm` binary, so the bench measures what is deployed.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     scale: usize,
     skip_bf16: bool,
     gpu: bool,
+    /// Only armorm's own forward pass (no reference, bf16 or HTTP): for quick iteration.
+    forward_only: bool,
 }
 
 fn args() -> Args {
     let argv: Vec<String> = std::env::args().collect();
     let scale = argv.iter().position(|a| a == "--scale").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(1);
-    Args { scale, skip_bf16: argv.iter().any(|a| a == "--skip-bf16"), gpu: argv.iter().any(|a| a == "--gpu") }
+    let flag = |name: &str| argv.iter().any(|a| a == name);
+    let forward_only = flag("--forward-only");
+    Args { scale, skip_bf16: forward_only || flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,7 +63,8 @@ fn main() -> anyhow::Result<()> {
     let encoded: Vec<Vec<Encoded>> = workloads.iter().map(|w| workload::encode(&f32_model, w)).collect();
 
     let long = long_input(&f32_model)?;
-    let reference = reference(&dir, &root, &workloads, &encoded, args.skip_bf16)?;
+    let reference =
+        if args.forward_only { HashMap::new() } else { reference(&dir, &root, &workloads, &encoded, args.skip_bf16)? };
 
     println!("\n== GEMM on the model's linear shapes (1024 tokens) ==");
     let gemm = candle_gemm_gflops(DType::F32)?;
@@ -86,9 +95,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    println!("\n== HTTP end to end (16 concurrent clients, /score), conversations/s and latency ==");
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(http(&dir, &workloads, &reference))?;
+    if !args.forward_only {
+        println!("\n== HTTP end to end (16 concurrent clients, /score), conversations/s and latency ==");
+        tokio::runtime::Runtime::new()?.block_on(http(&dir, &workloads, &reference))?;
+    }
 
     println!("\n== prompt sharing: best-of-8 (8 x ~128-token responses to one ~1024-token prompt) ==");
     let best_of = &encoded[3];
