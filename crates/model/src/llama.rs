@@ -73,10 +73,6 @@ impl PackedBatchBuilder {
 }
 
 impl PackedBatch {
-    pub fn num_tokens(&self) -> usize {
-        self.segments.iter().map(|s| s.len).sum()
-    }
-
     /// Length of the sequence a segment ends: its prefix's tokens plus its own.
     fn sequence_len(&self, s: &Segment) -> usize {
         s.prefix.map_or(0, |p| self.segments[p].len) + s.len

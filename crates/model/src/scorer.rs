@@ -320,10 +320,6 @@ impl RewardModel {
     /// Encodes one conversation and checks it fits the position table.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
         let encoded = self.encoder.encode(conversation)?;
-        self.check_length(encoded)
-    }
-
-    pub fn check_length(&self, encoded: Encoded) -> Result<Encoded> {
         let max = self.max_positions();
         if encoded.len() > max {
             return Err(crate::error::ConversationError::TooLong { len: encoded.len(), max }.into());

@@ -63,10 +63,6 @@ impl Encoder {
         Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))
     }
 
-    pub fn template(&self) -> &ChatTemplate {
-        &self.template
-    }
-
     pub fn pattern(&self) -> Option<&GatingPattern> {
         self.pattern.as_ref()
     }
