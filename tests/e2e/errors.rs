@@ -82,7 +82,9 @@ async fn api_key_guards_the_api_but_not_health_and_metrics() {
 async fn a_flood_gets_429_with_retry_after_and_nothing_accepted_is_lost() {
     let server = TestServer::start(
         "tiny-f32",
-        &["--max-queue-requests", "4", "--max-batch-size", "2", "--max-batch-wait-ms", "20"],
+        // One conversation per forward pass and one waiting: any two arrivals while a pass runs
+        // overflow, which 64 concurrent clients always produce.
+        &["--max-queue-requests", "1", "--max-batch-size", "1"],
     )
     .await;
     let body = json!({"prompt": "What is 2+2?", "response": "4"});

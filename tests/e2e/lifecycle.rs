@@ -34,7 +34,7 @@ async fn metrics_exist_at_zero_before_the_first_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_queued_requests_before_exiting() {
     // A long batch wait keeps the requests queued when shutdown begins.
-    let server = TestServer::start("tiny-f32", &["--max-batch-wait-ms", "300"]).await;
+    let server = TestServer::start("tiny-f32", &["--max-batch-wait-ms", "3000"]).await;
     let client = server.client.clone();
     let url = server.url("/score");
     let inflight: Vec<_> = (0..8)
@@ -46,7 +46,16 @@ async fn shutdown_drains_queued_requests_before_exiting() {
             })
         })
         .collect();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // Shut down only once all eight wait in the queue.
+    let mut queued = false;
+    for _ in 0..200 {
+        if server.get("/metrics").await.1.contains("armorm_queue_depth 8") {
+            queued = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(queued, "the requests never queued up");
     server.stop().await;
     for handle in inflight {
         assert_eq!(handle.await.unwrap().unwrap(), 200);

@@ -76,6 +76,14 @@ impl ApiError {
         Self::Item { index, source: Box::new(self) }
     }
 
+    /// Converts every item of a multi-item request; the first failure names its index.
+    pub fn per_item<T, U>(
+        items: impl IntoIterator<Item = T>,
+        mut convert: impl FnMut(T) -> Result<U, ApiError>,
+    ) -> Result<Vec<U>, ApiError> {
+        items.into_iter().enumerate().map(|(i, item)| convert(item).map_err(|e| e.in_item(i))).collect()
+    }
+
     pub fn code(&self) -> &'static str {
         self.status_and_code().1
     }

@@ -35,9 +35,7 @@ impl PromptInput {
     pub fn into_inputs(self) -> Result<Vec<ScoreInput>, ApiError> {
         match self {
             Self::Text(t) => Ok(vec![ScoreInput::from_chat_text(&t)?]),
-            Self::Texts(ts) => {
-                ts.iter().enumerate().map(|(i, t)| ScoreInput::from_chat_text(t).map_err(|e| e.in_item(i))).collect()
-            }
+            Self::Texts(ts) => ApiError::per_item(&ts, |t| ScoreInput::from_chat_text(t)),
             Self::Ids(ids) => Ok(vec![ScoreInput::Ids(ids)]),
             Self::IdsBatch(batch) => Ok(batch.into_iter().map(ScoreInput::Ids).collect()),
         }

@@ -46,13 +46,9 @@ impl ScoreRequest {
             (None, Some(prompt), Some(response), None) => {
                 ScoreTarget::One(ConversationInput::PromptResponse { prompt, response }.into_conversation()?)
             }
-            (None, None, None, Some(conversations)) => ScoreTarget::Many(
-                conversations
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, messages)| Conversation::new(messages).map_err(|e| ApiError::from(e).in_item(i)))
-                    .collect::<Result<_, _>>()?,
-            ),
+            (None, None, None, Some(conversations)) => {
+                ScoreTarget::Many(ApiError::per_item(conversations, |m| Ok(Conversation::new(m)?))?)
+            }
             _ => {
                 return Err(ApiError::InvalidRequest(
                     "give exactly one of: \"messages\", \"prompt\" with \"response\", or \"conversations\"".into(),

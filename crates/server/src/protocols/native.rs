@@ -49,16 +49,8 @@ pub async fn rank(
     ApiJson(req): ApiJson<RankRequest>,
 ) -> Result<Response, ApiError> {
     let conversations: Vec<Conversation> = match (req.messages, req.responses, req.conversations) {
-        (Some(prompt), Some(responses), None) => responses
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| answered(&prompt, r).map_err(|e| e.in_item(i)))
-            .collect::<Result<_, _>>()?,
-        (None, None, Some(conversations)) => conversations
-            .into_iter()
-            .enumerate()
-            .map(|(i, m)| Conversation::new(m).map_err(|e| ApiError::from(e).in_item(i)))
-            .collect::<Result<_, _>>()?,
+        (Some(prompt), Some(responses), None) => ApiError::per_item(responses, |r| answered(&prompt, r))?,
+        (None, None, Some(conversations)) => ApiError::per_item(conversations, |m| Ok(Conversation::new(m)?))?,
         _ => {
             return Err(ApiError::InvalidRequest(
                 "give \"messages\" (the prompt turns) with \"responses\", or \"conversations\"".into(),

@@ -39,12 +39,7 @@ pub async fn get_reward(
     ApiJson(req): ApiJson<GetRewardRequest>,
 ) -> Result<Json<GetRewardResponse>, ApiError> {
     // OpenRLHF shards a batch across servers and may send an empty shard.
-    let inputs = req
-        .query
-        .iter()
-        .enumerate()
-        .map(|(i, q)| ScoreInput::from_chat_text(q).map_err(|e| e.in_item(i)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = ApiError::per_item(&req.query, |q| ScoreInput::from_chat_text(q))?;
     let results = if inputs.is_empty() { Vec::new() } else { score_plain(&state, inputs, req.truncate).await? };
     let mut extra_logs: BTreeMap<String, Vec<f32>> =
         state.model.objectives().iter().map(|name| (name.clone(), Vec::with_capacity(results.len()))).collect();
