@@ -270,8 +270,10 @@ impl Backbone {
         let k = k.narrow(1, 0, keys)?;
         let v = v.narrow(1, 0, keys)?;
         // Query heads h = g * rep + r share kv head g: fold r into the rows -> (nkv, rep * rows, hd).
-        let q = q.contiguous()?.reshape((nkv, rep * rows, hd))?;
-        let scores = (q.matmul(&k.t()?)? * scale)?; // (nkv, rep * rows, keys)
+        // Scaling q (rows x head_dim) instead of the scores (rows x keys) is one pass over far fewer
+        // elements.
+        let q = (q.contiguous()?.reshape((nkv, rep * rows, hd))? * scale)?;
+        let scores = q.matmul(&k.t()?)?; // (nkv, rep * rows, keys)
         let scores =
             scores.reshape((nkv, rep, rows, keys))?.broadcast_add(&causal_mask(q_start, rows, keys, q.device())?)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
