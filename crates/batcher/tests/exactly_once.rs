@@ -15,6 +15,8 @@ struct Fake {
     poison: HashSet<u64>,
     /// Blocks before each batch until released, to let a queue build up.
     gate: Option<mpsc::Receiver<()>>,
+    /// Batches that have reached the scorer (counted before the gate).
+    entered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn answer(id: u64) -> u64 {
@@ -30,6 +32,7 @@ impl Scorer for Fake {
     }
 
     fn score(&mut self, batch: &[&(u64, usize)]) -> Result<Vec<u64>, String> {
+        self.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             let _ = gate.recv();
         }
@@ -76,7 +79,7 @@ proptest! {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let poison: HashSet<u64> = arrivals.iter().enumerate().filter(|(_, a)| a.poison).map(|(i, _)| i as u64).collect();
-        let fake = Fake { seen: seen.clone(), poison: poison.clone(), gate: None };
+        let fake = Fake { seen: seen.clone(), poison: poison.clone(), gate: None, entered: Arc::default() };
         let batcher = Batcher::start(fake, policy(queue), Arc::new(NoObserver)).unwrap();
         let results = rt.block_on(async {
             let batcher = &batcher;
@@ -146,19 +149,39 @@ fn cancelled_items_never_reach_the_model() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let (release, gate) = mpsc::channel();
-    let fake = Fake { seen: seen.clone(), poison: HashSet::new(), gate: Some(gate) };
+    let entered: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let fake = Fake { seen: seen.clone(), poison: HashSet::new(), gate: Some(gate), entered: entered.clone() };
     let mut single = policy(100);
     single.max_batch_size = 1;
     let batcher = Arc::new(Batcher::start(fake, single, Arc::new(NoObserver)).unwrap());
     rt.block_on(async {
-        // Item 0 occupies the worker (blocked on the gate); 1..=5 wait in the queue.
-        let handles: Vec<_> = (0..6u64)
-            .map(|id| {
-                let b = batcher.clone();
-                tokio::spawn(async move { b.submit((id, 1)).await })
-            })
-            .collect();
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let submit = |id: u64| {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.submit((id, 1)).await })
+        };
+        let depth_reaches = |items: usize| {
+            let b = batcher.clone();
+            async move {
+                for _ in 0..500 {
+                    if b.queue_depth().0 == items {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                panic!("queue never reached {items} items");
+            }
+        };
+        // Item 0 occupies the worker (inside the scorer, blocked on the gate); 1..=5 then wait.
+        let mut handles = vec![submit(0)];
+        for _ in 0..500 {
+            if entered.load(std::sync::atomic::Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 1, "item 0 never reached the scorer");
+        handles.extend((1..6u64).map(submit));
+        depth_reaches(5).await;
         // Clients of 2 and 4 go away while queued.
         handles[2].abort();
         handles[4].abort();
@@ -182,7 +205,7 @@ fn cancelled_items_never_reach_the_model() {
 fn overload_is_refused_at_once_and_a_stopped_worker_takes_no_work() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (release, gate) = mpsc::channel::<()>();
-    let fake = Fake { seen: Arc::default(), poison: HashSet::new(), gate: Some(gate) };
+    let fake = Fake { seen: Arc::default(), poison: HashSet::new(), gate: Some(gate), entered: Arc::default() };
     let mut tiny = policy(2);
     tiny.max_batch_size = 1;
     let batcher = Batcher::start(fake, tiny, Arc::new(NoObserver)).unwrap();
