@@ -2,6 +2,7 @@
 //! sizes, failures and cancellations; cancelled work never reaches the model.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ struct Fake {
     /// Blocks before each batch until released, to let a queue build up.
     gate: Option<mpsc::Receiver<()>>,
     /// Batches that have reached the scorer (counted before the gate).
-    entered: Arc<std::sync::atomic::AtomicUsize>,
+    entered: Arc<AtomicUsize>,
 }
 
 fn answer(id: u64) -> u64 {
@@ -32,7 +33,7 @@ impl Scorer for Fake {
     }
 
     fn score(&mut self, batch: &[&(u64, usize)]) -> Result<Vec<u64>, String> {
-        self.entered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entered.fetch_add(1, Ordering::SeqCst);
         if let Some(gate) = &self.gate {
             let _ = gate.recv();
         }
@@ -144,44 +145,52 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
     outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
+/// Polls `ready` every 2 ms for up to a second: tests wait on observable state, not on sleeps.
+async fn wait_for(what: &str, ready: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A one-item-per-batch batcher whose scorer blocks until `release` lets each batch through.
+struct Gated {
+    batcher: Arc<Batcher<Fake>>,
+    release: mpsc::Sender<()>,
+    seen: Arc<Mutex<Vec<u64>>>,
+    entered: Arc<AtomicUsize>,
+}
+
+fn gated(max_queue_items: usize) -> Gated {
+    let (release, gate) = mpsc::channel();
+    let (seen, entered): (Arc<Mutex<Vec<u64>>>, Arc<AtomicUsize>) = Default::default();
+    let fake = Fake { seen: seen.clone(), poison: HashSet::new(), gate: Some(gate), entered: entered.clone() };
+    let mut one_at_a_time = policy(max_queue_items);
+    one_at_a_time.max_batch_size = 1;
+    let batcher = Arc::new(Batcher::start(fake, one_at_a_time, Arc::new(NoObserver)).unwrap());
+    Gated { batcher, release, seen, entered }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
 #[test]
 fn cancelled_items_never_reach_the_model() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (release, gate) = mpsc::channel();
-    let entered: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-    let fake = Fake { seen: seen.clone(), poison: HashSet::new(), gate: Some(gate), entered: entered.clone() };
-    let mut single = policy(100);
-    single.max_batch_size = 1;
-    let batcher = Arc::new(Batcher::start(fake, single, Arc::new(NoObserver)).unwrap());
-    rt.block_on(async {
+    let Gated { batcher, release, seen, entered } = gated(100);
+    runtime().block_on(async {
         let submit = |id: u64| {
             let b = batcher.clone();
             tokio::spawn(async move { b.submit((id, 1)).await })
         };
-        let depth_reaches = |items: usize| {
-            let b = batcher.clone();
-            async move {
-                for _ in 0..500 {
-                    if b.queue_depth().0 == items {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                panic!("queue never reached {items} items");
-            }
-        };
         // Item 0 occupies the worker (inside the scorer, blocked on the gate); 1..=5 then wait.
         let mut handles = vec![submit(0)];
-        for _ in 0..500 {
-            if entered.load(std::sync::atomic::Ordering::SeqCst) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        assert_eq!(entered.load(std::sync::atomic::Ordering::SeqCst), 1, "item 0 never reached the scorer");
+        wait_for("item 0 in the scorer", || entered.load(Ordering::SeqCst) == 1).await;
         handles.extend((1..6u64).map(submit));
-        depth_reaches(5).await;
+        wait_for("five queued items", || batcher.queue_depth().0 == 5).await;
         // Clients of 2 and 4 go away while queued.
         handles[2].abort();
         handles[4].abort();
@@ -203,32 +212,28 @@ fn cancelled_items_never_reach_the_model() {
 
 #[test]
 fn overload_is_refused_at_once_and_a_stopped_worker_takes_no_work() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let (release, gate) = mpsc::channel::<()>();
-    let fake = Fake { seen: Arc::default(), poison: HashSet::new(), gate: Some(gate), entered: Arc::default() };
-    let mut tiny = policy(2);
-    tiny.max_batch_size = 1;
-    let batcher = Batcher::start(fake, tiny, Arc::new(NoObserver)).unwrap();
+    let Gated { batcher, release, entered, .. } = gated(2);
+    let rt = runtime();
     rt.block_on(async {
-        let b = &batcher;
-        let after = |ms: u64, id: u64| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            b.submit((id, 1)).await
-        };
-        // 0 is taken by the worker (blocked on the gate); 1 and 2 fill the queue; 3 finds it full.
-        let (first, second, third, fourth) = (after(0, 0), after(20, 1), after(20, 2), after(40, 3));
-        let too_big = b.submit((9, 65)).await;
+        let too_big = batcher.submit((9, 65)).await;
         assert!(matches!(too_big, Err(BatchError::TooLarge { tokens: 65, budget: 64 })));
-        let release_all = async {
-            tokio::time::sleep(Duration::from_millis(60)).await;
-            for _ in 0..4 {
-                let _ = release.send(());
-            }
+        let submit = |id: u64| {
+            let b = batcher.clone();
+            tokio::spawn(async move { b.submit((id, 1)).await })
         };
-        let (r1, r2, r3, r4, ()) = tokio::join!(first, second, third, fourth, release_all);
-        // One item runs, two may wait: the fourth arrival finds the queue full.
-        assert!(r1.is_ok() && r2.is_ok() && r3.is_ok());
-        assert!(matches!(r4, Err(BatchError::Overloaded { .. })), "{r4:?}");
+        // 0 runs (blocked on the gate), 1 and 2 fill the queue, so 3 is refused at once.
+        let first = submit(0);
+        wait_for("item 0 in the scorer", || entered.load(Ordering::SeqCst) == 1).await;
+        let (second, third) = (submit(1), submit(2));
+        wait_for("two queued items", || batcher.queue_depth().0 == 2).await;
+        let fourth = batcher.submit((3, 1)).await;
+        assert!(matches!(fourth, Err(BatchError::Overloaded { queued_items: 2, .. })), "{fourth:?}");
+        for _ in 0..3 {
+            let _ = release.send(());
+        }
+        for (id, h) in [first, second, third].into_iter().enumerate() {
+            assert_eq!(h.await.unwrap().unwrap().output, answer(id as u64));
+        }
     });
     batcher.shutdown();
     assert!(!batcher.is_alive());
