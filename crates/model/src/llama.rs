@@ -198,9 +198,11 @@ impl Backbone {
                 self.max_positions()
             )));
         }
+        // The block layout and its causal masks are the same in every layer: build them once.
+        let blocks = self.attention_blocks(batch)?;
         let mut x = self.embed.index_select(&batch.ids, 0)?; // (tokens, hidden)
         for layer in &self.layers {
-            let attn = self.attention(layer, &layer.input_norm.forward(&x)?, batch)?;
+            let attn = self.attention(layer, &layer.input_norm.forward(&x)?, batch, &blocks)?;
             x = (x + layer.o.forward(&attn)?)?;
             let mlp = self.mlp(layer, &layer.post_attention_norm.forward(&x)?)?;
             x = (x + mlp)?;
@@ -217,8 +219,35 @@ impl Backbone {
         layer.down.forward(&act)
     }
 
+    /// Each segment's query blocks, with their causal masks, in packed order.
+    fn attention_blocks(&self, batch: &PackedBatch) -> Result<Vec<Vec<QueryBlock>>> {
+        let nh = self.cfg.num_attention_heads;
+        batch
+            .segments
+            .iter()
+            .map(|seg| {
+                let offset = batch.sequence_len(seg) - seg.len;
+                let chunk = (ATTENTION_BLOCK_ELEMENTS / (nh * (offset + seg.len)).max(1))
+                    .min(QUERY_BLOCK)
+                    .clamp(1, seg.len.max(1));
+                (0..seg.len)
+                    .step_by(chunk)
+                    .map(|q_start| {
+                        let rows = chunk.min(seg.len - q_start);
+                        let first = offset + q_start;
+                        Ok(QueryBlock {
+                            q_start,
+                            rows,
+                            mask: causal_mask(first, rows, first + rows, batch.ids.device())?,
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Causal self-attention within each packed sequence; returns (tokens, heads * head_dim).
-    fn attention(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch) -> Result<Tensor> {
+    fn attention(&self, layer: &Layer, x: &Tensor, batch: &PackedBatch, blocks: &[Vec<QueryBlock>]) -> Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let tokens = x.dim(0)?;
@@ -236,7 +265,7 @@ impl Backbone {
         let v = f32(heads(nh + nkv, nkv)?)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut outputs = Vec::with_capacity(batch.segments.len());
-        for seg in &batch.segments {
+        for (seg, seg_blocks) in batch.segments.iter().zip(blocks) {
             let own = |t: &Tensor, s: &Segment| t.narrow(1, s.start, s.len);
             // A continuation sees its prefix's keys first, exactly as if they were its own tokens.
             let (k, v, offset) = match seg.prefix.map(|p| batch.segments[p]) {
@@ -248,11 +277,9 @@ impl Backbone {
                 ),
             };
             let q = own(&q, seg)?; // (nh, len, hd)
-            let chunk =
-                (ATTENTION_BLOCK_ELEMENTS / (nh * (offset + seg.len)).max(1)).min(QUERY_BLOCK).clamp(1, seg.len.max(1));
-            for q_start in (0..seg.len).step_by(chunk) {
-                let rows = chunk.min(seg.len - q_start);
-                outputs.push(self.attend_block(&q.narrow(1, q_start, rows)?, &k, &v, offset + q_start, scale)?);
+            for b in seg_blocks {
+                let q = q.narrow(1, b.q_start, b.rows)?;
+                outputs.push(self.attend_block(&q, &k, &v, offset + b.q_start, &b.mask, scale)?);
             }
         }
         // Each output block is (rows, nh * hd) in packed order.
@@ -261,7 +288,15 @@ impl Backbone {
 
     /// Query rows at absolute positions [q_start, q_start + rows) of one sequence against its keys
     /// [0, q_start + rows).
-    fn attend_block(&self, q: &Tensor, k: &Tensor, v: &Tensor, q_start: usize, scale: f64) -> Result<Tensor> {
+    fn attend_block(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        q_start: usize,
+        mask: &Tensor,
+        scale: f64,
+    ) -> Result<Tensor> {
         let c = &self.cfg;
         let (nh, nkv, hd) = (c.num_attention_heads, c.num_key_value_heads, c.head_dim);
         let rep = nh / nkv;
@@ -274,12 +309,18 @@ impl Backbone {
         // elements.
         let q = (q.contiguous()?.reshape((nkv, rep * rows, hd))? * scale)?;
         let scores = q.matmul(&k.t()?)?; // (nkv, rep * rows, keys)
-        let scores =
-            scores.reshape((nkv, rep, rows, keys))?.broadcast_add(&causal_mask(q_start, rows, keys, q.device())?)?;
+        let scores = scores.reshape((nkv, rep, rows, keys))?.broadcast_add(mask)?;
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = probs.reshape((nkv, rep * rows, keys))?.matmul(&v.contiguous()?)?; // (nkv, rep * rows, hd)
         Ok(out.reshape((nh, rows, hd))?.transpose(0, 1)?.reshape((rows, nh * hd))?)
     }
+}
+
+/// Query rows [q_start, q_start + rows) of a segment and their (rows, keys) causal mask.
+struct QueryBlock {
+    q_start: usize,
+    rows: usize,
+    mask: Tensor,
 }
 
 /// (rows, keys) additive mask: query row i (absolute position q_start + i) sees keys 0..=q_start + i.
