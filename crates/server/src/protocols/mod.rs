@@ -25,6 +25,12 @@ pub async fn score_plain(
     Ok(score_many(state, inputs, truncate, &ResultShape::default()).await?.0)
 }
 
+/// rewards followed by gating, the per-objective part of the `/pooling` and `/v1/embeddings`
+/// vectors (empty for single-score models).
+pub fn objective_vector(r: &ScoreResult) -> Vec<f32> {
+    r.output.objectives.as_ref().map_or_else(Vec::new, |o| o.rewards.iter().chain(&o.gating).copied().collect())
+}
+
 /// P(a beats b) under Bradley-Terry, for any margin without overflow.
 pub fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {

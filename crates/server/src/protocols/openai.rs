@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::score_plain;
+use super::{objective_vector, score_plain};
 use crate::error::ApiError;
 use crate::http::ApiJson;
 use crate::input::PromptInput;
@@ -52,11 +52,7 @@ pub async fn embeddings(
         .iter()
         .enumerate()
         .map(|(index, r)| {
-            let mut embedding = Vec::new();
-            if let Some(o) = &r.output.objectives {
-                embedding.extend(&o.rewards);
-                embedding.extend(&o.gating);
-            }
+            let mut embedding = objective_vector(r);
             embedding.push(r.output.score);
             Embedding { object: "embedding", index, embedding }
         })

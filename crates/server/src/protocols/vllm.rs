@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{response_id, score_plain, sigmoid, unix_now};
+use super::{objective_vector, response_id, score_plain, sigmoid, unix_now};
 use crate::error::ApiError;
 use crate::input::{PromptInput, ScoreInput};
 use crate::state::AppState;
@@ -129,10 +129,7 @@ struct PoolingItem {
 /// The vector `/pooling` returns, in the layout `/info` documents.
 pub fn pooled(r: &ScoreResult) -> Vec<f32> {
     let mut v = vec![r.output.score];
-    if let Some(o) = &r.output.objectives {
-        v.extend(&o.rewards);
-        v.extend(&o.gating);
-    }
+    v.extend(objective_vector(r));
     v
 }
 
