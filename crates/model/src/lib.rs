@@ -7,15 +7,19 @@
 //!
 //! This crate knows nothing of HTTP, queues or async runtimes; the batcher and server build on it.
 
+pub mod activation;
 pub mod anchor;
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod heads;
 pub mod llama;
+pub mod packed;
 pub mod rope;
 pub mod scorer;
+mod simd;
 pub mod template;
 pub mod tokenize;
 

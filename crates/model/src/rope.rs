@@ -9,9 +9,27 @@ use crate::config::{LlamaConfig, RopeScaling};
 use crate::error::Result;
 
 pub struct Rope {
-    /// (max_positions, head_dim / 2)
+    table: RopeTable,
+    /// (max_positions, head_dim / 2), for the tensor-op path.
     cos: Tensor,
     sin: Tensor,
+}
+
+/// The same tables as plain f32 values (rounded through the compute dtype, as the tensors are), for
+/// the CPU kernels.
+pub struct RopeTable {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTable {
+    /// cos and sin of every frequency at `position`.
+    #[inline]
+    pub fn at(&self, position: usize) -> (&[f32], &[f32]) {
+        let at = position * self.half;
+        (&self.cos[at..at + self.half], &self.sin[at..at + self.half])
+    }
 }
 
 impl Rope {
@@ -28,17 +46,21 @@ impl Rope {
                 sin.push(angle.sin());
             }
         }
-        Ok(Self {
-            cos: Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?,
-            sin: Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?,
-        })
+        let cos = Tensor::from_vec(cos, (max, half), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (max, half), device)?.to_dtype(dtype)?;
+        let values = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?) };
+        Ok(Self { table: RopeTable { half, cos: values(&cos)?, sin: values(&sin)? }, cos, sin })
     }
 
     pub fn max_positions(&self) -> usize {
         self.cos.dim(0).unwrap_or(0)
     }
 
-    /// Rotates `x` (1, heads, tokens, head_dim) where token i sits at `positions[i]`.
+    pub fn table(&self) -> &RopeTable {
+        &self.table
+    }
+
+    /// Rotates `x` (1, heads, tokens, head_dim) where token i sits at `positions[i]` (on x's device).
     pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
         let cos = self.cos.index_select(positions, 0)?;
         let sin = self.sin.index_select(positions, 0)?;

@@ -12,7 +12,8 @@ use crate::config::ModelConfig;
 use crate::conversation::Conversation;
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
-use crate::llama::{Backbone, PackedBatch, PackedBatchBuilder};
+use crate::llama::Backbone;
+use crate::packed::{PackedBatch, PackedBatchBuilder};
 use crate::template::ChatTemplate;
 use crate::tokenize::{Encoded, Encoder};
 

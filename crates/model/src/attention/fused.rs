@@ -1,0 +1,267 @@
+//! Causal attention over a packed batch as one CPU kernel: rotary embedding, grouped-query
+//! attention and the per-segment causal and prefix structure, with flash attention's online softmax
+//! over key tiles. Nothing of size (sequence x sequence) is ever allocated, no mask is built, and
+//! the masked half of each causal block is skipped rather than exponentiated.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use half::{bf16, f16};
+use multiversion::multiversion;
+use rayon::prelude::*;
+
+use super::Heads;
+use crate::packed::PackedBatch;
+use crate::rope::RopeTable;
+use crate::simd::{self, Element};
+
+/// Query tokens per work item. An item's rows are these tokens times the query heads of one kv
+/// head; it reads keys only up to its last token, so small blocks skip most of the masked triangle,
+/// and 32 x 3-4 rows keep the score and output tiles in L2.
+const QUERY_BLOCK: usize = 32;
+/// Keys per softmax step: bounds the score tile whatever the sequence length.
+const KEY_TILE: usize = 256;
+
+/// The op candle runs on the fused (tokens, (heads + 2 kv_heads) * head_dim) projection output;
+/// it returns (tokens, heads * head_dim) in the same dtype.
+pub struct FusedAttention<'a> {
+    pub heads: Heads,
+    pub batch: &'a PackedBatch,
+    pub rope: &'a RopeTable,
+}
+
+impl CustomOp1 for FusedAttention<'_> {
+    fn name(&self) -> &'static str {
+        "packed-causal-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Heads { heads, kv_heads, head_dim } = self.heads;
+        let (tokens, width) = layout.shape().dims2()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("packed attention needs a contiguous input")
+        };
+        if width != (heads + 2 * kv_heads) * head_dim || tokens != self.batch.positions.len() {
+            candle_core::bail!("packed attention: input {tokens}x{width} does not match the batch and heads");
+        }
+        let out = match storage {
+            CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], tokens)),
+            CpuStorage::BF16(x) => CpuStorage::BF16(self.run::<bf16>(&x[start..end], tokens)),
+            CpuStorage::F16(x) => CpuStorage::F16(self.run::<f16>(&x[start..end], tokens)),
+            other => candle_core::bail!("packed attention: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, Shape::from((tokens, heads * head_dim))))
+    }
+}
+
+/// One unit of parallel work: a block of one segment's query tokens, for one kv head's group.
+struct Item {
+    segment: usize,
+    group: usize,
+    first: usize,
+    len: usize,
+}
+
+/// The output buffer, written from many threads: every (token, group) pair belongs to exactly one
+/// item, so the writes never overlap.
+struct Output<T>(*mut T);
+unsafe impl<T> Send for Output<T> {}
+unsafe impl<T> Sync for Output<T> {}
+
+impl FusedAttention<'_> {
+    fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let rep = heads / kv_heads;
+        let (q, k, v) = self.prepare(qkv, tokens);
+        let mut out = vec![T::from_f32(0.0); tokens * heads * hd];
+        let dst = Output(out.as_mut_ptr());
+        let segments = &self.batch.segments;
+        self.items().par_iter().for_each(|item| {
+            let seg = segments[item.segment];
+            let span = |start: usize, len: usize, causal_from: Option<usize>| {
+                let at = (item.group * tokens + start) * hd..(item.group * tokens + start + len) * hd;
+                Keys { k: &k[at.clone()], v: &v[at], causal_from }
+            };
+            let mut spans = Vec::with_capacity(2);
+            if let Some(p) = seg.prefix.map(|p| segments[p]) {
+                spans.push(span(p.start, p.len, None));
+            }
+            spans.push(span(seg.start, item.first + item.len, Some(item.first)));
+            let rows = &q[(item.group * tokens + seg.start + item.first) * rep * hd..][..item.len * rep * hd];
+            let mut result = vec![0.0f32; rows.len()];
+            attend(rows, rep, hd, &spans, &mut result);
+            let dst = &dst;
+            for (t, values) in result.chunks_exact(rep * hd).enumerate() {
+                let token = seg.start + item.first + t;
+                // SAFETY: in bounds (token < tokens, group < kv_heads) and owned by this item alone.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(dst.0.add((token * heads + item.group * rep) * hd), rep * hd)
+                };
+                for (o, &x) in row.iter_mut().zip(values) {
+                    *o = T::from_f32(x);
+                }
+            }
+        });
+        out
+    }
+
+    /// Rotated and scaled queries as (kv_heads, tokens, rep, head_dim), so that one item's rows are
+    /// contiguous; rotated keys and plain values as (kv_heads, tokens, head_dim). All f32.
+    fn prepare<T: Element>(&self, qkv: &[T], tokens: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let rep = heads / kv_heads;
+        let width = (heads + 2 * kv_heads) * hd;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut q = vec![0.0f32; tokens * heads * hd];
+        let mut k = vec![0.0f32; tokens * kv_heads * hd];
+        let mut v = vec![0.0f32; tokens * kv_heads * hd];
+        q.par_chunks_mut(tokens * rep * hd)
+            .zip(k.par_chunks_mut(tokens * hd))
+            .zip(v.par_chunks_mut(tokens * hd))
+            .enumerate()
+            .for_each(|(g, ((q, k), v))| {
+                for (t, row) in qkv.chunks_exact(width).enumerate() {
+                    let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+                    for r in 0..rep {
+                        let head = &row[(g * rep + r) * hd..][..hd];
+                        rotate(head, cos, sin, scale, &mut q[(t * rep + r) * hd..][..hd]);
+                    }
+                    rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut k[t * hd..][..hd]);
+                    for (o, x) in v[t * hd..][..hd].iter_mut().zip(&row[(heads + kv_heads + g) * hd..][..hd]) {
+                        *o = x.to_f32();
+                    }
+                }
+            });
+        (q, k, v)
+    }
+
+    /// Longest first, so the stragglers at the end of the parallel loop are short.
+    fn items(&self) -> Vec<Item> {
+        let segments = &self.batch.segments;
+        let mut items: Vec<Item> = segments
+            .iter()
+            .enumerate()
+            .flat_map(|(segment, seg)| {
+                (0..self.heads.kv_heads).flat_map(move |group| {
+                    (0..seg.len).step_by(QUERY_BLOCK).map(move |first| Item {
+                        segment,
+                        group,
+                        first,
+                        len: QUERY_BLOCK.min(seg.len - first),
+                    })
+                })
+            })
+            .collect();
+        let keys = |i: &Item| segments[i.segment].prefix.map_or(0, |p| segments[p].len) + i.first + i.len;
+        items.sort_by_key(|i| std::cmp::Reverse(keys(i)));
+        items
+    }
+}
+
+/// Llama's rotate-half rotary embedding of one head, rounding where the reference's separate
+/// dtype ops would (a no-op in f32), then scaled.
+#[inline(always)]
+fn rotate<T: Element>(x: &[T], cos: &[f32], sin: &[f32], scale: f32, out: &mut [f32]) {
+    let half = x.len() / 2;
+    let (lo, hi) = out.split_at_mut(half);
+    for i in 0..half {
+        let (a, b) = (x[i].to_f32(), x[i + half].to_f32());
+        lo[i] = T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale;
+        hi[i] = T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale;
+    }
+}
+
+/// A run of keys and values, (keys, head_dim) each, that a block of queries attends to.
+struct Keys<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    /// `Some(first)`: these are the queries' own sequence, and query token t (of the block that
+    /// starts at token `first`) sees keys [0, first + t]. `None`: every query sees every key.
+    causal_from: Option<usize>,
+}
+
+/// softmax(q k^T) v for `q` = (tokens * rep, head_dim) rows, token-major, over every span in turn,
+/// with flash attention's running max and sum, into `out` (same shape as `q`).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32]) {
+    let rows = q.len() / hd;
+    let mut max = vec![f32::NEG_INFINITY; rows];
+    let mut sum = vec![0.0f32; rows];
+    let mut scores = vec![0.0f32; rows * KEY_TILE];
+    out.fill(0.0);
+    for span in spans {
+        let len = span.k.len() / hd;
+        for tile in (0..len).step_by(KEY_TILE) {
+            let n = KEY_TILE.min(len - tile);
+            let (k, v) = (&span.k[tile * hd..][..n * hd], &span.v[tile * hd..][..n * hd]);
+            let s = &mut scores[..rows * n];
+            // SAFETY: s is (rows, n) row-major, q (rows, hd) row-major, k (n, hd) read as its
+            // transpose; all three slices hold exactly those extents.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    hd,
+                    s.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    q.as_ptr(),
+                    1,
+                    hd as isize,
+                    k.as_ptr(),
+                    hd as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            for (row, s) in s.chunks_exact_mut(n).enumerate() {
+                let visible = span.causal_from.map_or(n, |first| (first + row / rep + 1).saturating_sub(tile).min(n));
+                let (seen, hidden) = s.split_at_mut(visible);
+                hidden.fill(0.0);
+                if seen.is_empty() {
+                    continue;
+                }
+                let new_max = max[row].max(simd::max(seen));
+                let rescale = simd::exp(max[row] - new_max);
+                sum[row] = sum[row] * rescale + simd::exp_shifted_sum(seen, new_max);
+                max[row] = new_max;
+                if rescale != 1.0 {
+                    out[row * hd..][..hd].iter_mut().for_each(|o| *o *= rescale);
+                }
+            }
+            // SAFETY: out (rows, hd) += s (rows, n) v (n, hd), all row-major with those extents.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    hd,
+                    n,
+                    out.as_mut_ptr(),
+                    1,
+                    hd as isize,
+                    true,
+                    s.as_ptr(),
+                    1,
+                    n as isize,
+                    v.as_ptr(),
+                    1,
+                    hd as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    }
+    for (o, s) in out.chunks_exact_mut(hd).zip(&sum) {
+        let inv = 1.0 / s;
+        o.iter_mut().for_each(|x| *x *= inv);
+    }
+}

@@ -1,0 +1,108 @@
+//! Causal self-attention within each packed sequence, never across, with grouped-query heads, from
+//! the fused q/k/v projection output. One computation, two implementations: a fused kernel on the
+//! CPU, and candle tensor ops on every other device. A test holds them to each other; the parity
+//! tests hold the CPU kernel to PyTorch.
+
+mod fused;
+mod tensor_ops;
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+use crate::packed::PackedBatch;
+use crate::rope::Rope;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+}
+
+/// How one forward pass runs attention: prepared once, used by every layer.
+pub enum Plan {
+    Fused,
+    TensorOps(tensor_ops::Blocks),
+}
+
+impl Plan {
+    pub fn new(batch: &PackedBatch, heads: Heads, device: &Device) -> Result<Self> {
+        Ok(match device {
+            Device::Cpu => Self::Fused,
+            _ => Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?),
+        })
+    }
+
+    /// (tokens, (heads + 2 kv_heads) head_dim) -> (tokens, heads head_dim), in qkv's dtype.
+    pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, heads: Heads, rope: &Rope) -> Result<Tensor> {
+        match self {
+            Self::Fused => Ok(qkv.apply_op1_no_bwd(&fused::FusedAttention { heads, batch, rope: rope.table() })?),
+            Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::DType;
+
+    use super::*;
+    use crate::config::{LlamaConfig, RopeScaling};
+    use crate::packed::PackedBatchBuilder;
+
+    fn max_abs(t: &Tensor) -> f32 {
+        t.to_dtype(DType::F32).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    }
+
+    /// Segments that exercise every path of the kernel: several query blocks, more keys than one
+    /// key tile, prefix continuations (one of them long), single tokens.
+    fn batch() -> PackedBatch {
+        let mut b = PackedBatchBuilder::default();
+        let ids = |n: usize| vec![0u32; n];
+        let prompt = b.push(&ids(300), None);
+        b.push(&ids(40), Some(prompt));
+        b.push(&ids(1), Some(prompt));
+        b.push(&ids(70), None);
+        let short = b.push(&ids(5), None);
+        b.push(&ids(290), Some(short));
+        b.push(&ids(1), None);
+        b.build(&Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn fused_kernel_matches_tensor_ops() {
+        let heads = Heads { heads: 6, kv_heads: 2, head_dim: 16 };
+        let cfg = LlamaConfig {
+            vocab_size: 1,
+            hidden_size: 96,
+            intermediate_size: 1,
+            num_hidden_layers: 1,
+            num_attention_heads: heads.heads,
+            num_key_value_heads: heads.kv_heads,
+            head_dim: heads.head_dim,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: RopeScaling::None,
+            max_position_embeddings: 1024,
+        };
+        let batch = batch();
+        let tokens = batch.positions.len();
+        // Large logits (std 3 per element, 16 dims) make the softmax peaked, as trained models do.
+        let qkv = (Tensor::randn(0f32, 3.0, (tokens, 10 * 16), &Device::Cpu).unwrap()).contiguous().unwrap();
+        let blocks = Plan::TensorOps(tensor_ops::Blocks::new(&batch, heads, &Device::Cpu).unwrap());
+        // Relative to the largest output: f32 to rounding, the half types to two units in the last
+        // place (the paths round the rotary products at different points).
+        for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::BF16, 2.0 / 256.0), (DType::F16, 2.0 / 2048.0)] {
+            let rope = Rope::new(&cfg, dtype, &Device::Cpu).unwrap();
+            let qkv = qkv.to_dtype(dtype).unwrap();
+            let fused = Plan::Fused.attend(&qkv, &batch, heads, &rope).unwrap();
+            let reference = blocks.attend(&qkv, &batch, heads, &rope).unwrap();
+            assert_eq!(fused.dims(), &[tokens, 96]);
+            assert_eq!(fused.dtype(), dtype);
+            let diff =
+                max_abs(&(fused.to_dtype(DType::F32).unwrap() - reference.to_dtype(DType::F32).unwrap()).unwrap());
+            let scale = max_abs(&reference);
+            assert!(diff <= tolerance * scale, "{dtype:?}: max abs diff {diff}, largest output {scale}");
+        }
+    }
+}
