@@ -35,7 +35,7 @@ struct Args {
     scale: usize,
     skip_bf16: bool,
     gpu: bool,
-    /// Only armorm's own forward pass (no reference, bf16 or HTTP): for quick iteration.
+    /// Only armorm's own forward passes (no reference or HTTP): for quick iteration.
     forward_only: bool,
 }
 
@@ -44,7 +44,7 @@ fn args() -> Args {
     let scale = argv.iter().position(|a| a == "--scale").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(1);
     let flag = |name: &str| argv.iter().any(|a| a == name);
     let forward_only = flag("--forward-only");
-    Args { scale, skip_bf16: forward_only || flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
+    Args { scale, skip_bf16: flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
 }
 
 fn main() -> anyhow::Result<()> {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod conversation;
 pub mod error;
 pub mod heads;
+pub mod linear;
 pub mod llama;
 pub mod packed;
 pub mod rope;

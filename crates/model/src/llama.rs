@@ -11,6 +11,7 @@ use crate::attention::{Heads, Plan};
 use crate::checkpoint::Weights;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
+use crate::linear::Linear;
 use crate::packed::PackedBatch;
 use crate::rope::Rope;
 
@@ -26,28 +27,6 @@ impl RmsNorm {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
-    }
-}
-
-/// y = x W^T, with W stored (out, in) as in the checkpoint.
-struct Linear {
-    weight_t: Tensor,
-}
-
-impl Linear {
-    /// Concatenates several projections that read the same input (q/k/v, gate/up) into one matmul.
-    fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
-        let parts = names.iter().map(|(n, out)| w.get(n, &[*out, input], dtype)).collect::<Result<Vec<_>>>()?;
-        // Stored transposed and contiguous so the matmul streams the weight row-major.
-        Ok(Self { weight_t: Tensor::cat(&parts, 0)?.t()?.contiguous()? })
-    }
-
-    fn load(w: &Weights, name: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
-        Self::load_fused(w, &[(name.to_string(), out)], input, dtype)
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight_t)?)
     }
 }
 

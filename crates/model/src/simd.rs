@@ -9,6 +9,13 @@ use half::{bf16, f16};
 
 const LANES: usize = 16;
 
+/// An output buffer that parallel tasks write to, each to its own disjoint part (which every use
+/// states at its `unsafe` block).
+pub struct Disjoint<T>(pub *mut T);
+// SAFETY: the tasks never write the same element, and the buffer outlives them.
+unsafe impl<T> Send for Disjoint<T> {}
+unsafe impl<T> Sync for Disjoint<T> {}
+
 /// A compute dtype the CPU kernels read and write. Arithmetic runs in f32; `round` is what storing
 /// an f32 keeps, so a kernel can round exactly where the reference's separate bf16 ops would.
 pub trait Element: Copy + Send + Sync + 'static {

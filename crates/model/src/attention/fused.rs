@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::Heads;
 use crate::packed::PackedBatch;
 use crate::rope::RopeTable;
-use crate::simd::{self, Element};
+use crate::simd::{self, Disjoint, Element};
 
 /// Query tokens per work item. An item's rows are these tokens times the query heads of one kv
 /// head; it reads keys only up to its last token, so small blocks skip most of the masked triangle,
@@ -61,19 +61,14 @@ struct Item {
     len: usize,
 }
 
-/// The output buffer, written from many threads: every (token, group) pair belongs to exactly one
-/// item, so the writes never overlap.
-struct Output<T>(*mut T);
-unsafe impl<T> Send for Output<T> {}
-unsafe impl<T> Sync for Output<T> {}
-
 impl FusedAttention<'_> {
     fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let rep = heads / kv_heads;
         let (q, k, v) = self.prepare(qkv, tokens);
         let mut out = vec![T::from_f32(0.0); tokens * heads * hd];
-        let dst = Output(out.as_mut_ptr());
+        // Every (token, group) pair belongs to exactly one item.
+        let dst = Disjoint(out.as_mut_ptr());
         let segments = &self.batch.segments;
         self.items().par_iter().for_each(|item| {
             let seg = segments[item.segment];
