@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use armorm_model::linear::Linear;
 use armorm_model::{ComputeDType, Conversation, Encoded, LoadOptions, ModelSource, RewardModel};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
@@ -66,32 +67,39 @@ fn main() -> anyhow::Result<()> {
     let reference =
         if args.forward_only { HashMap::new() } else { reference(&dir, &root, &workloads, &encoded, args.skip_bf16)? };
 
-    println!("\n== GEMM on the model's linear shapes (1024 tokens) ==");
-    let gemm = candle_gemm_gflops(DType::F32)?;
-    println!("candle f32 matmul: {gemm:.1} GFLOP/s");
-    if let Some(torch) = reference.get("gemm f32") {
-        println!("torch  f32 matmul: {torch:.1} GFLOP/s (candle / torch = {:.2})", gemm / torch);
+    let dtypes: &[(DType, ComputeDType, &str)] = if args.skip_bf16 {
+        &[(DType::F32, ComputeDType::F32, "f32")]
+    } else {
+        &[(DType::F32, ComputeDType::F32, "f32"), (DType::BF16, ComputeDType::Bf16, "bf16")]
+    };
+    println!("\n== GEMM on the model's linear shapes (1024 tokens), GFLOP/s ==");
+    let mut gemm = HashMap::new();
+    for &(dtype, _, name) in dtypes {
+        let gflops = gemm_gflops(dtype)?;
+        gemm.insert(name, gflops);
+        let torch = reference
+            .get(&format!("gemm {name}"))
+            .map_or(String::new(), |t| format!("   torch {t:.1}   armorm / torch = {:.2}", gflops / t));
+        println!("{name:<5} armorm {gflops:.1}{torch}");
     }
 
     println!("\n== forward pass (armorm packed batches vs reference padded batches), conversations/s ==");
     let mut forward = HashMap::new();
-    for (w, enc) in workloads.iter().zip(&encoded) {
-        let cps = forward_cps(&f32_model, enc)?;
-        forward.insert(w.name, cps);
-        let tokens: usize = enc.iter().map(Encoded::len).sum();
-        let linear_gflops = cps * (tokens as f64 / enc.len() as f64) * linear_flops_per_token() / 1e9;
-        println!(
-            "{:<16} f32 {cps:>7.2}  {}  linear layers at {linear_gflops:.1} GFLOP/s = {:.0}% of candle GEMM",
-            w.name,
-            ratios(&reference, w.name, "f32", cps),
-            100.0 * linear_gflops / gemm
-        );
-    }
-    if !args.skip_bf16 {
-        let bf16_model = load(&dir, ComputeDType::Bf16)?;
+    for &(_, compute, name) in dtypes {
+        let model = if compute == ComputeDType::F32 { None } else { Some(load(&dir, compute)?) };
         for (w, enc) in workloads.iter().zip(&encoded) {
-            let cps = forward_cps(&bf16_model, enc)?;
-            println!("{:<16} bf16 {cps:>6.2}  {}", w.name, ratios(&reference, w.name, "bf16", cps));
+            let cps = forward_cps(model.as_ref().unwrap_or(&f32_model), enc)?;
+            if compute == ComputeDType::F32 {
+                forward.insert(w.name, cps);
+            }
+            let tokens: usize = enc.iter().map(Encoded::len).sum();
+            let linear_gflops = cps * (tokens as f64 / enc.len() as f64) * linear_flops_per_token() / 1e9;
+            println!(
+                "{:<16} {name:<4} {cps:>6.2}  {}  linear layers at {linear_gflops:.1} GFLOP/s = {:.0}% of the GEMM",
+                w.name,
+                ratios(&reference, w.name, name, cps),
+                100.0 * linear_gflops / gemm[name]
+            );
         }
     }
 
@@ -216,7 +224,9 @@ fn linear_flops_per_token() -> f64 {
     2.0 * (per_layer * s.layers) as f64
 }
 
-fn candle_gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
+/// GFLOP/s of armorm's projections alone (candle's f32 matmul; AMX tiles for bf16 where the CPU has
+/// them) on the model's shapes.
+fn gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
     let s = &checkpoint::SMOLLM2_135M;
     let hd = s.hidden / s.heads;
     let tokens = 1024;
@@ -229,11 +239,11 @@ fn candle_gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
     let (mut flops, mut seconds) = (0.0, 0.0);
     for (k, n) in shapes {
         let a = Tensor::randn(0f32, 1.0, (tokens, k), &Device::Cpu)?.to_dtype(dtype)?;
-        let w = Tensor::randn(0f32, 1.0, (k, n), &Device::Cpu)?.to_dtype(dtype)?;
-        a.matmul(&w)?;
+        let w = Linear::new(&Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?.to_dtype(dtype)?)?;
+        w.forward(&a)?;
         let t = Instant::now();
         for _ in 0..5 {
-            a.matmul(&w)?;
+            w.forward(&a)?;
         }
         seconds += t.elapsed().as_secs_f64();
         flops += 2.0 * (tokens * k * n * 5) as f64;

@@ -1,6 +1,8 @@
 //! The MLP's SwiGLU activation, silu(gate) * up, read from the fused gate/up projection output.
 //! On the CPU it is one pass over the input (candle would make four); elsewhere candle ops.
 
+use std::mem::MaybeUninit;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor, D};
 use half::{bf16, f16};
@@ -8,7 +10,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::simd::{self, Element};
+use crate::simd::{self, filled, Element};
 
 /// (tokens, 2 * intermediate) with gate first -> (tokens, intermediate), in the input's dtype.
 pub fn swiglu(gate_up: &Tensor) -> Result<Tensor> {
@@ -43,19 +45,22 @@ impl CustomOp1 for SwiGlu {
 
 fn run<T: Element>(x: &[T], width: usize) -> Vec<T> {
     let half = width / 2;
-    let mut out = vec![T::from_f32(0.0); x.len() / 2];
-    out.par_chunks_mut(half).zip(x.par_chunks(width)).for_each(|(out, row)| {
-        let (gate, up) = row.split_at(half);
-        row_kernel(gate, up, out);
-    });
-    out
+    // SAFETY: row_kernel writes every element of each output row.
+    unsafe {
+        filled(x.len() / 2, |out| {
+            out.par_chunks_mut(half).zip(x.par_chunks(width)).for_each(|(out, row)| {
+                let (gate, up) = row.split_at(half);
+                row_kernel(gate, up, out);
+            })
+        })
+    }
 }
 
 /// The activation is rounded before the product, as the reference's separate ops round it.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn row_kernel<T: Element>(gate: &[T], up: &[T], out: &mut [T]) {
+fn row_kernel<T: Element>(gate: &[T], up: &[T], out: &mut [MaybeUninit<T>]) {
     for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
-        *o = T::from_f32(T::round(simd::silu(g.to_f32())) * u.to_f32());
+        o.write(T::from_f32(T::round(simd::silu(g.to_f32())) * u.to_f32()));
     }
 }
 

@@ -18,6 +18,7 @@ pub mod heads;
 pub mod linear;
 pub mod llama;
 pub mod packed;
+pub mod residual;
 pub mod rope;
 pub mod scorer;
 mod simd;

@@ -13,22 +13,8 @@ use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::packed::PackedBatch;
+use crate::residual::{self, RmsNorm};
 use crate::rope::Rope;
-
-struct RmsNorm {
-    weight: Tensor,
-    eps: f32,
-}
-
-impl RmsNorm {
-    fn load(w: &Weights, name: &str, size: usize, eps: f64, dtype: DType) -> Result<Self> {
-        Ok(Self { weight: w.get(name, &[size], dtype)?, eps: eps as f32 })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
-    }
-}
 
 struct Layer {
     input_norm: RmsNorm,
@@ -117,9 +103,9 @@ impl Backbone {
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&layer.input_norm.forward(&x)?)?; // (tokens, (nh + 2 nkv) hd)
             let attn = plan.attend(&qkv, batch, self.heads(), &self.rope)?;
-            x = (x + layer.o.forward(&attn)?)?;
+            x = residual::add(x, &layer.o.forward(&attn)?)?;
             let gate_up = layer.gate_up.forward(&layer.post_attention_norm.forward(&x)?)?;
-            x = (x + layer.down.forward(&swiglu(&gate_up)?)?)?;
+            x = residual::add(x, &layer.down.forward(&swiglu(&gate_up)?)?)?;
         }
         let rows = Tensor::from_slice(rows, rows.len(), x.device())?;
         let picked = x.index_select(&rows, 0)?;

@@ -5,9 +5,23 @@
 //! within 2 ulp of libm): as exact as the reference's own vectorised exp, at a fraction of the cost
 //! of a scalar `expf` call per element.
 
+use std::mem::MaybeUninit;
+
 use half::{bf16, f16};
 
 const LANES: usize = 16;
+
+/// A vector of `len` elements that `fill` writes, so the allocation is not zeroed first: for the
+/// kernels' outputs that would be a whole extra pass over every activation.
+///
+/// # Safety
+/// `fill` must initialise every one of the `len` elements.
+pub unsafe fn filled<T>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    v.set_len(len);
+    v
+}
 
 /// An output buffer that parallel tasks write to, each to its own disjoint part (which every use
 /// states at its `unsafe` block).
@@ -46,9 +60,13 @@ impl Element for bf16 {
         bf16::to_f32(self)
     }
 
+    /// Round to nearest even, as `bf16::from_f32`, but branch-free so that it vectorises.
     #[inline(always)]
     fn from_f32(x: f32) -> Self {
-        bf16::from_f32(x)
+        let bits = x.to_bits();
+        let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+        let nan = (bits & 0x7fff_ffff) > 0x7f80_0000;
+        bf16::from_bits(if nan { ((bits >> 16) | 0x40) as u16 } else { rounded })
     }
 }
 
@@ -161,6 +179,19 @@ mod tests {
         let want: f64 = xs.iter().map(|&x| ((x - 1.0) as f64).exp()).sum();
         assert!((sum as f64 - want).abs() < 1e-5 * want, "{sum} vs {want}");
         assert!((ys[36] - (xs[36] - 1.0).exp()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn bf16_rounding_matches_half() {
+        let specials = [0.0f32, -0.0, 1.0, f32::MAX, f32::MIN_POSITIVE, 1e-40, f32::INFINITY, f32::NAN];
+        let mut x = 1.0e-3f32;
+        let sweep = std::iter::from_fn(|| {
+            x *= -1.000_173;
+            (x.abs() < 1e6).then_some(x)
+        });
+        for v in specials.into_iter().chain(sweep).chain((0..1 << 16).map(|i| f32::from_bits(0x3f80_0000 | i))) {
+            assert_eq!(<bf16 as Element>::from_f32(v).to_bits(), bf16::from_f32(v).to_bits(), "{v:e}");
+        }
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! over key tiles. Nothing of size (sequence x sequence) is ever allocated, no mask is built, and
 //! the masked half of each causal block is skipped rather than exponentiated.
 
+use std::mem::MaybeUninit;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
 use half::{bf16, f16};
@@ -12,7 +14,7 @@ use rayon::prelude::*;
 use super::Heads;
 use crate::packed::PackedBatch;
 use crate::rope::RopeTable;
-use crate::simd::{self, Disjoint, Element};
+use crate::simd::{self, filled, Disjoint, Element};
 
 /// Query tokens per work item. An item's rows are these tokens times the query heads of one kv
 /// head; it reads keys only up to its last token, so small blocks skip most of the masked triangle,
@@ -63,13 +65,19 @@ struct Item {
 
 impl FusedAttention<'_> {
     fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {
+        let Heads { heads, head_dim: hd, .. } = self.heads;
+        let (q, k, v) = self.prepare(qkv, tokens);
+        // SAFETY: the items cover every (token, group) pair, and each writes all its heads' values.
+        unsafe { filled(tokens * heads * hd, |out| self.attend_items(&q, &k, &v, tokens, out)) }
+    }
+
+    /// Every item's attention output, rounded to the dtype, into `out` (tokens, heads * head_dim).
+    fn attend_items<T: Element>(&self, q: &[f32], k: &[f32], v: &[f32], tokens: usize, out: &mut [MaybeUninit<T>]) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let rep = heads / kv_heads;
-        let (q, k, v) = self.prepare(qkv, tokens);
-        let mut out = vec![T::from_f32(0.0); tokens * heads * hd];
+        let segments = &self.batch.segments;
         // Every (token, group) pair belongs to exactly one item.
         let dst = Disjoint(out.as_mut_ptr());
-        let segments = &self.batch.segments;
         self.items().par_iter().for_each(|item| {
             let seg = segments[item.segment];
             let span = |start: usize, len: usize, causal_from: Option<usize>| {
@@ -92,11 +100,10 @@ impl FusedAttention<'_> {
                     std::slice::from_raw_parts_mut(dst.0.add((token * heads + item.group * rep) * hd), rep * hd)
                 };
                 for (o, &x) in row.iter_mut().zip(values) {
-                    *o = T::from_f32(x);
+                    o.write(T::from_f32(x));
                 }
             }
         });
-        out
     }
 
     /// Rotated and scaled queries as (kv_heads, tokens, rep, head_dim), so that one item's rows are
@@ -106,12 +113,16 @@ impl FusedAttention<'_> {
         let rep = heads / kv_heads;
         let width = (heads + 2 * kv_heads) * hd;
         let scale = 1.0 / (hd as f32).sqrt();
-        let mut q = vec![0.0f32; tokens * heads * hd];
-        let mut k = vec![0.0f32; tokens * kv_heads * hd];
-        let mut v = vec![0.0f32; tokens * kv_heads * hd];
-        q.par_chunks_mut(tokens * rep * hd)
-            .zip(k.par_chunks_mut(tokens * hd))
-            .zip(v.par_chunks_mut(tokens * hd))
+        let (mut q, mut k, mut v) = (
+            Vec::with_capacity(tokens * heads * hd),
+            Vec::with_capacity(tokens * kv_heads * hd),
+            Vec::with_capacity(tokens * kv_heads * hd),
+        );
+        let (q_len, kv_len) = (tokens * heads * hd, tokens * kv_heads * hd);
+        q.spare_capacity_mut()[..q_len]
+            .par_chunks_mut(tokens * rep * hd)
+            .zip(k.spare_capacity_mut()[..kv_len].par_chunks_mut(tokens * hd))
+            .zip(v.spare_capacity_mut()[..kv_len].par_chunks_mut(tokens * hd))
             .enumerate()
             .for_each(|(g, ((q, k), v))| {
                 for (t, row) in qkv.chunks_exact(width).enumerate() {
@@ -122,10 +133,16 @@ impl FusedAttention<'_> {
                     }
                     rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut k[t * hd..][..hd]);
                     for (o, x) in v[t * hd..][..hd].iter_mut().zip(&row[(heads + kv_heads + g) * hd..][..hd]) {
-                        *o = x.to_f32();
+                        o.write(x.to_f32());
                     }
                 }
             });
+        // SAFETY: the loop above wrote every (group, token, head, dim) of the three buffers.
+        unsafe {
+            q.set_len(q_len);
+            k.set_len(kv_len);
+            v.set_len(kv_len);
+        }
         (q, k, v)
     }
 
@@ -155,13 +172,13 @@ impl FusedAttention<'_> {
 /// Llama's rotate-half rotary embedding of one head, rounding where the reference's separate
 /// dtype ops would (a no-op in f32), then scaled.
 #[inline(always)]
-fn rotate<T: Element>(x: &[T], cos: &[f32], sin: &[f32], scale: f32, out: &mut [f32]) {
+fn rotate<T: Element>(x: &[T], cos: &[f32], sin: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
     let half = x.len() / 2;
     let (lo, hi) = out.split_at_mut(half);
     for i in 0..half {
         let (a, b) = (x[i].to_f32(), x[i + half].to_f32());
-        lo[i] = T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale;
-        hi[i] = T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale;
+        lo[i].write(T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale);
+        hi[i].write(T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale);
     }
 }
 

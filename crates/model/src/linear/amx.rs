@@ -7,13 +7,14 @@
 //! in four tiles and streams A and B through the other four; accumulation is f32 throughout, and
 //! the result is rounded to bf16 once, as oneDNN does.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::simd::Disjoint;
+use crate::simd::{filled, Disjoint, Element};
 
 /// C rows per parallel task: the task's A rows (ROWS x k bf16) stay in L2 while it walks the weight.
 const ROWS: usize = 128;
@@ -68,7 +69,12 @@ impl PackedWeight {
     pub fn matmul(&self, x: &[bf16], m: usize) -> Vec<bf16> {
         let (n, k) = (self.n, self.k);
         assert_eq!(x.len(), m * k, "input is not (m, k)");
-        let mut out = vec![bf16::ZERO; m * n];
+        // SAFETY: the tasks cover every row and every 32-column block, and write each in full.
+        unsafe { filled(m * n, |out| self.matmul_into(x, m, out)) }
+    }
+
+    fn matmul_into(&self, x: &[bf16], m: usize, out: &mut [MaybeUninit<bf16>]) {
+        let (n, k) = (self.n, self.k);
         let dst = Disjoint(out.as_mut_ptr());
         let row_tasks = m.div_ceil(ROWS);
         let pairs = n / BLOCK;
@@ -109,14 +115,13 @@ impl PackedWeight {
                 }
             });
         });
-        out
     }
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn round_into(x: &[f32], out: &mut [bf16]) {
+fn round_into(x: &[f32], out: &mut [MaybeUninit<bf16>]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = bf16::from_f32(v);
+        o.write(<bf16 as Element>::from_f32(v));
     }
 }
 

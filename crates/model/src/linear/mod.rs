@@ -23,9 +23,13 @@ impl Linear {
     /// Concatenates several projections that read the same input (q/k/v, gate/up) into one matmul.
     pub fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
         let parts = names.iter().map(|(n, out)| w.get(n, &[*out, input], dtype)).collect::<Result<Vec<_>>>()?;
-        let weight = Tensor::cat(&parts, 0)?;
-        if dtype == DType::BF16 && matches!(weight.device(), Device::Cpu) {
-            let out = weight.dim(0)?;
+        Self::new(&Tensor::cat(&parts, 0)?)
+    }
+
+    /// From a weight (out, in) in the compute dtype, on its device.
+    pub fn new(weight: &Tensor) -> Result<Self> {
+        let (out, input) = weight.dims2()?;
+        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) {
             if let Some(packed) = PackedWeight::pack(&weight.flatten_all()?.to_vec1::<bf16>()?, out, input) {
                 return Ok(Self::Amx(packed));
             }
