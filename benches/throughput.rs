@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 /// The same allocator as the `armorm` binary, so the bench measures what is deployed.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: armorm_server::allocator::Allocator = mimalloc::MiMalloc;
 
 struct Args {
     scale: usize,
@@ -49,6 +49,7 @@ fn args() -> Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    armorm_server::allocator::keep_freed_memory();
     let args = args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
     if args.gpu {

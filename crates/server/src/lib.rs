@@ -2,6 +2,7 @@
 //! error-to-status mapping, routes and metrics. The model runs behind `armorm-batcher`; no handler
 //! touches the model's forward pass directly.
 
+pub mod allocator;
 pub mod chat_text;
 pub mod cli;
 pub mod error;

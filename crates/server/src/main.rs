@@ -1,15 +1,12 @@
 use clap::Parser;
 
-/// Every forward pass allocates and frees activation buffers of megabytes. glibc returns them to the
-/// kernel each time and the next pass faults them in again: page faults and the kernel's page
-/// bookkeeping took ~15% of CPU samples in a bench profile. mimalloc reuses them (the GEMM kernels'
-/// share of samples rose from 37% to 42%).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: armorm_server::allocator::Allocator = mimalloc::MiMalloc;
 
 use armorm_server::cli::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
+    armorm_server::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let (json_logs, otlp) = match &cli.command {
         Command::Serve(args) => (args.json_logs, args.otlp_endpoint.as_deref()),

@@ -103,14 +103,9 @@ impl PackedWeight {
                         };
                         // SAFETY: `a` is 32 rows of k, `b` the two column blocks' k / 32 tiles each.
                         unsafe { imp::kernel(a, k, b, &mut acc) };
-                        for (i, row) in acc.chunks_exact(BLOCK).take(valid).enumerate() {
-                            // SAFETY: row r0 + i < m and columns [32 block, 32 block + 32) < n belong
-                            // to this task alone.
-                            let out = unsafe {
-                                std::slice::from_raw_parts_mut(dst.0.add((r0 + i) * n + block * BLOCK), BLOCK)
-                            };
-                            round_into(row, out);
-                        }
+                        // SAFETY: rows [r0, r0 + valid) < m and columns [32 block, 32 block + 32) < n
+                        // belong to this task alone.
+                        unsafe { store(&acc, valid, dst.0.add(r0 * n + block * BLOCK), n) };
                     }
                 }
             });
@@ -118,10 +113,19 @@ impl PackedWeight {
     }
 }
 
+/// Rounds the first `rows` rows of a C block to bf16 into the output at `dst` (row stride `stride`).
+/// One call per block, not per row: the SIMD dispatch costs more than a 32-value row.
+///
+/// # Safety
+/// `dst` must be valid for `rows` rows of 32 values at that stride, written by no one else.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn round_into(x: &[f32], out: &mut [MaybeUninit<bf16>]) {
-    for (o, &v) in out.iter_mut().zip(x) {
-        o.write(<bf16 as Element>::from_f32(v));
+unsafe fn store(acc: &[f32; BLOCK * BLOCK], rows: usize, dst: *mut MaybeUninit<bf16>, stride: usize) {
+    for (i, row) in acc.chunks_exact(BLOCK).take(rows).enumerate() {
+        // SAFETY: the caller's contract.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.add(i * stride), BLOCK) };
+        for (o, &v) in out.iter_mut().zip(row) {
+            o.write(<bf16 as Element>::from_f32(v));
+        }
     }
 }
 
