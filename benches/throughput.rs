@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use armorm_model::linear::amx::Epilogue;
 use armorm_model::linear::Linear;
 use armorm_model::{ComputeDType, Conversation, Encoded, LoadOptions, ModelSource, RewardModel};
 use candle_core::{DType, Device, Tensor};
@@ -240,7 +241,7 @@ fn gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
     let (mut flops, mut seconds) = (0.0, 0.0);
     for (k, n) in shapes {
         let a = Tensor::randn(0f32, 1.0, (tokens, k), &Device::Cpu)?.to_dtype(dtype)?;
-        let w = Linear::new(&Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?.to_dtype(dtype)?)?;
+        let w = Linear::new(&Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu)?.to_dtype(dtype)?, Epilogue::Plain)?;
         w.forward(&a)?;
         let t = Instant::now();
         for _ in 0..5 {

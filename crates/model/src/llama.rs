@@ -6,7 +6,6 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::activation::swiglu;
 use crate::attention::{Heads, Plan};
 use crate::checkpoint::Weights;
 use crate::config::LlamaConfig;
@@ -62,9 +61,11 @@ impl Backbone {
                         cfg.rms_norm_eps,
                         dtype,
                     )?,
-                    gate_up: Linear::load_fused(
+                    gate_up: Linear::load_gated(
                         w,
-                        &[(format!("{p}.mlp.gate_proj.weight"), i), (format!("{p}.mlp.up_proj.weight"), i)],
+                        &format!("{p}.mlp.gate_proj.weight"),
+                        &format!("{p}.mlp.up_proj.weight"),
+                        i,
                         h,
                         dtype,
                     )?,
@@ -104,8 +105,8 @@ impl Backbone {
             let qkv = layer.qkv.forward(&layer.input_norm.forward(&x)?)?; // (tokens, (nh + 2 nkv) hd)
             let attn = plan.attend(&qkv, batch, self.heads(), &self.rope)?;
             x = residual::add(x, &layer.o.forward(&attn)?)?;
-            let gate_up = layer.gate_up.forward(&layer.post_attention_norm.forward(&x)?)?;
-            x = residual::add(x, &layer.down.forward(&swiglu(&gate_up)?)?)?;
+            let act = layer.gate_up.forward(&layer.post_attention_norm.forward(&x)?)?; // silu(gate) * up
+            x = residual::add(x, &layer.down.forward(&act)?)?;
         }
         let rows = Tensor::from_slice(rows, rows.len(), x.device())?;
         let picked = x.index_select(&rows, 0)?;
