@@ -23,6 +23,7 @@ pub mod rope;
 pub mod scorer;
 mod simd;
 pub mod template;
+pub mod tiles;
 pub mod tokenize;
 
 pub use anchor::GatingPattern;

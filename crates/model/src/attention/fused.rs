@@ -21,7 +21,7 @@ use crate::simd::{self, filled, Disjoint, Element};
 /// and 32 x 3-4 rows keep the score and output tiles in L2.
 const QUERY_BLOCK: usize = 32;
 /// Keys per softmax step: bounds the score tile whatever the sequence length.
-const KEY_TILE: usize = 256;
+pub(super) const KEY_TILE: usize = 256;
 
 /// The op candle runs on the fused (tokens, (heads + 2 kv_heads) * head_dim) projection output;
 /// it returns (tokens, heads * head_dim) in the same dtype.
@@ -47,6 +47,9 @@ impl CustomOp1 for FusedAttention<'_> {
         }
         let out = match storage {
             CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], tokens)),
+            CpuStorage::BF16(x) if super::amx::supports(self.heads) => {
+                CpuStorage::BF16(self.run_tiles(&x[start..end], tokens))
+            }
             CpuStorage::BF16(x) => CpuStorage::BF16(self.run::<bf16>(&x[start..end], tokens)),
             CpuStorage::F16(x) => CpuStorage::F16(self.run::<f16>(&x[start..end], tokens)),
             other => candle_core::bail!("packed attention: unsupported dtype {:?}", other.dtype()),
@@ -56,11 +59,11 @@ impl CustomOp1 for FusedAttention<'_> {
 }
 
 /// One unit of parallel work: a block of one segment's query tokens, for one kv head's group.
-struct Item {
-    segment: usize,
-    group: usize,
-    first: usize,
-    len: usize,
+pub(super) struct Item {
+    pub segment: usize,
+    pub group: usize,
+    pub first: usize,
+    pub len: usize,
 }
 
 impl FusedAttention<'_> {
@@ -125,17 +128,23 @@ impl FusedAttention<'_> {
             .zip(v.spare_capacity_mut()[..kv_len].par_chunks_mut(tokens * hd))
             .enumerate()
             .for_each(|(g, ((q, k), v))| {
-                for (t, row) in qkv.chunks_exact(width).enumerate() {
-                    let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
-                    for r in 0..rep {
-                        let head = &row[(g * rep + r) * hd..][..hd];
-                        rotate(head, cos, sin, scale, &mut q[(t * rep + r) * hd..][..hd]);
-                    }
-                    rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut k[t * hd..][..hd]);
-                    for (o, x) in v[t * hd..][..hd].iter_mut().zip(&row[(heads + kv_heads + g) * hd..][..hd]) {
-                        o.write(x.to_f32());
-                    }
-                }
+                q.par_chunks_mut(STAGE_TOKENS * rep * hd)
+                    .zip(k.par_chunks_mut(STAGE_TOKENS * hd))
+                    .zip(v.par_chunks_mut(STAGE_TOKENS * hd))
+                    .enumerate()
+                    .for_each(|(c, ((q, k), v))| {
+                        let rows = q.chunks_exact_mut(rep * hd).zip(k.chunks_exact_mut(hd)).zip(v.chunks_exact_mut(hd));
+                        for (i, ((q, k), v)) in rows.enumerate() {
+                            let t = c * STAGE_TOKENS + i;
+                            let row = &qkv[t * width..][..width];
+                            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+                            rotate(&row[g * rep * hd..][..rep * hd], cos, sin, scale, q);
+                            rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, k);
+                            for (o, x) in v.iter_mut().zip(&row[(heads + kv_heads + g) * hd..][..hd]) {
+                                o.write(x.to_f32());
+                            }
+                        }
+                    });
             });
         // SAFETY: the loop above wrote every (group, token, head, dim) of the three buffers.
         unsafe {
@@ -147,7 +156,7 @@ impl FusedAttention<'_> {
     }
 
     /// Longest first, so the stragglers at the end of the parallel loop are short.
-    fn items(&self) -> Vec<Item> {
+    pub(super) fn items(&self) -> Vec<Item> {
         let segments = &self.batch.segments;
         let mut items: Vec<Item> = segments
             .iter()
@@ -169,18 +178,29 @@ impl FusedAttention<'_> {
     }
 }
 
-/// Llama's rotate-half rotary embedding of one head, rounding where the reference's separate
-/// dtype ops would (a no-op in f32), then scaled.
-#[inline(always)]
-fn rotate<T: Element>(x: &[T], cos: &[f32], sin: &[f32], scale: f32, out: &mut [MaybeUninit<f32>]) {
-    let half = x.len() / 2;
-    let (lo, hi) = out.split_at_mut(half);
-    for i in 0..half {
-        let (a, b) = (x[i].to_f32(), x[i + half].to_f32());
-        lo[i].write(T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale);
-        hi[i].write(T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale);
+/// Llama's rotate-half rotary embedding of consecutive heads (2 x cos.len() values each), rounding
+/// where the reference's separate dtype ops would (a no-op in f32), then scaled and stored as `O`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+pub(super) fn rotate<T: Element, O: Element>(
+    x: &[T],
+    cos: &[f32],
+    sin: &[f32],
+    scale: f32,
+    out: &mut [MaybeUninit<O>],
+) {
+    let half = cos.len();
+    for (x, out) in x.chunks_exact(2 * half).zip(out.chunks_exact_mut(2 * half)) {
+        let (lo, hi) = out.split_at_mut(half);
+        for i in 0..half {
+            let (a, b) = (x[i].to_f32(), x[i + half].to_f32());
+            lo[i].write(O::from_f32(T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale));
+            hi[i].write(O::from_f32(T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale));
+        }
     }
 }
+
+/// Tokens per parallel task when staging queries, keys and values.
+pub(super) const STAGE_TOKENS: usize = 64;
 
 /// A run of keys and values, (keys, head_dim) each, that a block of queries attends to.
 struct Keys<'a> {

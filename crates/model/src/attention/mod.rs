@@ -3,6 +3,7 @@
 //! CPU, and candle tensor ops on every other device. A test holds them to each other; the parity
 //! tests hold the CPU kernel to PyTorch.
 
+mod amx;
 mod fused;
 mod tensor_ops;
 
@@ -69,12 +70,19 @@ mod tests {
         b.build(&Device::Cpu).unwrap()
     }
 
+    /// head_dim 16 runs the f32 kernel in every dtype; 32 runs bf16 on AMX tiles where the CPU
+    /// has them.
     #[test]
-    fn fused_kernel_matches_tensor_ops() {
-        let heads = Heads { heads: 6, kv_heads: 2, head_dim: 16 };
+    fn fused_kernels_match_tensor_ops() {
+        for head_dim in [16, 32] {
+            fused_kernel_matches_tensor_ops(Heads { heads: 6, kv_heads: 2, head_dim });
+        }
+    }
+
+    fn fused_kernel_matches_tensor_ops(heads: Heads) {
         let cfg = LlamaConfig {
             vocab_size: 1,
-            hidden_size: 96,
+            hidden_size: heads.heads * heads.head_dim,
             intermediate_size: 1,
             num_hidden_layers: 1,
             num_attention_heads: heads.heads,
@@ -87,22 +95,23 @@ mod tests {
         };
         let batch = batch();
         let tokens = batch.positions.len();
-        // Large logits (std 3 per element, 16 dims) make the softmax peaked, as trained models do.
-        let qkv = (Tensor::randn(0f32, 3.0, (tokens, 10 * 16), &Device::Cpu).unwrap()).contiguous().unwrap();
+        let width = (heads.heads + 2 * heads.kv_heads) * heads.head_dim;
+        // Large logits (std 3 per element) make the softmax peaked, as trained models do.
+        let qkv = Tensor::randn(0f32, 3.0, (tokens, width), &Device::Cpu).unwrap();
         let blocks = Plan::TensorOps(tensor_ops::Blocks::new(&batch, heads, &Device::Cpu).unwrap());
         // Relative to the largest output: f32 to rounding, the half types to two units in the last
-        // place (the paths round the rotary products at different points).
+        // place (the paths round the rotary products and the probabilities at different points).
         for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::BF16, 2.0 / 256.0), (DType::F16, 2.0 / 2048.0)] {
             let rope = Rope::new(&cfg, dtype, &Device::Cpu).unwrap();
             let qkv = qkv.to_dtype(dtype).unwrap();
             let fused = Plan::Fused.attend(&qkv, &batch, heads, &rope).unwrap();
             let reference = blocks.attend(&qkv, &batch, heads, &rope).unwrap();
-            assert_eq!(fused.dims(), &[tokens, 96]);
+            assert_eq!(fused.dims(), &[tokens, heads.heads * heads.head_dim]);
             assert_eq!(fused.dtype(), dtype);
             let diff =
                 max_abs(&(fused.to_dtype(DType::F32).unwrap() - reference.to_dtype(DType::F32).unwrap()).unwrap());
             let scale = max_abs(&reference);
-            assert!(diff <= tolerance * scale, "{dtype:?}: max abs diff {diff}, largest output {scale}");
+            assert!(diff <= tolerance * scale, "{heads:?} {dtype:?}: max abs diff {diff}, largest output {scale}");
         }
     }
 }

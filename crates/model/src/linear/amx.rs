@@ -1,34 +1,19 @@
-//! bf16 matrix products on Intel AMX tiles (Sapphire Rapids and later). candle multiplies bf16 by
-//! widening both operands to f32 on every call; PyTorch reaches these tiles through oneDNN, and so
-//! must we to match it. Weights are packed into the tile layout once, at load.
-//!
-//! A tile holds 16 rows of 64 bytes. `tdpbf16ps` adds A (16 x 32 bf16) times B (32 x 16 bf16, stored
-//! as 16 rows of 16 column pairs) into C (16 x 16 f32). The micro-kernel keeps a 32 x 32 block of C
-//! in four tiles and streams A and B through the other four; accumulation is f32 throughout, and
-//! the result is rounded to bf16 once, as oneDNN does.
+//! bf16 projections on AMX tiles ([`crate::tiles`]). candle multiplies bf16 by widening both
+//! operands to f32 on every call; PyTorch reaches the tiles through oneDNN, and so must we to match
+//! it. Weights are packed into the tile layout once, at load; accumulation is f32 throughout, and
+//! each result is rounded to bf16 once, as oneDNN does.
 
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
 
 use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::simd::{self, filled, Disjoint, Element};
+use crate::tiles::{self, available, BLOCK, TILE};
 
 /// C rows per parallel task: the task's A rows (ROWS x k bf16) stay in L2 while it walks the weight.
 const ROWS: usize = 128;
-/// The micro-kernel's block of C.
-const BLOCK: usize = 32;
-/// bf16 elements per packed B tile (16 rows x 16 columns x 2).
-const TILE: usize = 512;
-
-/// Whether this process may use AMX bf16 tiles: the CPU has them and Linux granted the permission
-/// (asked for once, on first use).
-pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(imp::enable)
-}
 
 /// What the micro-kernel's 32 x 32 blocks of x W^T become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +92,7 @@ impl PackedWeight {
             let blocks = c * pairs / column_tasks..(c + 1) * pairs / column_tasks;
             let mut padded = Vec::new();
             let mut acc = [0.0f32; BLOCK * BLOCK];
-            imp::with_tiles(|| {
+            tiles::with_tiles(|| {
                 for block in blocks {
                     let b = &self.tiles[2 * block * (k / 32) * TILE..][..2 * (k / 32) * TILE];
                     for r0 in rows.clone().step_by(BLOCK) {
@@ -121,8 +106,9 @@ impl PackedWeight {
                             padded.resize(BLOCK * k, bf16::ZERO);
                             &padded[..]
                         };
-                        // SAFETY: `a` is 32 rows of k, `b` the two column blocks' k / 32 tiles each.
-                        unsafe { imp::kernel(a, k, b, &mut acc) };
+                        // SAFETY: in `with_tiles`; `a` is 32 rows of k, `b` the two column blocks'
+                        // k / 32 tiles each.
+                        unsafe { tiles::block(a.as_ptr(), k, k, b.as_ptr(), b[b.len() / 2..].as_ptr(), &mut acc) };
                         // SAFETY: rows [r0, r0 + valid) < m and this block's output columns (32, or
                         // 16 for SwiGLU) belong to this task alone.
                         unsafe {
@@ -180,119 +166,6 @@ unsafe fn store_swiglu(acc: &[f32; BLOCK * BLOCK], rows: usize, dst: *mut MaybeU
         for ((o, &a), &u) in out.iter_mut().zip(a).zip(&row[HALF..]) {
             o.write(<B as Element>::from_f32(a * B::round(u)));
         }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod imp {
-    use std::arch::asm;
-    use std::arch::x86_64::__cpuid_count;
-
-    use half::bf16;
-
-    use super::BLOCK;
-
-    const ARCH_REQ_XCOMP_PERM: libc::c_ulong = 0x1023;
-    const XFEATURE_XTILEDATA: libc::c_ulong = 18;
-
-    pub fn enable() -> bool {
-        // CPUID.(7, 0): EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
-        let edx = __cpuid_count(7, 0).edx;
-        if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
-            return false;
-        }
-        // Linux hands out the 8 KiB tile state only to processes that ask (kernel 5.16+).
-        // SAFETY: a plain syscall with integer arguments.
-        unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
-    }
-
-    /// Palette 1, every tile 16 rows of 64 bytes.
-    #[repr(C, align(64))]
-    struct TileConfig([u8; 64]);
-
-    /// Runs `f` with the tiles configured on this thread, and releases them after.
-    pub fn with_tiles(f: impl FnOnce()) {
-        let mut config = TileConfig([0; 64]);
-        config.0[0] = 1;
-        for t in 0..8 {
-            config.0[16 + 2 * t] = 64;
-            config.0[48 + t] = 16;
-        }
-        // SAFETY: only called once `enable` succeeded; the config is a valid palette-1 layout.
-        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack, readonly)) };
-        f();
-        // SAFETY: releasing tiles is always allowed after a config.
-        unsafe { asm!("tilerelease", options(nostack, nomem)) };
-    }
-
-    /// c (32 x 32 f32, row-major) = a (32 rows of k bf16, row-major) times the two packed column
-    /// blocks in `b` (each k / 32 tiles, one after the other).
-    ///
-    /// # Safety
-    /// Tiles configured by `with_tiles` on this thread; `a` holds 32 * k values, `b` 2 * k * 16.
-    pub unsafe fn kernel(a: &[bf16], k: usize, b: &[bf16], c: &mut [f32; BLOCK * BLOCK]) {
-        debug_assert!(a.len() >= BLOCK * k && b.len() >= 2 * k * 16);
-        let k_blocks = k / 32;
-        let a0 = a.as_ptr();
-        let a1 = a0.add(16 * k);
-        let b0 = b.as_ptr();
-        let b1 = b0.add(k_blocks * super::TILE);
-        let out = c.as_mut_ptr();
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            "2:",
-            "tileloadd tmm4, [{a0} + {lda}*1]",
-            "tileloadd tmm5, [{a1} + {lda}*1]",
-            "tileloadd tmm6, [{b0} + {ldb}*1]",
-            "tileloadd tmm7, [{b1} + {ldb}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {a0}, 64",
-            "add {a1}, 64",
-            "add {b0}, 1024",
-            "add {b1}, 1024",
-            "dec {blocks}",
-            "jnz 2b",
-            "tilestored [{c0} + {ldc}*1], tmm0",
-            "tilestored [{c1} + {ldc}*1], tmm1",
-            "tilestored [{c2} + {ldc}*1], tmm2",
-            "tilestored [{c3} + {ldc}*1], tmm3",
-            a0 = inout(reg) a0 => _,
-            a1 = inout(reg) a1 => _,
-            b0 = inout(reg) b0 => _,
-            b1 = inout(reg) b1 => _,
-            blocks = inout(reg) k_blocks => _,
-            lda = in(reg) 2 * k,
-            ldb = in(reg) 64usize,
-            ldc = in(reg) 4 * BLOCK,
-            c0 = in(reg) out,
-            c1 = in(reg) out.add(16),
-            c2 = in(reg) out.add(16 * BLOCK),
-            c3 = in(reg) out.add(16 * BLOCK + 16),
-            options(nostack),
-        );
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-mod imp {
-    use half::bf16;
-
-    pub fn enable() -> bool {
-        false
-    }
-
-    pub fn with_tiles(_: impl FnOnce()) {
-        unreachable!("AMX is x86-64 only")
-    }
-
-    pub unsafe fn kernel(_: &[bf16], _: usize, _: &[bf16], _: &mut [f32; super::BLOCK * super::BLOCK]) {
-        unreachable!("AMX is x86-64 only")
     }
 }
 

@@ -1,0 +1,224 @@
+//! bf16 attention on AMX tiles: the same work items, key spans and online softmax as the f32 kernel
+//! (`fused.rs`), with q k^T and p v as tile products. As PyTorch's CPU flash attention does for
+//! bf16, scores and softmax run in f32 and the probabilities are rounded to bf16 for p v.
+
+use std::mem::MaybeUninit;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use super::fused::{rotate, FusedAttention, KEY_TILE, STAGE_TOKENS};
+use super::Heads;
+use crate::simd::{self, filled, Disjoint};
+use crate::tiles::{self, BLOCK, TILE};
+
+/// Whether the tiles can run attention with these heads.
+pub fn supports(heads: Heads) -> bool {
+    heads.head_dim % BLOCK == 0 && tiles::available()
+}
+
+/// Every segment's keys and values as B tiles, each (segment, kv head) padded to whole 32-key blocks
+/// with zeros.
+struct KeyValues {
+    /// Per segment: where its (kv_heads, padded keys, head_dim) region starts in `k` and `v`.
+    offsets: Vec<usize>,
+    /// Per segment: its key count rounded up to 32.
+    padded: Vec<usize>,
+    /// For q k^T: per (segment, head), blocks of 16 keys, each head_dim / 32 tiles.
+    k: Vec<bf16>,
+    /// For p v: per (segment, head), blocks of 16 dims, each padded / 32 tiles of 32 keys.
+    v: Vec<bf16>,
+}
+
+impl KeyValues {
+    fn region(&self, segment: usize, group: usize, hd: usize) -> (&[bf16], &[bf16], usize) {
+        let padded = self.padded[segment];
+        let at = self.offsets[segment] + group * padded * hd..self.offsets[segment] + (group + 1) * padded * hd;
+        (&self.k[at.clone()], &self.v[at], padded)
+    }
+}
+
+impl FusedAttention<'_> {
+    pub(super) fn run_tiles(&self, qkv: &[bf16], tokens: usize) -> Vec<bf16> {
+        let Heads { heads, head_dim: hd, .. } = self.heads;
+        let q = self.stage_queries(qkv, tokens);
+        let kv = self.stage_keys_values(qkv);
+        // SAFETY: the items cover every (token, group) pair, and each writes all its heads' values.
+        unsafe { filled(tokens * heads * hd, |out| self.attend_tiles(&q, &kv, tokens, out)) }
+    }
+
+    /// Rotated queries as (kv_heads, tokens, rep, head_dim), unscaled (the scores are scaled in f32).
+    fn stage_queries(&self, qkv: &[bf16], tokens: usize) -> Vec<bf16> {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let (rep, width) = (heads / kv_heads, (heads + 2 * kv_heads) * hd);
+        // SAFETY: every (group, token) gets all its rep heads rotated.
+        unsafe {
+            filled(tokens * heads * hd, |q| {
+                q.par_chunks_mut(tokens * rep * hd).enumerate().for_each(|(g, q)| {
+                    q.par_chunks_mut(STAGE_TOKENS * rep * hd).enumerate().for_each(|(c, q)| {
+                        for (i, q) in q.chunks_exact_mut(rep * hd).enumerate() {
+                            let t = c * STAGE_TOKENS + i;
+                            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+                            rotate(&qkv[t * width + g * rep * hd..][..rep * hd], cos, sin, 1.0, q);
+                        }
+                    })
+                })
+            })
+        }
+    }
+
+    fn stage_keys_values(&self, qkv: &[bf16]) -> KeyValues {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let width = (heads + 2 * kv_heads) * hd;
+        let segments = &self.batch.segments;
+        let padded: Vec<usize> = segments.iter().map(|s| s.len.next_multiple_of(BLOCK)).collect();
+        let offsets: Vec<usize> =
+            padded.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p * kv_heads * hd))).collect();
+        let total = padded.iter().sum::<usize>() * kv_heads * hd;
+        let (mut k, mut v) = (vec![bf16::ZERO; total], vec![bf16::ZERO; total]);
+        // Each (segment, head) region belongs to one task.
+        let (kd, vd) = (Disjoint(k.as_mut_ptr()), Disjoint(v.as_mut_ptr()));
+        let regions: Vec<(usize, usize)> =
+            (0..segments.len()).flat_map(|s| (0..kv_heads).map(move |g| (s, g))).collect();
+        regions.par_iter().for_each(|&(s, g)| {
+            let (kd, vd) = (&kd, &vd);
+            let (seg, len) = (segments[s], padded[s]);
+            let base = offsets[s] + g * len * hd;
+            // SAFETY: [base, base + len * hd) is this task's region, inside both buffers.
+            let (kr, vr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(kd.0.add(base), len * hd),
+                    std::slice::from_raw_parts_mut(vd.0.add(base), len * hd),
+                )
+            };
+            let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
+            for j in 0..seg.len {
+                let t = seg.start + j;
+                let row = &qkv[t * width..][..width];
+                let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+                rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut rotated);
+                // Key j is column j % 16 of key block j / 16; dim d is half of row (d % 32) / 2 of
+                // that block's tile d / 32.
+                for (d, x) in rotated.iter().enumerate() {
+                    // SAFETY: rotate wrote every element.
+                    let x = unsafe { x.assume_init() };
+                    kr[((j / 16) * (hd / 32) + d / 32) * TILE + (d % 32) / 2 * 32 + (j % 16) * 2 + d % 2] = x;
+                }
+                // Dim d is column d % 16 of dim block d / 16; key j is half of row (j % 32) / 2 of
+                // that block's tile j / 32.
+                for (d, &x) in row[(heads + kv_heads + g) * hd..][..hd].iter().enumerate() {
+                    vr[((d / 16) * (len / 32) + j / 32) * TILE + (j % 32) / 2 * 32 + (d % 16) * 2 + j % 2] = x;
+                }
+            }
+        });
+        KeyValues { offsets, padded, k, v }
+    }
+
+    fn attend_tiles(&self, q: &[bf16], kv: &KeyValues, tokens: usize, out: &mut [MaybeUninit<bf16>]) {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let rep = heads / kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let segments = &self.batch.segments;
+        // Every (token, group) pair belongs to exactly one item.
+        let dst = Disjoint(out.as_mut_ptr());
+        self.items().par_iter().for_each(|item| {
+            let dst = &dst;
+            let seg = segments[item.segment];
+            let rows = item.len * rep;
+            let padded_rows = rows.next_multiple_of(BLOCK);
+            let mut queries = vec![bf16::ZERO; padded_rows * hd];
+            queries[..rows * hd]
+                .copy_from_slice(&q[(item.group * tokens + seg.start + item.first) * rep * hd..][..rows * hd]);
+            let mut spans = Vec::with_capacity(2);
+            if let Some(p) = seg.prefix {
+                spans.push((p, segments[p].len, None));
+            }
+            spans.push((item.segment, item.first + item.len, Some(item.first)));
+
+            let (mut max, mut sum) = (vec![f32::NEG_INFINITY; rows], vec![0.0f32; rows]);
+            let mut acc = vec![0.0f32; rows * hd];
+            let mut scores = vec![0.0f32; rows * KEY_TILE];
+            // Rows past `rows` stay zero: the tiles read whole 32-row blocks.
+            let mut probs = vec![bf16::ZERO; padded_rows * KEY_TILE];
+            let mut c = [0.0f32; BLOCK * BLOCK];
+            tiles::with_tiles(|| {
+                for &(s, keys, causal_from) in &spans {
+                    let (k, v, padded) = kv.region(s, item.group, hd);
+                    for tile in (0..keys).step_by(KEY_TILE) {
+                        let n = KEY_TILE.min(keys - tile);
+                        let n_padded = n.next_multiple_of(BLOCK);
+                        for r0 in (0..padded_rows).step_by(BLOCK) {
+                            for j0 in (0..n_padded).step_by(BLOCK) {
+                                let b0 = k[(tile + j0) / 16 * (hd / 32) * TILE..].as_ptr();
+                                // SAFETY: in with_tiles; 32 query rows of hd, two 16-key blocks of
+                                // hd / 32 tiles each, inside the padded region.
+                                unsafe {
+                                    tiles::block(
+                                        queries[r0 * hd..].as_ptr(),
+                                        hd,
+                                        hd,
+                                        b0,
+                                        b0.add(hd / 32 * TILE),
+                                        &mut c,
+                                    )
+                                };
+                                for (i, block_row) in c.chunks_exact(BLOCK).enumerate().take(rows.saturating_sub(r0)) {
+                                    scores[(r0 + i) * KEY_TILE + j0..][..BLOCK].copy_from_slice(block_row);
+                                }
+                            }
+                        }
+                        for row in 0..rows {
+                            let visible =
+                                causal_from.map_or(n, |first| (first + row / rep + 1).saturating_sub(tile).min(n));
+                            let p = &mut probs[row * KEY_TILE..][..n_padded];
+                            p.fill(bf16::ZERO);
+                            if visible == 0 {
+                                continue;
+                            }
+                            let seen = &mut scores[row * KEY_TILE..][..visible];
+                            seen.iter_mut().for_each(|s| *s *= scale);
+                            let new_max = max[row].max(simd::max(seen));
+                            let rescale = simd::exp(max[row] - new_max);
+                            sum[row] = sum[row] * rescale + simd::exp_shifted_sum(seen, new_max);
+                            max[row] = new_max;
+                            if rescale != 1.0 {
+                                acc[row * hd..][..hd].iter_mut().for_each(|o| *o *= rescale);
+                            }
+                            for (p, &x) in p.iter_mut().zip(seen.iter()) {
+                                *p = bf16::from_f32(x);
+                            }
+                        }
+                        for r0 in (0..padded_rows).step_by(BLOCK) {
+                            for d0 in (0..hd).step_by(BLOCK) {
+                                let b0 = v[((d0 / 16) * (padded / 32) + tile / 32) * TILE..].as_ptr();
+                                let b1 = v[((d0 / 16 + 1) * (padded / 32) + tile / 32) * TILE..].as_ptr();
+                                // SAFETY: in with_tiles; 32 probability rows of n_padded (stride
+                                // KEY_TILE), and n_padded / 32 tiles of each of two dim blocks.
+                                unsafe {
+                                    tiles::block(probs[r0 * KEY_TILE..].as_ptr(), KEY_TILE, n_padded, b0, b1, &mut c)
+                                };
+                                for (i, block_row) in c.chunks_exact(BLOCK).enumerate().take(rows.saturating_sub(r0)) {
+                                    let a = &mut acc[(r0 + i) * hd + d0..][..BLOCK];
+                                    a.iter_mut().zip(block_row).for_each(|(a, x)| *a += x);
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+            for (t, (values, sums)) in acc.chunks_exact(rep * hd).zip(sum.chunks_exact(rep)).enumerate() {
+                let token = seg.start + item.first + t;
+                // SAFETY: in bounds (token < tokens, group < kv_heads) and owned by this item alone.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(dst.0.add((token * heads + item.group * rep) * hd), rep * hd)
+                };
+                for ((o, x), s) in row.chunks_exact_mut(hd).zip(values.chunks_exact(hd)).zip(sums) {
+                    let inv = 1.0 / s;
+                    o.iter_mut().zip(x).for_each(|(o, x)| {
+                        o.write(bf16::from_f32(x * inv));
+                    });
+                }
+            }
+        });
+    }
+}
