@@ -99,7 +99,7 @@ impl Backbone {
                 self.max_positions()
             )));
         }
-        let plan = Plan::new(batch, self.heads(), self.embed.device())?;
+        let plan = Plan::new(batch, self.heads(), self.dtype, self.embed.device())?;
         let mut x = self.embed.index_select(&batch.ids, 0)?; // (tokens, hidden)
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&layer.input_norm.forward(&x)?)?; // (tokens, (nh + 2 nkv) hd)

@@ -60,6 +60,14 @@ impl Rope {
         &self.table
     }
 
+    /// Rotates `x` (1, tokens, heads, head_dim) where token i sits at `positions[i]` (on x's device).
+    #[cfg(feature = "flash-attn")]
+    pub fn apply_thd(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let cos = self.cos.index_select(positions, 0)?;
+        let sin = self.sin.index_select(positions, 0)?;
+        Ok(candle_nn::rotary_emb::rope_thd(&x.contiguous()?, &cos, &sin)?)
+    }
+
     /// Rotates `x` (1, heads, tokens, head_dim) where token i sits at `positions[i]` (on x's device).
     pub fn apply(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
         let cos = self.cos.index_select(positions, 0)?;

@@ -1,13 +1,16 @@
 //! Causal self-attention within each packed sequence, never across, with grouped-query heads, from
-//! the fused q/k/v projection output. One computation, two implementations: a fused kernel on the
-//! CPU, and candle tensor ops on every other device. A test holds them to each other; the parity
-//! tests hold the CPU kernel to PyTorch.
+//! the fused q/k/v projection output. One computation, several implementations: fused kernels on
+//! the CPU (bf16 on AMX tiles where the CPU has them), flash-attn's varlen kernel on CUDA in bf16
+//! or f16 with the `flash-attn` feature, and candle tensor ops everywhere else. A test holds the
+//! CPU kernels to the tensor ops; the parity tests hold the CPU kernels to PyTorch.
 
 mod amx;
+#[cfg(feature = "flash-attn")]
+mod flash;
 mod fused;
 mod tensor_ops;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::error::Result;
 use crate::packed::PackedBatch;
@@ -23,14 +26,23 @@ pub struct Heads {
 /// How one forward pass runs attention: prepared once, used by every layer.
 pub enum Plan {
     Fused,
+    #[cfg(feature = "flash-attn")]
+    Flash(flash::Varlen),
     TensorOps(tensor_ops::Blocks),
 }
 
 impl Plan {
-    pub fn new(batch: &PackedBatch, heads: Heads, device: &Device) -> Result<Self> {
+    pub fn new(batch: &PackedBatch, heads: Heads, dtype: DType, device: &Device) -> Result<Self> {
         Ok(match device {
             Device::Cpu => Self::Fused,
-            _ => Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?),
+            #[cfg(feature = "flash-attn")]
+            Device::Cuda(_) if matches!(dtype, DType::BF16 | DType::F16) => {
+                Self::Flash(flash::Varlen::new(batch, device)?)
+            }
+            _ => {
+                let _ = dtype; // only flash-attn's choice depends on it
+                Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?)
+            }
         })
     }
 
@@ -38,6 +50,8 @@ impl Plan {
     pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, heads: Heads, rope: &Rope) -> Result<Tensor> {
         match self {
             Self::Fused => Ok(qkv.apply_op1_no_bwd(&fused::FusedAttention { heads, batch, rope: rope.table() })?),
+            #[cfg(feature = "flash-attn")]
+            Self::Flash(varlen) => varlen.attend(qkv, heads, rope),
             Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope),
         }
     }
