@@ -59,7 +59,8 @@ impl DeviceChoice {
         }
     }
 
-    /// bf16 on GPUs (what the checkpoint stores), f32 on CPUs (exact parity, and faster there).
+    /// bf16 on GPUs (what the checkpoint stores), f32 on CPUs (exact parity; bf16 is faster on CPUs
+    /// with AMX, at the GPU's bf16 tolerance, when asked for).
     pub fn default_dtype(self) -> ComputeDType {
         match self {
             Self::Cpu => ComputeDType::F32,
