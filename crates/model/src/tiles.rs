@@ -7,8 +7,6 @@
 
 use std::sync::OnceLock;
 
-use half::bf16;
-
 /// The micro-kernel's block of C.
 pub const BLOCK: usize = 32;
 /// bf16 elements per B tile (16 rows x 16 columns x 2).
@@ -21,25 +19,7 @@ pub fn available() -> bool {
     *AVAILABLE.get_or_init(imp::enable)
 }
 
-pub use imp::with_tiles;
-
-/// c (32 x 32 f32, row-major) = a (32 rows of k bf16, row stride `lda` elements) times two column
-/// blocks of B, each k / 32 tiles one after the other, starting at `b0` and `b1`.
-///
-/// # Safety
-/// Inside `with_tiles` on this thread; k a multiple of 32; `a` valid for 32 rows of k at stride
-/// `lda`, and `b0`, `b1` for k / 32 tiles each.
-#[inline]
-pub unsafe fn block(
-    a: *const bf16,
-    lda: usize,
-    k: usize,
-    b0: *const bf16,
-    b1: *const bf16,
-    c: &mut [f32; BLOCK * BLOCK],
-) {
-    unsafe { imp::kernel(a, lda, k, b0, b1, c) }
-}
+pub use imp::{kernel as block, with_tiles};
 
 #[cfg(target_arch = "x86_64")]
 mod imp {
@@ -83,7 +63,12 @@ mod imp {
         unsafe { asm!("tilerelease", options(nostack, nomem)) };
     }
 
-    /// See [`super::block`].
+    /// c (32 x 32 f32, row-major) = a (32 rows of k bf16, row stride `lda` elements) times two
+    /// column blocks of B, each k / 32 tiles one after the other, starting at `b0` and `b1`.
+    ///
+    /// # Safety
+    /// Inside `with_tiles` on this thread; k a multiple of 32; `a` valid for 32 rows of k at stride
+    /// `lda`, and `b0`, `b1` for k / 32 tiles each.
     pub unsafe fn kernel(
         a: *const bf16,
         lda: usize,

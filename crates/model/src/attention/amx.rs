@@ -7,9 +7,9 @@ use std::mem::MaybeUninit;
 use half::bf16;
 use rayon::prelude::*;
 
-use super::fused::{rotate, FusedAttention, KEY_TILE, STAGE_TOKENS};
+use super::fused::{rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
 use super::Heads;
-use crate::simd::{self, filled, Disjoint};
+use crate::simd::{filled, Disjoint};
 use crate::tiles::{self, BLOCK, TILE};
 
 /// Whether the tiles can run attention with these heads.
@@ -168,22 +168,11 @@ impl FusedAttention<'_> {
                             }
                         }
                         for row in 0..rows {
-                            let visible =
-                                causal_from.map_or(n, |first| (first + row / rep + 1).saturating_sub(tile).min(n));
+                            let seen = &mut scores[row * KEY_TILE..][..visible(causal_from, row / rep, tile, n)];
+                            seen.iter_mut().for_each(|s| *s *= scale);
+                            softmax_step(seen, &mut max[row], &mut sum[row], &mut acc[row * hd..][..hd]);
                             let p = &mut probs[row * KEY_TILE..][..n_padded];
                             p.fill(bf16::ZERO);
-                            if visible == 0 {
-                                continue;
-                            }
-                            let seen = &mut scores[row * KEY_TILE..][..visible];
-                            seen.iter_mut().for_each(|s| *s *= scale);
-                            let new_max = max[row].max(simd::max(seen));
-                            let rescale = simd::exp(max[row] - new_max);
-                            sum[row] = sum[row] * rescale + simd::exp_shifted_sum(seen, new_max);
-                            max[row] = new_max;
-                            if rescale != 1.0 {
-                                acc[row * hd..][..hd].iter_mut().for_each(|o| *o *= rescale);
-                            }
                             for (p, &x) in p.iter_mut().zip(seen.iter()) {
                                 *p = bf16::from_f32(x);
                             }

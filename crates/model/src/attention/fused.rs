@@ -202,6 +202,31 @@ pub(super) fn rotate<T: Element, O: Element>(
 /// Tokens per parallel task when staging queries, keys and values.
 pub(super) const STAGE_TOKENS: usize = 64;
 
+/// How many keys of the tile [tile, tile + n) of a span query token `token` of its block sees:
+/// all of them, or with `causal_from = Some(first)` (the span is the queries' own sequence and the
+/// block starts at its token `first`) those up to its own position.
+#[inline(always)]
+pub(super) fn visible(causal_from: Option<usize>, token: usize, tile: usize, n: usize) -> usize {
+    causal_from.map_or(n, |first| (first + token + 1).saturating_sub(tile).min(n))
+}
+
+/// Flash attention's recurrence for one query row: folds the scores it sees in this tile into the
+/// row's running max and sum, replaces them with e^(score - max), and rescales the row's output
+/// accumulator to the new max. Nothing to do when the row sees none of the tile.
+#[inline(always)]
+pub(super) fn softmax_step(seen: &mut [f32], max: &mut f32, sum: &mut f32, out: &mut [f32]) {
+    if seen.is_empty() {
+        return;
+    }
+    let new_max = max.max(simd::max(seen));
+    let rescale = simd::exp(*max - new_max);
+    *sum = *sum * rescale + simd::exp_shifted_sum(seen, new_max);
+    *max = new_max;
+    if rescale != 1.0 {
+        out.iter_mut().for_each(|o| *o *= rescale);
+    }
+}
+
 /// A run of keys and values, (keys, head_dim) each, that a block of queries attends to.
 struct Keys<'a> {
     k: &'a [f32],
@@ -252,19 +277,9 @@ fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32]) {
                 );
             }
             for (row, s) in s.chunks_exact_mut(n).enumerate() {
-                let visible = span.causal_from.map_or(n, |first| (first + row / rep + 1).saturating_sub(tile).min(n));
-                let (seen, hidden) = s.split_at_mut(visible);
+                let (seen, hidden) = s.split_at_mut(visible(span.causal_from, row / rep, tile, n));
                 hidden.fill(0.0);
-                if seen.is_empty() {
-                    continue;
-                }
-                let new_max = max[row].max(simd::max(seen));
-                let rescale = simd::exp(max[row] - new_max);
-                sum[row] = sum[row] * rescale + simd::exp_shifted_sum(seen, new_max);
-                max[row] = new_max;
-                if rescale != 1.0 {
-                    out[row * hd..][..hd].iter_mut().for_each(|o| *o *= rescale);
-                }
+                softmax_step(seen, &mut max[row], &mut sum[row], &mut out[row * hd..][..hd]);
             }
             // SAFETY: out (rows, hd) += s (rows, n) v (n, hd), all row-major with those extents.
             unsafe {
