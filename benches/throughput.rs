@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
                 forward.insert(w.name, cps);
             }
             let tokens: usize = enc.iter().map(Encoded::len).sum();
-            let linear_gflops = cps * (tokens as f64 / enc.len() as f64) * linear_flops_per_token() / 1e9;
+            let linear_gflops = cps * linear_flops(tokens as f64 / enc.len() as f64, 1.0) / 1e9;
             println!(
                 "{:<16} {name:<4} {cps:>6.2}  {}  linear layers at {linear_gflops:.1} GFLOP/s = {:.0}% of the GEMM",
                 w.name,
@@ -218,16 +218,19 @@ fn ratios(reference: &HashMap<String, f64>, workload: &str, dtype: &str, ours: f
     }
 }
 
-fn linear_flops_per_token() -> f64 {
+/// Projection FLOPs of armorm's forward pass for `tokens` tokens of `conversations` conversations:
+/// every layer's projections for every token, except that the last layer's output projection and
+/// MLP run only on the two rows per conversation that the heads read.
+fn linear_flops(tokens: f64, conversations: f64) -> f64 {
     let s = &checkpoint::SMOLLM2_135M;
     let hd = s.hidden / s.heads;
-    let per_layer =
-        s.hidden * (s.heads * hd + 2 * s.kv_heads * hd) + s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate;
-    2.0 * (per_layer * s.layers) as f64
+    let qkv = (s.hidden * (s.heads * hd + 2 * s.kv_heads * hd)) as f64;
+    let rest = (s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate) as f64;
+    2.0 * ((qkv + rest) * tokens * (s.layers - 1) as f64 + qkv * tokens + rest * 2.0 * conversations)
 }
 
-/// GFLOP/s of armorm's projections alone (candle's f32 matmul; AMX tiles for bf16 where the CPU has
-/// them) on the model's shapes.
+/// GFLOP/s of armorm's projections alone (the gemm crate's kernels for f32; AMX tiles for bf16 where
+/// the CPU has them) on the model's shapes.
 fn gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
     let s = &checkpoint::SMOLLM2_135M;
     let hd = s.hidden / s.heads;
