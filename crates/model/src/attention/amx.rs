@@ -5,6 +5,7 @@
 use std::mem::MaybeUninit;
 
 use half::bf16;
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fused::{rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
@@ -167,16 +168,8 @@ impl FusedAttention<'_> {
                                 }
                             }
                         }
-                        for row in 0..rows {
-                            let seen = &mut scores[row * KEY_TILE..][..visible(causal_from, row / rep, tile, n)];
-                            seen.iter_mut().for_each(|s| *s *= scale);
-                            softmax_step(seen, &mut max[row], &mut sum[row], &mut acc[row * hd..][..hd]);
-                            let p = &mut probs[row * KEY_TILE..][..n_padded];
-                            p.fill(bf16::ZERO);
-                            for (p, &x) in p.iter_mut().zip(seen.iter()) {
-                                *p = bf16::from_f32(x);
-                            }
-                        }
+                        let tile_keys = TileKeys { causal_from, rep, tile, n, n_padded };
+                        softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
                         for r0 in (0..padded_rows).step_by(BLOCK) {
                             for d0 in (0..hd).step_by(BLOCK) {
                                 let b0 = v[((d0 / 16) * (padded / 32) + tile / 32) * TILE..].as_ptr();
@@ -186,10 +179,7 @@ impl FusedAttention<'_> {
                                 unsafe {
                                     tiles::block(probs[r0 * KEY_TILE..].as_ptr(), KEY_TILE, n_padded, b0, b1, &mut c)
                                 };
-                                for (i, block_row) in c.chunks_exact(BLOCK).enumerate().take(rows.saturating_sub(r0)) {
-                                    let a = &mut acc[(r0 + i) * hd + d0..][..BLOCK];
-                                    a.iter_mut().zip(block_row).for_each(|(a, x)| *a += x);
-                                }
+                                accumulate(&c, &mut acc[(r0 * hd).min(rows * hd)..], hd, d0);
                             }
                         }
                     }
@@ -209,5 +199,50 @@ impl FusedAttention<'_> {
                 }
             }
         });
+    }
+}
+
+/// Which keys of a tile [tile, tile + n) the rows of an item see (see [`visible`]); the tile's
+/// probabilities are n_padded wide.
+#[derive(Clone, Copy)]
+struct TileKeys {
+    causal_from: Option<usize>,
+    rep: usize,
+    tile: usize,
+    n: usize,
+    n_padded: usize,
+}
+
+/// The online-softmax step of every row of an item for one key tile (scores scaled in f32), and
+/// the tile's probabilities rounded to bf16 for p v, zero past what each row sees. Row stride
+/// KEY_TILE in `scores` and `probs`, head_dim in `acc`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn softmax_tile(
+    scores: &mut [f32],
+    probs: &mut [bf16],
+    keys: TileKeys,
+    scale: f32,
+    max: &mut [f32],
+    sum: &mut [f32],
+    acc: &mut [f32],
+) {
+    let hd = acc.len() / max.len();
+    for (row, (max, sum)) in max.iter_mut().zip(sum.iter_mut()).enumerate() {
+        let seen = &mut scores[row * KEY_TILE..][..visible(keys.causal_from, row / keys.rep, keys.tile, keys.n)];
+        seen.iter_mut().for_each(|s| *s *= scale);
+        softmax_step(seen, max, sum, &mut acc[row * hd..][..hd]);
+        let p = &mut probs[row * KEY_TILE..][..keys.n_padded];
+        p.fill(bf16::ZERO);
+        for (p, &x) in p.iter_mut().zip(seen.iter()) {
+            *p = bf16::from_f32(x);
+        }
+    }
+}
+
+/// acc[row][d0..d0 + 32] += c[row] for the rows of `acc` (row stride head_dim) that the block covers.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn accumulate(c: &[f32; BLOCK * BLOCK], acc: &mut [f32], hd: usize, d0: usize) {
+    for (a, block_row) in acc.chunks_exact_mut(hd).zip(c.chunks_exact(BLOCK)) {
+        a[d0..d0 + BLOCK].iter_mut().zip(block_row).for_each(|(a, x)| *a += x);
     }
 }
