@@ -8,7 +8,7 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::fused::{rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
+use super::fused::{rotate, softmax_step, visible, FusedAttention, KEY_TILE};
 use super::Heads;
 use crate::simd::{filled, Disjoint};
 use crate::tiles::{self, BLOCK, TILE};
@@ -42,30 +42,11 @@ impl KeyValues {
 impl FusedAttention<'_> {
     pub(super) fn run_tiles(&self, qkv: &[bf16], tokens: usize) -> Vec<bf16> {
         let Heads { heads, head_dim: hd, .. } = self.heads;
-        let q = self.stage_queries(qkv, tokens);
+        // Unscaled: the scores are scaled in f32.
+        let q = self.stage_queries::<bf16, bf16>(qkv, tokens, 1.0);
         let kv = self.stage_keys_values(qkv);
         // SAFETY: the items cover every (token, group) pair, and each writes all its heads' values.
         unsafe { filled(tokens * heads * hd, |out| self.attend_tiles(&q, &kv, tokens, out)) }
-    }
-
-    /// Rotated queries as (kv_heads, tokens, rep, head_dim), unscaled (the scores are scaled in f32).
-    fn stage_queries(&self, qkv: &[bf16], tokens: usize) -> Vec<bf16> {
-        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let (rep, width) = (heads / kv_heads, (heads + 2 * kv_heads) * hd);
-        // SAFETY: every (group, token) gets all its rep heads rotated.
-        unsafe {
-            filled(tokens * heads * hd, |q| {
-                q.par_chunks_mut(tokens * rep * hd).enumerate().for_each(|(g, q)| {
-                    q.par_chunks_mut(STAGE_TOKENS * rep * hd).enumerate().for_each(|(c, q)| {
-                        for (i, q) in q.chunks_exact_mut(rep * hd).enumerate() {
-                            let t = c * STAGE_TOKENS + i;
-                            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
-                            rotate(&qkv[t * width + g * rep * hd..][..rep * hd], cos, sin, 1.0, q);
-                        }
-                    })
-                })
-            })
-        }
     }
 
     fn stage_keys_values(&self, qkv: &[bf16]) -> KeyValues {
@@ -119,22 +100,14 @@ impl FusedAttention<'_> {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let rep = heads / kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let segments = &self.batch.segments;
         // Every (token, group) pair belongs to exactly one item.
         let dst = Disjoint(out.as_mut_ptr());
         self.items().par_iter().for_each(|item| {
             let dst = &dst;
-            let seg = segments[item.segment];
             let rows = item.len * rep;
             let padded_rows = rows.next_multiple_of(BLOCK);
             let mut queries = vec![bf16::ZERO; padded_rows * hd];
-            queries[..rows * hd]
-                .copy_from_slice(&q[(item.group * tokens + seg.start + item.first) * rep * hd..][..rows * hd]);
-            let mut spans = Vec::with_capacity(2);
-            if let Some(p) = seg.prefix {
-                spans.push((p, segments[p].len, None));
-            }
-            spans.push((item.segment, item.first + item.len, Some(item.first)));
+            queries[..rows * hd].copy_from_slice(self.query_rows(q, item, tokens));
 
             let (mut max, mut sum) = (vec![f32::NEG_INFINITY; rows], vec![0.0f32; rows]);
             let mut acc = vec![0.0f32; rows * hd];
@@ -143,7 +116,7 @@ impl FusedAttention<'_> {
             let mut probs = vec![bf16::ZERO; padded_rows * KEY_TILE];
             let mut c = [0.0f32; BLOCK * BLOCK];
             tiles::with_tiles(|| {
-                for &(s, keys, causal_from) in &spans {
+                for (s, keys, causal_from) in self.spans(item) {
                     let (k, v, padded) = kv.region(s, item.group, hd);
                     for tile in (0..keys).step_by(KEY_TILE) {
                         let n = KEY_TILE.min(keys - tile);
@@ -185,19 +158,8 @@ impl FusedAttention<'_> {
                     }
                 }
             });
-            for (t, (values, sums)) in acc.chunks_exact(rep * hd).zip(sum.chunks_exact(rep)).enumerate() {
-                let token = seg.start + item.first + t;
-                // SAFETY: in bounds (token < tokens, group < kv_heads) and owned by this item alone.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(dst.0.add((token * heads + item.group * rep) * hd), rep * hd)
-                };
-                for ((o, x), s) in row.chunks_exact_mut(hd).zip(values.chunks_exact(hd)).zip(sums) {
-                    let inv = 1.0 / s;
-                    o.iter_mut().zip(x).for_each(|(o, x)| {
-                        o.write(bf16::from_f32(x * inv));
-                    });
-                }
-            }
+            // SAFETY: `dst` is the whole output, and these rows are this item's alone.
+            unsafe { self.store(item, &acc, &sum, dst) };
         });
     }
 }

@@ -78,81 +78,113 @@ impl FusedAttention<'_> {
     fn attend_items<T: Element>(&self, q: &[f32], k: &[f32], v: &[f32], tokens: usize, out: &mut [MaybeUninit<T>]) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let rep = heads / kv_heads;
-        let segments = &self.batch.segments;
         // Every (token, group) pair belongs to exactly one item.
         let dst = Disjoint(out.as_mut_ptr());
         self.items().par_iter().for_each(|item| {
-            let seg = segments[item.segment];
-            let span = |start: usize, len: usize, causal_from: Option<usize>| {
-                let at = (item.group * tokens + start) * hd..(item.group * tokens + start + len) * hd;
-                Keys { k: &k[at.clone()], v: &v[at], causal_from }
-            };
-            let mut spans = Vec::with_capacity(2);
-            if let Some(p) = seg.prefix.map(|p| segments[p]) {
-                spans.push(span(p.start, p.len, None));
-            }
-            spans.push(span(seg.start, item.first + item.len, Some(item.first)));
-            let rows = &q[(item.group * tokens + seg.start + item.first) * rep * hd..][..item.len * rep * hd];
-            let mut result = vec![0.0f32; rows.len()];
-            attend(rows, rep, hd, &spans, &mut result);
-            let dst = &dst;
-            for (t, values) in result.chunks_exact(rep * hd).enumerate() {
-                let token = seg.start + item.first + t;
-                // SAFETY: in bounds (token < tokens, group < kv_heads) and owned by this item alone.
-                let row = unsafe {
-                    std::slice::from_raw_parts_mut(dst.0.add((token * heads + item.group * rep) * hd), rep * hd)
-                };
-                for (o, &x) in row.iter_mut().zip(values) {
-                    o.write(T::from_f32(x));
-                }
-            }
+            let spans: Vec<Keys> = self
+                .spans(item)
+                .map(|(segment, keys, causal_from)| {
+                    let start = item.group * tokens + self.batch.segments[segment].start;
+                    let at = start * hd..(start + keys) * hd;
+                    Keys { k: &k[at.clone()], v: &v[at], causal_from }
+                })
+                .collect();
+            let rows = self.query_rows(q, item, tokens);
+            let (mut acc, mut sum) = (vec![0.0f32; rows.len()], vec![0.0f32; rows.len() / hd]);
+            attend(rows, rep, hd, &spans, &mut acc, &mut sum);
+            // SAFETY: `dst` is the whole output, and these rows are this item's alone.
+            unsafe { self.store(item, &acc, &sum, &dst) };
         });
     }
 
-    /// Rotated and scaled queries as (kv_heads, tokens, rep, head_dim), so that one item's rows are
-    /// contiguous; rotated keys and plain values as (kv_heads, tokens, head_dim). All f32.
+    /// Rotated queries times `scale`, as (kv_heads, tokens, rep, head_dim) so that one item's rows
+    /// are contiguous.
+    pub(super) fn stage_queries<T: Element, O: Element>(&self, qkv: &[T], tokens: usize, scale: f32) -> Vec<O> {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let (rep, width) = (heads / kv_heads, (heads + 2 * kv_heads) * hd);
+        // SAFETY: every (group, token) gets all its rep heads rotated.
+        unsafe {
+            filled(tokens * heads * hd, |q| {
+                q.par_chunks_mut(tokens * rep * hd).enumerate().for_each(|(g, q)| {
+                    q.par_chunks_mut(STAGE_TOKENS * rep * hd).enumerate().for_each(|(c, q)| {
+                        for (i, q) in q.chunks_exact_mut(rep * hd).enumerate() {
+                            let t = c * STAGE_TOKENS + i;
+                            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+                            rotate(&qkv[t * width + g * rep * hd..][..rep * hd], cos, sin, scale, q);
+                        }
+                    })
+                })
+            })
+        }
+    }
+
+    /// Scaled queries (see `stage_queries`), rotated keys and plain values as (kv_heads, tokens,
+    /// head_dim). All f32.
     fn prepare<T: Element>(&self, qkv: &[T], tokens: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let rep = heads / kv_heads;
         let width = (heads + 2 * kv_heads) * hd;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let (mut q, mut k, mut v) = (
-            Vec::with_capacity(tokens * heads * hd),
-            Vec::with_capacity(tokens * kv_heads * hd),
-            Vec::with_capacity(tokens * kv_heads * hd),
-        );
-        let (q_len, kv_len) = (tokens * heads * hd, tokens * kv_heads * hd);
-        q.spare_capacity_mut()[..q_len]
-            .par_chunks_mut(tokens * rep * hd)
-            .zip(k.spare_capacity_mut()[..kv_len].par_chunks_mut(tokens * hd))
+        let q = self.stage_queries(qkv, tokens, 1.0 / (hd as f32).sqrt());
+        let (mut k, mut v) = (Vec::with_capacity(tokens * kv_heads * hd), Vec::with_capacity(tokens * kv_heads * hd));
+        let kv_len = tokens * kv_heads * hd;
+        k.spare_capacity_mut()[..kv_len]
+            .par_chunks_mut(tokens * hd)
             .zip(v.spare_capacity_mut()[..kv_len].par_chunks_mut(tokens * hd))
             .enumerate()
-            .for_each(|(g, ((q, k), v))| {
-                q.par_chunks_mut(STAGE_TOKENS * rep * hd)
-                    .zip(k.par_chunks_mut(STAGE_TOKENS * hd))
-                    .zip(v.par_chunks_mut(STAGE_TOKENS * hd))
-                    .enumerate()
-                    .for_each(|(c, ((q, k), v))| {
-                        let rows = q.chunks_exact_mut(rep * hd).zip(k.chunks_exact_mut(hd)).zip(v.chunks_exact_mut(hd));
-                        for (i, ((q, k), v)) in rows.enumerate() {
+            .for_each(|(g, (k, v))| {
+                k.par_chunks_mut(STAGE_TOKENS * hd).zip(v.par_chunks_mut(STAGE_TOKENS * hd)).enumerate().for_each(
+                    |(c, (k, v))| {
+                        for (i, (k, v)) in k.chunks_exact_mut(hd).zip(v.chunks_exact_mut(hd)).enumerate() {
                             let t = c * STAGE_TOKENS + i;
                             let row = &qkv[t * width..][..width];
                             let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
-                            rotate(&row[g * rep * hd..][..rep * hd], cos, sin, scale, q);
                             rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, k);
                             for (o, x) in v.iter_mut().zip(&row[(heads + kv_heads + g) * hd..][..hd]) {
                                 o.write(x.to_f32());
                             }
                         }
-                    });
+                    },
+                );
             });
-        // SAFETY: the loop above wrote every (group, token, head, dim) of the three buffers.
+        // SAFETY: the loop above wrote every (group, token, dim) of both buffers.
         unsafe {
-            q.set_len(q_len);
             k.set_len(kv_len);
             v.set_len(kv_len);
         }
         (q, k, v)
+    }
+
+    /// The key runs an item attends to, in order, as (segment, keys, causal_from): its segment's
+    /// prefix whole, if it has one, then its own sequence up to the item's last token.
+    pub(super) fn spans(&self, item: &Item) -> impl Iterator<Item = (usize, usize, Option<usize>)> {
+        let segments = &self.batch.segments;
+        let prefix = segments[item.segment].prefix.map(|p| (p, segments[p].len, None));
+        prefix.into_iter().chain([(item.segment, item.first + item.len, Some(item.first))])
+    }
+
+    /// An item's rows of the staged queries (see `stage_queries`).
+    pub(super) fn query_rows<'q, E>(&self, q: &'q [E], item: &Item, tokens: usize) -> &'q [E] {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let (rep, start) = (heads / kv_heads, self.batch.segments[item.segment].start + item.first);
+        &q[(item.group * tokens + start) * rep * hd..][..item.len * rep * hd]
+    }
+
+    /// Writes an item's output into `dst`, the (tokens, heads * head_dim) output: row (t, r) of
+    /// `acc` (token-major, the group's query heads for each token) divided by its softmax sum.
+    ///
+    /// # Safety
+    /// `dst` is the whole output buffer, and no one else writes this item's (token, group) rows.
+    pub(super) unsafe fn store<T: Element>(
+        &self,
+        item: &Item,
+        acc: &[f32],
+        sum: &[f32],
+        dst: &Disjoint<MaybeUninit<T>>,
+    ) {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let rep = heads / kv_heads;
+        let token = self.batch.segments[item.segment].start + item.first;
+        // SAFETY: the first of the item's rows, in bounds; the caller's contract for the rest.
+        unsafe { store_rows(acc, sum, hd, rep, dst.0.add((token * heads + item.group * rep) * hd), heads * hd) }
     }
 
     /// Longest first, so the stragglers at the end of the parallel loop are short.
@@ -175,6 +207,32 @@ impl FusedAttention<'_> {
         let keys = |i: &Item| segments[i.segment].prefix.map_or(0, |p| segments[p].len) + i.first + i.len;
         items.sort_by_key(|i| std::cmp::Reverse(keys(i)));
         items
+    }
+}
+
+/// The loop of `FusedAttention::store`: token t's `rep` rows of `acc` go to `dst + t * stride`.
+///
+/// # Safety
+/// `dst` valid for acc.len() / (rep * hd) tokens of rep * hd values at that stride, written by no
+/// one else.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+unsafe fn store_rows<T: Element>(
+    acc: &[f32],
+    sum: &[f32],
+    hd: usize,
+    rep: usize,
+    dst: *mut MaybeUninit<T>,
+    stride: usize,
+) {
+    for (t, (values, sums)) in acc.chunks_exact(rep * hd).zip(sum.chunks_exact(rep)).enumerate() {
+        // SAFETY: the caller's contract.
+        let out = unsafe { std::slice::from_raw_parts_mut(dst.add(t * stride), rep * hd) };
+        for ((o, x), s) in out.chunks_exact_mut(hd).zip(values.chunks_exact(hd)).zip(sums) {
+            let inv = 1.0 / s;
+            o.iter_mut().zip(x).for_each(|(o, x)| {
+                o.write(T::from_f32(x * inv));
+            });
+        }
     }
 }
 
@@ -236,15 +294,14 @@ struct Keys<'a> {
     causal_from: Option<usize>,
 }
 
-/// softmax(q k^T) v for `q` = (tokens * rep, head_dim) rows, token-major, over every span in turn,
-/// with flash attention's running max and sum, into `out` (same shape as `q`).
+/// Unnormalised softmax(q k^T) v for `q` = (tokens * rep, head_dim) rows, token-major, over every
+/// span in turn, with flash attention's running max and sum: `out` (same shape as `q`, zeroed)
+/// accumulates, `sum` (one per row, zeroed) receives each row's softmax denominator.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32]) {
+fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32], sum: &mut [f32]) {
     let rows = q.len() / hd;
     let mut max = vec![f32::NEG_INFINITY; rows];
-    let mut sum = vec![0.0f32; rows];
     let mut scores = vec![0.0f32; rows * KEY_TILE];
-    out.fill(0.0);
     for span in spans {
         let len = span.k.len() / hd;
         for tile in (0..len).step_by(KEY_TILE) {
@@ -306,9 +363,5 @@ fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32]) {
                 );
             }
         }
-    }
-    for (o, s) in out.chunks_exact_mut(hd).zip(&sum) {
-        let inv = 1.0 / s;
-        o.iter_mut().for_each(|x| *x *= inv);
     }
 }
