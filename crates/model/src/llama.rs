@@ -102,20 +102,19 @@ impl Backbone {
         let plan = Plan::new(batch, self.heads(), self.dtype, self.embed.device())?;
         let rows = Tensor::from_slice(rows, rows.len(), self.embed.device())?;
         let mut x = self.embed.index_select(&batch.ids, 0)?; // (tokens, hidden)
-        let mut picked = false;
         for (i, layer) in self.layers.iter().enumerate() {
             let qkv = layer.qkv.forward(&layer.input_norm.forward(&x)?)?; // (tokens, (nh + 2 nkv) hd)
             let mut attn = plan.attend(&qkv, batch, self.heads(), &self.rope)?;
             if i + 1 == self.layers.len() {
                 // Only `rows` are read after the last attention: the rest of the layer (the output
                 // projection and the MLP, most of its work) runs on those rows alone.
-                (x, attn, picked) = (x.index_select(&rows, 0)?, attn.index_select(&rows, 0)?, true);
+                (x, attn) = (x.index_select(&rows, 0)?, attn.index_select(&rows, 0)?);
             }
             x = residual::add(x, &layer.o.forward(&attn)?)?;
             let act = layer.gate_up.forward(&layer.post_attention_norm.forward(&x)?)?; // silu(gate) * up
             x = residual::add(x, &layer.down.forward(&act)?)?;
         }
-        if !picked {
+        if self.layers.is_empty() {
             x = x.index_select(&rows, 0)?;
         }
         Ok(self.norm.forward(&x)?.to_dtype(DType::F32)?)

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 
 use crate::checkpoint::Weights;
 use crate::error::Result;
-use crate::simd::{filled, Element};
+use crate::simd::{self, filled, Element};
 
 /// Elements per parallel task of the element-wise passes.
 const CHUNK: usize = 1 << 14;
@@ -127,16 +127,7 @@ impl RmsNorm {
 /// As transformers' LlamaRMSNorm: normalise in f32, round to the dtype, then scale by the weight.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn norm_row<T: Element>(x: &[T], weight: &[f32], eps: f32, out: &mut [MaybeUninit<T>]) {
-    let mut lanes = [0.0f32; 16];
-    let mut chunks = x.chunks_exact(16);
-    for chunk in &mut chunks {
-        for (s, v) in lanes.iter_mut().zip(chunk) {
-            let v = v.to_f32();
-            *s += v * v;
-        }
-    }
-    let tail: f32 = chunks.remainder().iter().map(|v| v.to_f32() * v.to_f32()).sum();
-    let inv = 1.0 / ((lanes.iter().sum::<f32>() + tail) / x.len() as f32 + eps).sqrt();
+    let inv = 1.0 / (simd::sum_of_squares(x) / x.len() as f32 + eps).sqrt();
     for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
         o.write(T::from_f32(w * T::round(v.to_f32() * inv)));
     }

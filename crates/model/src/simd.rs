@@ -147,6 +147,20 @@ pub fn max(xs: &[f32]) -> f32 {
     chunks.remainder().iter().chain(&lanes).fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
 }
 
+/// The sum of x^2, accumulated in f32.
+#[inline(always)]
+pub fn sum_of_squares<T: Element>(xs: &[T]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (s, x) in lanes.iter_mut().zip(chunk) {
+            let x = x.to_f32();
+            *s += x * x;
+        }
+    }
+    chunks.remainder().iter().map(|x| x.to_f32() * x.to_f32()).sum::<f32>() + lanes.iter().sum::<f32>()
+}
+
 /// Replaces each x by e^(x - shift) and returns their sum.
 #[inline(always)]
 pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {

@@ -32,6 +32,8 @@ pub enum Plan {
 }
 
 impl Plan {
+    /// `dtype` matters only with the `flash-attn` feature (its kernel takes bf16 and f16).
+    #[cfg_attr(not(feature = "flash-attn"), allow(unused_variables))]
     pub fn new(batch: &PackedBatch, heads: Heads, dtype: DType, device: &Device) -> Result<Self> {
         Ok(match device {
             Device::Cpu => Self::Fused,
@@ -39,10 +41,7 @@ impl Plan {
             Device::Cuda(_) if matches!(dtype, DType::BF16 | DType::F16) => {
                 Self::Flash(flash::Varlen::new(batch, device)?)
             }
-            _ => {
-                let _ = dtype; // only flash-attn's choice depends on it
-                Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?)
-            }
+            _ => Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?),
         })
     }
 
