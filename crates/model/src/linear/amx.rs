@@ -90,22 +90,20 @@ impl PackedWeight {
             let rows = (task / column_tasks) * ROWS..((task / column_tasks + 1) * ROWS).min(m);
             let c = task % column_tasks;
             let blocks = c * pairs / column_tasks..(c + 1) * pairs / column_tasks;
+            // The tiles always read 32 rows: a last, partial block is padded with zeros, once.
+            let tail = rows.len() % BLOCK;
             let mut padded = Vec::new();
+            if tail > 0 {
+                padded.extend_from_slice(&x[(rows.end - tail) * k..][..tail * k]);
+                padded.resize(BLOCK * k, bf16::ZERO);
+            }
             let mut acc = [0.0f32; BLOCK * BLOCK];
             tiles::with_tiles(|| {
                 for block in blocks {
                     let b = &self.tiles[2 * block * (k / 32) * TILE..][..2 * (k / 32) * TILE];
                     for r0 in rows.clone().step_by(BLOCK) {
                         let valid = BLOCK.min(rows.end - r0);
-                        let a = if valid == BLOCK {
-                            &x[r0 * k..][..BLOCK * k]
-                        } else {
-                            // The tiles always read 32 rows: pad the last block with zeros.
-                            padded.clear();
-                            padded.extend_from_slice(&x[r0 * k..][..valid * k]);
-                            padded.resize(BLOCK * k, bf16::ZERO);
-                            &padded[..]
-                        };
+                        let a = if valid == BLOCK { &x[r0 * k..][..BLOCK * k] } else { &padded[..] };
                         // SAFETY: in `with_tiles`; `a` is 32 rows of k, `b` the two column blocks'
                         // k / 32 tiles each.
                         unsafe { tiles::block(a.as_ptr(), k, k, b.as_ptr(), b[b.len() / 2..].as_ptr(), &mut acc) };
