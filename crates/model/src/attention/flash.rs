@@ -36,7 +36,10 @@ impl Varlen {
             cumulative_k.push(cumulative_k[cumulative_k.len() - 1] + len_k as u32);
             (max_q, max_k) = (max_q.max(seg.len), max_k.max(len_k));
         }
-        let vector = |v: Vec<u32>| Tensor::from_vec(v.clone(), v.len(), device);
+        let vector = |v: Vec<u32>| {
+            let n = v.len();
+            Tensor::from_vec(v, n, device)
+        };
         Ok(Self {
             positions: vector(batch.positions.clone())?,
             keys: vector(keys)?,
