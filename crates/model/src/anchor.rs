@@ -4,6 +4,7 @@
 
 use tokenizers::Tokenizer;
 
+use crate::checkpoint::CheckpointFiles;
 use crate::conversation::{Message, Role};
 use crate::error::{ModelError, Result};
 use crate::template::ChatTemplate;
@@ -55,6 +56,17 @@ impl GatingPattern {
             }
         }
         Self::new(ids)
+    }
+
+    /// The pattern a checkpoint's encodings use: `explicit` when given, else derived from its
+    /// template and tokenizer (without loading any weights).
+    pub fn for_checkpoint(files: &CheckpointFiles, explicit: Option<&[u32]>) -> Result<Self> {
+        if let Some(ids) = explicit {
+            return Self::new(ids.to_vec());
+        }
+        let tokenizer = crate::tokenize::Encoder::load_tokenizer(&files.tokenizer)?;
+        let template = ChatTemplate::from_files(&files.tokenizer_config, files.chat_template.as_deref())?;
+        Self::derive(&template, &tokenizer)
     }
 
     pub fn ids(&self) -> &[u32] {

@@ -87,6 +87,14 @@ impl Backbone {
         self.dtype
     }
 
+    pub fn hidden_size(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
     pub fn max_positions(&self) -> usize {
         self.rope.max_positions()
     }

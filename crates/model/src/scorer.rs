@@ -1,20 +1,15 @@
 //! The public entry point: a loaded reward model that turns encoded conversations into scores with
 //! their per-objective explanation.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use candle_core::{DType, Device};
 
-use crate::anchor::GatingPattern;
-use crate::checkpoint::{ModelSource, Weights};
-use crate::config::ModelConfig;
+use crate::checkpoint::ModelSource;
 use crate::conversation::Conversation;
+use crate::embedder::{Embedder, OpenCheckpoint};
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
-use crate::llama::Backbone;
-use crate::packed::{PackedBatch, PackedBatchBuilder};
-use crate::template::ChatTemplate;
 use crate::tokenize::{Encoded, Encoder};
 
 /// Where the backbone runs.
@@ -52,7 +47,7 @@ impl FromStr for DeviceChoice {
 }
 
 impl DeviceChoice {
-    fn open(self) -> Result<Device> {
+    pub(crate) fn open(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
@@ -92,7 +87,7 @@ impl FromStr for ComputeDType {
 }
 
 impl ComputeDType {
-    fn candle(self) -> DType {
+    pub(crate) fn candle(self) -> DType {
         match self {
             Self::F32 => DType::F32,
             Self::Bf16 => DType::BF16,
@@ -137,56 +132,25 @@ pub struct RewardOutput {
 
 pub struct RewardModel {
     source: ModelSource,
-    backbone: Backbone,
+    embedder: Embedder,
     head: Head,
-    encoder: Encoder,
-    device: Device,
-    dtype: ComputeDType,
-    share_prefixes: bool,
-}
-
-/// A packed batch plus, per conversation, the packed rows its heads read.
-struct Layout {
-    packed: PackedBatch,
-    last_rows: Vec<u32>,
-    gate_rows: Vec<u32>,
 }
 
 impl RewardModel {
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
-        let files = source.resolve()?;
-        let cfg = ModelConfig::from_file(&files.config)?;
-        let device = options.device.open()?;
-        let dtype = options.dtype.unwrap_or(options.device.default_dtype());
-        let weights = Weights::open(&files.weights, &device)?;
-        let backbone = Backbone::load(&weights, &cfg.llama, dtype.candle(), &device)?;
-        let head = Head::load(&weights, &cfg)?;
-        let tokenizer = Encoder::load_tokenizer(&files.tokenizer)?;
-        let template = ChatTemplate::from_files(&files.tokenizer_config, files.chat_template.as_deref())?;
-        let pattern = match (&head, &options.gating_pattern) {
-            (Head::BradleyTerry(_), _) => None,
-            (Head::Armo(_), Some(ids)) => Some(GatingPattern::new(ids.clone())?),
-            (Head::Armo(_), None) => Some(GatingPattern::derive(&template, &tokenizer)?),
-        };
-        let encoder = Encoder::new(tokenizer, template, pattern, cfg.llama.vocab_size);
+        let ckpt = OpenCheckpoint::open(source, options)?;
+        let head = Head::load(&ckpt.weights, &ckpt.cfg)?;
+        let embedder = Embedder::from_checkpoint(&ckpt, options, head.kind() == HeadKind::Armo)?;
         tracing::info!(
             model = %source.id(),
             head = ?head.kind(),
-            ?dtype,
-            layers = cfg.llama.num_hidden_layers,
-            hidden = cfg.llama.hidden_size,
-            gating_pattern = ?encoder.pattern().map(|p| p.ids()),
+            dtype = ?embedder.dtype(),
+            layers = embedder.num_layers(),
+            hidden = embedder.hidden_size(),
+            gating_pattern = ?embedder.encoder().pattern().map(|p| p.ids()),
             "model loaded"
         );
-        Ok(Self {
-            source: source.clone(),
-            backbone,
-            head,
-            encoder,
-            device,
-            dtype,
-            share_prefixes: options.share_prefixes,
-        })
+        Ok(Self { source: source.clone(), embedder, head })
     }
 
     pub fn source(&self) -> &ModelSource {
@@ -194,7 +158,7 @@ impl RewardModel {
     }
 
     pub fn encoder(&self) -> &Encoder {
-        &self.encoder
+        self.embedder.encoder()
     }
 
     pub fn head_kind(&self) -> HeadKind {
@@ -202,11 +166,11 @@ impl RewardModel {
     }
 
     pub fn dtype(&self) -> ComputeDType {
-        self.dtype
+        self.embedder.dtype()
     }
 
     pub fn device_name(&self) -> String {
-        match &self.device {
+        match self.embedder.device() {
             Device::Cpu => "cpu".into(),
             other => format!("{other:?}").to_lowercase(),
         }
@@ -222,7 +186,7 @@ impl RewardModel {
 
     /// The longest sequence the position table covers.
     pub fn max_positions(&self) -> usize {
-        self.backbone.max_positions()
+        self.embedder.max_positions()
     }
 
     /// Scores a batch in one forward pass. Either every conversation gets its output, in order, or the
@@ -231,11 +195,9 @@ impl RewardModel {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let Layout { packed, last_rows, gate_rows } = self.layout(batch)?;
-        let n = batch.len();
         match &self.head {
             Head::BradleyTerry(score_t) => {
-                let hidden = self.backbone.forward(&packed, &last_rows)?;
+                let hidden = self.embedder.hidden_states(batch, false)?.last;
                 let scores = hidden.matmul(score_t)?.flatten_all()?.to_vec1::<f32>()?;
                 Ok(batch
                     .iter()
@@ -244,9 +206,9 @@ impl RewardModel {
                     .collect())
             }
             Head::Armo(head) => {
-                let rows: Vec<u32> = last_rows.iter().chain(&gate_rows).copied().collect();
-                let hidden = self.backbone.forward(&packed, &rows)?; // (2n, hidden)
-                let out = head.forward(&hidden.narrow(0, 0, n)?, &hidden.narrow(0, n, n)?)?;
+                let hidden = self.embedder.hidden_states(batch, true)?;
+                let gate = hidden.gate.as_ref().expect("asked for gate rows");
+                let out = head.forward(&hidden.last, gate)?;
                 let scores = out.score.to_vec1::<f32>()?;
                 let rewards = out.rewards.to_vec2::<f32>()?;
                 let gating = out.gating.to_vec2::<f32>()?;
@@ -265,48 +227,6 @@ impl RewardModel {
         }
     }
 
-    /// Where a conversation's prompt ends (through the assistant header that the gating pattern
-    /// opens), when it may be shared: conversations with the same ids up to here differ only in
-    /// their responses.
-    fn prompt_end(&self, e: &Encoded) -> Option<usize> {
-        let end = e.gate_pos() + self.encoder.pattern()?.ids().len();
-        (self.share_prefixes && end < e.len()).then_some(end)
-    }
-
-    /// Packs the batch, computing each prompt that two or more conversations share only once: the
-    /// prompt becomes one segment and every response a continuation of it. Exact, because causal
-    /// attention never lets a prompt token see what follows it.
-    fn layout(&self, batch: &[&Encoded]) -> Result<Layout> {
-        let mut counts: HashMap<&[u32], usize> = HashMap::new();
-        for e in batch {
-            if let Some(end) = self.prompt_end(e) {
-                *counts.entry(&e.ids()[..end]).or_default() += 1;
-            }
-        }
-        let mut builder = PackedBatchBuilder::default();
-        let mut prompts: HashMap<&[u32], usize> = HashMap::new();
-        let (mut last_rows, mut gate_rows) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
-        for e in batch {
-            let shared = self.prompt_end(e).filter(|&end| counts[&e.ids()[..end]] > 1);
-            let (last, gate) = match shared {
-                Some(end) => {
-                    let prompt = &e.ids()[..end];
-                    let p = *prompts.entry(prompt).or_insert_with(|| builder.push(prompt, None));
-                    let response = builder.push(&e.ids()[end..], Some(p));
-                    (builder.segment(response).start + e.len() - end - 1, builder.segment(p).start + e.gate_pos())
-                }
-                None => {
-                    let whole = builder.push(e.ids(), None);
-                    let start = builder.segment(whole).start;
-                    (start + e.last_pos(), start + e.gate_pos())
-                }
-            };
-            last_rows.push(last as u32);
-            gate_rows.push(gate as u32);
-        }
-        Ok(Layout { packed: builder.build(&self.device)?, last_rows, gate_rows })
-    }
-
     /// Encodes and scores conversations in one batch. Each conversation gets its own encoding result,
     /// so one bad conversation does not fail the others; the outer error is a failed forward pass.
     pub fn score(&self, conversations: &[Conversation]) -> Result<Vec<Result<RewardOutput>>> {
@@ -321,11 +241,6 @@ impl RewardModel {
 
     /// Encodes one conversation and checks it fits the position table.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
-        let encoded = self.encoder.encode(conversation)?;
-        let max = self.max_positions();
-        if encoded.len() > max {
-            return Err(crate::error::ConversationError::TooLong { len: encoded.len(), max }.into());
-        }
-        Ok(encoded)
+        self.embedder.encode(conversation)
     }
 }

@@ -1,6 +1,6 @@
 //! Command-line interface: every flag is also an `ARMORM_*` environment variable.
 
-use armorm_model::{ComputeDType, DeviceChoice, LoadOptions, ModelSource};
+pub use armorm_model::cli::ModelArgs;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -18,45 +18,9 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Score conversations from JSON Lines (stdin or --input), one JSON result per line, in order.
     Score(ScoreArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ModelArgs {
-    /// Local checkpoint directory or Hugging Face Hub repo id.
-    #[arg(long, env = "ARMORM_MODEL")]
-    pub model: String,
-    /// Hub revision (branch, tag or commit).
-    #[arg(long, env = "ARMORM_REVISION")]
-    pub revision: Option<String>,
-    /// Backbone compute dtype: f32, bf16 or f16 [default: f32 on cpu, bf16 on cuda].
-    #[arg(long, env = "ARMORM_DTYPE")]
-    pub dtype: Option<ComputeDType>,
-    /// cpu, cuda or cuda:N [default: cuda:0 in CUDA builds, else cpu].
-    #[arg(long, env = "ARMORM_DEVICE")]
-    pub device: Option<DeviceChoice>,
-    /// Token ids that open the final assistant turn, comma-separated; derived from the chat
-    /// template when absent.
-    #[arg(long, env = "ARMORM_GATING_PATTERN", value_delimiter = ',')]
-    pub gating_pattern: Option<Vec<u32>>,
-    /// Compute every conversation's prompt separately, even when several in a batch share it
-    /// (sharing is exact; this exists for measurement).
-    #[arg(long, env = "ARMORM_NO_PREFIX_SHARING")]
-    pub no_prefix_sharing: bool,
-}
-
-impl ModelArgs {
-    pub fn source(&self) -> ModelSource {
-        ModelSource::parse(&self.model, self.revision.as_deref())
-    }
-
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            device: self.device.unwrap_or_default(),
-            dtype: self.dtype,
-            gating_pattern: self.gating_pattern.clone(),
-            share_prefixes: !self.no_prefix_sharing,
-        }
-    }
+    /// Train an ArmoRM on a base model: features, stage-1 regression, verbosity debiasing, stage-2
+    /// gating, export; `armorm train STAGE` runs one stage.
+    Train(Box<armorm_train::cli::TrainArgs>),
 }
 
 #[derive(Debug, Args)]
