@@ -1,0 +1,36 @@
+//! The data crate's one error type. Each variant says which file, and where in it, is at fault.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::rows::RowRef;
+
+#[derive(Debug, Error)]
+pub enum DataError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a readable Parquet file: {message}", path.display())]
+    Parquet { path: PathBuf, message: String },
+    #[error("{}: the file has no rows", path.display())]
+    Empty { path: PathBuf },
+    /// One row is wrong; the message says what was expected.
+    #[error("{at}: {message}")]
+    Row { at: RowRef, message: String },
+}
+
+impl DataError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_path_buf(), source }
+    }
+
+    pub fn row(at: &RowRef, message: impl Into<String>) -> Self {
+        Self::Row { at: at.clone(), message: message.into() }
+    }
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -1,0 +1,38 @@
+//! Conversations inside a row: a `messages`-style list of `{"role", "content"}` objects, or a prompt
+//! string answered by a response string.
+
+use armorm_model::{Conversation, RawMessage};
+use serde_json::Value;
+
+use crate::error::Result;
+use crate::rows::{kind, Row};
+
+/// The conversation in field `key`, a list of messages. Errors name the row and the field.
+pub fn conversation(row: &Row, key: &str) -> Result<Conversation> {
+    let value = row.get(key).ok_or_else(|| row.error(format!("missing field {key:?}")))?;
+    conversation_value(row, key, value)
+}
+
+/// `value` (found at `what` in `row`) read as a list of messages.
+pub fn conversation_value(row: &Row, what: &str, value: &Value) -> Result<Conversation> {
+    let Value::Array(items) = value else {
+        return Err(row.error(format!("{what} must be a list of messages, found {}", kind(value))));
+    };
+    let raw = items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = |name: &str| match m.get(name) {
+                Some(Value::String(s)) => Ok(s.clone()),
+                _ => Err(row.error(format!("{what}[{i}] must be {{\"role\": string, \"content\": string}}"))),
+            };
+            Ok(RawMessage { role: field("role")?, content: field("content")? })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Conversation::new(raw).map_err(|e| row.error(format!("{what}: {e}")))
+}
+
+/// One user turn answered by one assistant turn.
+pub fn prompt_response(prompt: &str, response: &str) -> Conversation {
+    Conversation::from_prompt_response(prompt.to_string(), response.to_string())
+}
