@@ -16,6 +16,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Score(args) => armorm_server::score_cmd::run(&args),
         Command::Healthcheck(args) => armorm_server::healthcheck::run(&args),
+        Command::Train(args) => Ok(armorm_train::pipeline::run(&args)?),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(async {
             let server = armorm_server::serve::start(&args).await?;
             shutdown_signal().await;

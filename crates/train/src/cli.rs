@@ -1,0 +1,91 @@
+//! `armorm train [STAGE]`. A single stage takes the same flags as the whole run (each uses the ones
+//! it needs), so a stage re-run names its inputs exactly as the full run did.
+
+use std::path::PathBuf;
+
+use armorm_model::cli::ModelArgs;
+use clap::{Args, ValueEnum};
+
+use crate::features::Shard;
+use crate::ratings::Scale;
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Run one stage only, reading and writing --work [default: every stage that is not up to date].
+    #[arg(value_enum)]
+    pub stage: Option<Stage>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// One stage of the run on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    /// Extract features of --ratings, --pairs (and --reference); with --shard I/N only that shard,
+    /// so N machines can share the work over one --work directory.
+    Embed,
+    /// Stage 1: ridge regression per objective on the ratings features.
+    Regression,
+    /// Verbosity debiasing: the reward-transform matrix, from the reference set's rewards.
+    Debias,
+    /// Stage 2: the gating network, on the pairs features.
+    Gating,
+    /// Write the checkpoint (and train_report.json) to --out from the stages' results.
+    Export,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Multi-objective ratings, JSON Lines or Parquet: {"messages": [...], "<objective>": number | bool | null, ...}.
+    #[arg(long)]
+    pub ratings: Option<PathBuf>,
+    /// Preference pairs, JSON Lines or Parquet: {"chosen": [messages], "rejected": [messages]} or
+    /// {"prompt": str, "chosen": str, "rejected": str}.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// The checkpoint directory to write; replaced only when the whole run succeeds.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Pairs the verbosity correlation is measured on [default: --pairs].
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Objective columns to use, in this order [default: every column but messages, in file order].
+    #[arg(long, value_delimiter = ',')]
+    pub objectives: Option<Vec<String>>,
+    /// The objective that measures length [default: helpsteer-verbosity].
+    #[arg(long)]
+    pub verbosity_objective: Option<String>,
+    /// Map an objective's ratings linearly from [LO, HI] to [0, 1], e.g. helpsteer-helpfulness=0:4.
+    #[arg(long = "scale", value_name = "NAME=LO:HI")]
+    pub scales: Vec<Scale>,
+    /// Stage-2 optimisation steps.
+    #[arg(long, default_value_t = 2000)]
+    pub steps: usize,
+    /// Pairs per stage-2 step (drawn with replacement).
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Width of the gating network's hidden layers.
+    #[arg(long, default_value_t = 1024)]
+    pub hidden_dim: usize,
+    /// Hidden layers of the gating network.
+    #[arg(long, default_value_t = 3)]
+    pub n_hidden: usize,
+    /// Seeds both 80/20 splits, the gating network's initialisation, batches and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Keep intermediate files (features, stage results) here; a re-run skips stages whose inputs
+    /// did not change [default: a temporary directory beside --out, removed on success].
+    #[arg(long)]
+    pub work: Option<PathBuf>,
+    /// `embed` only: extract shard I of N (records with index I modulo N).
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Rows longer than this many tokens are skipped and counted, never truncated.
+    #[arg(long, default_value_t = 8192)]
+    pub max_input_tokens: usize,
+    /// Token budget of one feature-extraction forward pass.
+    #[arg(long, default_value_t = 16384)]
+    pub embed_batch_tokens: usize,
+}

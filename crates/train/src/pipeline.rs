@@ -1,0 +1,518 @@
+//! The run: which stages are stale, in which order they run, and where their files live.
+//!
+//! ```text
+//! <work>/features/{ratings,pairs,reference}/shard-*/   features (see crate::features)
+//! <work>/regression.json, regression.safetensors        stage 1
+//! <work>/debias.json                                    λ and T
+//! <work>/gating.json, gating.safetensors                stage 2
+//! ```
+//! Each result records a key of everything it was computed from (input file hashes, the model,
+//! the flags that matter, upstream keys); a stage whose key matches is skipped. `--out` is written
+//! beside itself and swapped in only when the whole run has succeeded.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use armorm_data::digest::sha256_file;
+use armorm_model::checkpoint::CheckpointFiles;
+use armorm_model::{Embedder, GatingPattern, LoadOptions};
+use candle_core::Device;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, Par};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cli::{RunArgs, Stage, TrainArgs};
+use crate::debias::{self, Debias};
+use crate::embed::{EmbedJob, EmbedSettings};
+use crate::error::{Result, TrainError};
+use crate::export::{self, Heads};
+use crate::features::{self, Features, Kind, Shard};
+use crate::gating::{self, GatingNet, GatingReport, GatingSettings, GatingShape, PairData};
+use crate::ratings::{Labels, ObjectiveSpec};
+use crate::regression::{self, Regression, WEIGHT};
+use crate::report;
+use crate::split::validation_mask;
+use crate::stage::{fresh, key, write_json};
+use crate::tensors;
+
+/// Bumped when a stage's output format or maths change, so old work directories are recomputed.
+const FORMAT: &str = "armorm-train-1";
+const DEFAULT_VERBOSITY: &str = "helpsteer-verbosity";
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let (stage, run) = (args.stage, &args.run);
+    if stage.is_some() && run.work.is_none() {
+        return Err(TrainError::Invalid("a single stage needs --work, where the other stages' files are".into()));
+    }
+    if run.shard.is_some() && stage != Some(Stage::Embed) {
+        return Err(TrainError::Invalid("--shard is for `armorm train embed`".into()));
+    }
+    let out = match (stage, &run.out) {
+        (None | Some(Stage::Export), None) => return Err(TrainError::Invalid("--out is required".into())),
+        (_, out) => out.clone(),
+    };
+    if let Some(out) = &out {
+        check_out(out)?;
+    }
+    let (work, temporary) = match (&run.work, &out) {
+        (Some(w), _) => (w.clone(), false),
+        (None, Some(out)) => (sibling(out, &format!("work-{}", std::process::id())), true),
+        (None, None) => unreachable!("checked above"),
+    };
+    std::fs::create_dir_all(&work).map_err(|e| TrainError::io(&work, e))?;
+    let pipeline = Pipeline::new(run, work.clone())?;
+    let result = match stage {
+        None => pipeline.all(out.as_deref().expect("checked")),
+        Some(Stage::Embed) => pipeline.embed(run.shard),
+        Some(Stage::Regression) => pipeline.regression().map(drop),
+        Some(Stage::Debias) => pipeline.debias().map(drop),
+        Some(Stage::Gating) => pipeline.gating().map(drop),
+        Some(Stage::Export) => pipeline.export(out.as_deref().expect("checked")),
+    };
+    match (&result, temporary) {
+        (Ok(()), true) => {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        (Err(_), true) => tracing::warn!(
+            work = %work.display(),
+            "the run failed; its intermediate files are kept: pass --work {} to resume",
+            work.display()
+        ),
+        _ => {}
+    }
+    result
+}
+
+/// An input file with the key its features carry.
+struct Input {
+    kind: Kind,
+    dir: PathBuf,
+    path: PathBuf,
+    sha256: String,
+    key: String,
+}
+
+struct Pipeline<'a> {
+    args: &'a RunArgs,
+    work: PathBuf,
+    files: CheckpointFiles,
+    options: LoadOptions,
+    pattern: GatingPattern,
+    model_key: String,
+    // Each stage's result, once computed or found up to date (later stages ask for earlier ones).
+    regression: OnceCell<(Regression, tensors::F32Tensor)>,
+    debias: OnceCell<Debias>,
+    gating: OnceCell<(GatingReport, GatingNet)>,
+}
+
+/// The value in `cell`, computing it first if needed.
+fn cached<T>(cell: &OnceCell<T>, compute: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if cell.get().is_none() {
+        let _ = cell.set(compute()?);
+    }
+    Ok(cell.get().expect("set above"))
+}
+
+impl<'a> Pipeline<'a> {
+    fn new(args: &'a RunArgs, work: PathBuf) -> Result<Self> {
+        let source = args.model.source();
+        let options = args.model.load_options();
+        let files = source.resolve()?;
+        let pattern = GatingPattern::for_checkpoint(&files, options.gating_pattern.as_deref())?;
+        let config = sha256_file(&files.config)?;
+        let weights: Vec<String> = files
+            .weights
+            .iter()
+            .map(|p| {
+                let size = std::fs::metadata(p).map_err(|e| TrainError::io(p, e))?.len();
+                Ok(format!("{}:{size}", p.file_name().unwrap_or_default().to_string_lossy()))
+            })
+            .collect::<Result<_>>()?;
+        let dtype = options.dtype.unwrap_or(options.device.default_dtype());
+        let model_key = key(&[&config, &weights.join(","), &format!("{dtype:?}"), &format!("{:?}", pattern.ids())]);
+        Ok(Self {
+            args,
+            work,
+            files,
+            options,
+            pattern,
+            model_key,
+            regression: OnceCell::new(),
+            debias: OnceCell::new(),
+            gating: OnceCell::new(),
+        })
+    }
+
+    fn all(&self, out: &Path) -> Result<()> {
+        self.preflight()?;
+        self.embed(None)?;
+        self.regression()?;
+        self.debias()?;
+        self.gating()?;
+        self.export(out)
+    }
+
+    /// The checks that need no model and no features, so bad flags or ratings fail in seconds, not
+    /// after hours of feature extraction.
+    fn preflight(&self) -> Result<()> {
+        let labels = Labels::read(&self.ratings()?.path, &self.spec())?;
+        self.verbosity_index(&labels.objectives)?;
+        Ok(())
+    }
+
+    fn verbosity_index(&self, names: &[String]) -> Result<(String, usize)> {
+        let verbosity = match &self.args.verbosity_objective {
+            Some(v) => v.clone(),
+            None if names.iter().any(|n| n == DEFAULT_VERBOSITY) => DEFAULT_VERBOSITY.to_string(),
+            None => {
+                return Err(TrainError::Invalid(format!(
+                "no {DEFAULT_VERBOSITY} objective: name the verbosity objective with --verbosity-objective (one of {})",
+                names.join(", ")
+            )))
+            }
+        };
+        let v = names.iter().position(|n| *n == verbosity).ok_or_else(|| {
+            TrainError::Invalid(format!(
+                "--verbosity-objective {verbosity:?} is not among the objectives: {}",
+                names.join(", ")
+            ))
+        })?;
+        Ok((verbosity, v))
+    }
+
+    fn input(&self, name: &str, path: &Path, kind: Kind) -> Result<Input> {
+        let sha256 = sha256_file(path)?;
+        let key =
+            key(&[FORMAT, &self.model_key, &sha256, &format!("{kind:?}"), &self.args.max_input_tokens.to_string()]);
+        Ok(Input { kind, dir: self.work.join("features").join(name), path: path.to_path_buf(), sha256, key })
+    }
+
+    fn ratings(&self) -> Result<Input> {
+        let path = self.args.ratings.as_deref().ok_or_else(|| needs("--ratings"))?;
+        self.input("ratings", path, Kind::Ratings)
+    }
+
+    fn pairs(&self) -> Result<Input> {
+        let path = self.args.pairs.as_deref().ok_or_else(|| needs("--pairs"))?;
+        self.input("pairs", path, Kind::Pairs)
+    }
+
+    /// The debiasing reference set: --reference when it differs from --pairs, else the pairs.
+    fn reference(&self) -> Result<Input> {
+        let pairs = self.pairs()?;
+        match &self.args.reference {
+            Some(path) => {
+                let r = self.input("reference", path, Kind::Pairs)?;
+                Ok(if r.sha256 == pairs.sha256 { pairs } else { r })
+            }
+            None => Ok(pairs),
+        }
+    }
+
+    /// Extracts whatever features are missing: `shard` alone, or every shard of a set another
+    /// machine started (resuming), or the whole file as one shard.
+    fn embed(&self, shard: Option<Shard>) -> Result<()> {
+        let mut inputs = vec![self.ratings()?, self.pairs()?];
+        let reference = self.reference()?;
+        if reference.dir != inputs[1].dir {
+            inputs.push(reference);
+        }
+        let mut embedder: Option<Embedder> = None;
+        for input in &inputs {
+            let todo: Vec<Shard> = match shard {
+                Some(s) => vec![s],
+                None if features::complete_shard_count(&input.dir, &input.key).is_some() => Vec::new(),
+                None => {
+                    let count =
+                        features::manifests(&input.dir, &input.key).iter().map(|m| m.shard.count).max().unwrap_or(1);
+                    (0..count).map(|index| Shard { index, count }).collect()
+                }
+            };
+            if todo.is_empty() {
+                tracing::info!(input = %input.path.display(), "features up to date");
+            }
+            for s in todo {
+                if embedder.is_none() {
+                    embedder = Some(Embedder::load(&self.args.model.source(), &self.options)?);
+                }
+                let settings = EmbedSettings {
+                    max_input_tokens: self.args.max_input_tokens,
+                    batch_tokens: self.args.embed_batch_tokens,
+                    ..EmbedSettings::default()
+                };
+                let job = EmbedJob {
+                    embedder: embedder.as_ref().expect("loaded above"),
+                    kind: input.kind,
+                    input: &input.path,
+                    shard: s,
+                    key: &input.key,
+                    settings: &settings,
+                };
+                job.run(&input.dir.join(s.dir_name()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn features(&self, input: &Input) -> Result<Features> {
+        Features::open(&input.dir, &input.key)
+    }
+
+    fn spec(&self) -> ObjectiveSpec {
+        ObjectiveSpec { names: self.args.objectives.clone(), scales: self.args.scales.clone() }
+    }
+
+    fn regression_key(&self) -> Result<String> {
+        let spec = format!("{:?}|{:?}", self.args.objectives, self.args.scales);
+        Ok(key(&[FORMAT, &self.ratings()?.key, &spec, &self.args.seed.to_string()]))
+    }
+
+    /// Stage 1's summary and weights, computed unless up to date.
+    fn regression(&self) -> Result<&(Regression, tensors::F32Tensor)> {
+        cached(&self.regression, || self.compute_regression())
+    }
+
+    fn compute_regression(&self) -> Result<(Regression, tensors::F32Tensor)> {
+        let key = self.regression_key()?;
+        let (json, st) = (self.work.join("regression.json"), self.work.join("regression.safetensors"));
+        if let Some(r) = fresh::<Regression>(&json, &key) {
+            if let Ok(mut t) = tensors::load(&st) {
+                let shape = [r.objectives.len(), r.hidden_size];
+                if let Ok(w) = tensors::take(&mut t, &st, WEIGHT, &shape) {
+                    tracing::info!("stage 1: up to date");
+                    return Ok((r, w));
+                }
+            }
+        }
+        let started = Instant::now();
+        let ratings = self.ratings()?;
+        let labels = Labels::read(&ratings.path, &self.spec())?;
+        let feats = self.features(&ratings)?;
+        let (summary, weights) = regression::run(&labels, &feats, self.args.seed, &key)?;
+        tensors::save(&st, &regression::tensors(weights.clone()))?;
+        write_json(&json, &summary)?;
+        tracing::info!(secs = started.elapsed().as_secs_f64(), "stage 1 done");
+        Ok((summary, weights))
+    }
+
+    fn debias(&self) -> Result<&Debias> {
+        cached(&self.debias, || self.compute_debias())
+    }
+
+    fn compute_debias(&self) -> Result<Debias> {
+        let (regression, weights) = self.regression()?;
+        let reference = self.reference()?;
+        let names = regression.names();
+        let (verbosity, v) = self.verbosity_index(&names)?;
+        let key = key(&[FORMAT, &regression.key, &reference.key, &verbosity]);
+        let path = self.work.join("debias.json");
+        if let Some(d) = fresh::<Debias>(&path, &key) {
+            tracing::info!("debiasing: up to date");
+            return Ok(d);
+        }
+        let feats = self.features(&reference)?;
+        let rows = feats.rows().flat_map(|(_, set, i)| [set.matrix("chosen").row(i), set.matrix("rejected").row(i)]);
+        let predicted = predict(rows, weights); // (2n, k)
+        let k = names.len();
+        let n = predicted.len() / k;
+        let columns: Vec<Vec<f64>> = (0..k).map(|j| (0..n).map(|i| predicted[i * k + j]).collect()).collect();
+        let (lambda, spearman, sweep) = debias::lambdas(&columns, v);
+        for (name, l) in names.iter().zip(&lambda) {
+            tracing::info!(objective = %name, lambda = l, "debiasing");
+        }
+        let d = Debias {
+            key,
+            verbosity,
+            objectives: names,
+            transform: debias::transform(&lambda, v),
+            lambda,
+            spearman,
+            sweep,
+            reference_rows: n,
+        };
+        write_json(&path, &d)?;
+        Ok(d)
+    }
+
+    fn gating_settings(&self) -> GatingSettings {
+        GatingSettings {
+            steps: self.args.steps,
+            batch_size: self.args.batch_size,
+            hidden_dim: self.args.hidden_dim,
+            n_hidden: self.args.n_hidden,
+            seed: self.args.seed,
+            ..GatingSettings::default()
+        }
+    }
+
+    fn gating(&self) -> Result<&(GatingReport, GatingNet)> {
+        cached(&self.gating, || self.compute_gating())
+    }
+
+    fn compute_gating(&self) -> Result<(GatingReport, GatingNet)> {
+        let (regression, weights) = self.regression()?;
+        let debias = self.debias()?;
+        let pairs = self.pairs()?;
+        let settings = self.gating_settings();
+        let settings_text = serde_json::to_string(&settings).unwrap_or_default();
+        let key = key(&[FORMAT, &regression.key, &debias.key, &pairs.key, &settings_text]);
+        let (json, st) = (self.work.join("gating.json"), self.work.join("gating.safetensors"));
+        let shape = GatingShape {
+            input: regression.hidden_size,
+            hidden: settings.hidden_dim,
+            n_hidden: settings.n_hidden,
+            objectives: regression.objectives.len(),
+            temperature: settings.temperature,
+        };
+        let device = Device::Cpu;
+        if let Some(r) = fresh::<GatingReport>(&json, &key) {
+            if let Ok(net) = tensors::load(&st).and_then(|t| GatingNet::from_tensors(shape, &t, &device)) {
+                tracing::info!("stage 2: up to date");
+                return Ok((r, net));
+            }
+        }
+        let feats = self.features(&pairs)?;
+        if feats.len() < 2 {
+            return Err(TrainError::Invalid(format!(
+                "{}: at least 2 usable pairs are needed, found {}",
+                pairs.path.display(),
+                feats.len()
+            )));
+        }
+        let debiased = |name: &str| -> Vec<f32> {
+            let raw = predict(feats.rows().map(|(_, set, i)| set.matrix(name).row(i)), weights);
+            apply_transform(&raw, &debias.transform)
+        };
+        let data = PairData {
+            prompts: feats.rows().map(|(_, set, i)| set.matrix("prompt").row(i)).collect(),
+            chosen: debiased("chosen"),
+            rejected: debiased("rejected"),
+            objectives: shape.objectives,
+        };
+        let records: Vec<u64> = feats.rows().map(|(r, ..)| r as u64).collect();
+        let val_mask = validation_mask(settings.seed, &records);
+        let train: Vec<usize> = (0..records.len()).filter(|&i| !val_mask[i]).collect();
+        let val: Vec<usize> = (0..records.len()).filter(|&i| val_mask[i]).collect();
+        let mut init_rng = ChaCha8Rng::seed_from_u64(settings.seed);
+        let net = GatingNet::init(shape, &mut init_rng, &device)?;
+        let started = Instant::now();
+        let loss = gating::train::fit(&net, &data, &train, &settings, &device)?;
+        let steps_per_s = settings.steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        let report = GatingReport {
+            key,
+            train_accuracy: gating::train::accuracy(&net, &data, &train, &device)?,
+            val_accuracy: gating::train::accuracy(&net, &data, &val, &device)?,
+            settings,
+            train_pairs: train.len(),
+            val_pairs: val.len(),
+            skipped_too_long: feats.skipped().count(),
+            loss,
+            steps_per_s,
+        };
+        tracing::info!(val_accuracy = report.val_accuracy, steps_per_s, "stage 2 done");
+        tensors::save(&st, &net.to_tensors()?)?;
+        write_json(&json, &report)?;
+        Ok((report, net))
+    }
+
+    fn export(&self, out: &Path) -> Result<()> {
+        let (regression, weights) = self.regression()?;
+        let debias = self.debias()?;
+        let (gating, net) = self.gating()?;
+        let k = regression.objectives.len();
+        let mut heads = net.to_tensors()?;
+        heads.insert(WEIGHT.to_string(), weights.clone());
+        heads.insert(
+            debias::TRANSFORM.to_string(),
+            tensors::F32Tensor::new(vec![k, k], debias.transform.iter().flatten().copied().collect()),
+        );
+        let heads = Heads {
+            objectives: regression.names(),
+            gating_shape: net.shape,
+            tensors: heads,
+            gating_pattern: self.pattern.ids().to_vec(),
+        };
+        publish(out, |dir| {
+            export::export(&self.files, &heads, dir, export::MAX_SHARD_BYTES)?;
+            let stages = report::Stages { regression, debias, gating };
+            report::write(&stages, dir)
+        })?;
+        tracing::info!(out = %out.display(), val_accuracy = gating.val_accuracy, "checkpoint written");
+        Ok(())
+    }
+}
+
+fn needs(flag: &str) -> TrainError {
+    TrainError::Invalid(format!("{flag} is required"))
+}
+
+/// Predicted rewards `rows @ Wᵀ` in f64, row-major (rows, k).
+fn predict<'r>(rows: impl Iterator<Item = &'r [f32]>, w: &tensors::F32Tensor) -> Vec<f64> {
+    let (k, d) = (w.shape[0], w.shape[1]);
+    let wt = Mat::from_fn(d, k, |i, j| f64::from(w.data[j * d + i]));
+    let rows: Vec<&[f32]> = rows.collect();
+    let mut out = Vec::with_capacity(rows.len() * k);
+    for chunk in rows.chunks(1024) {
+        let x = Mat::from_fn(chunk.len(), d, |i, j| f64::from(chunk[i][j]));
+        let mut y = Mat::zeros(chunk.len(), k);
+        matmul(&mut y, Accum::Replace, &x, &wt, 1.0, Par::rayon(0));
+        out.extend((0..chunk.len()).flat_map(|i| (0..k).map(move |j| (i, j))).map(|(i, j)| y[(i, j)]));
+    }
+    out
+}
+
+/// `rewards @ T` for row-major (n, k) rewards.
+fn apply_transform(rewards: &[f64], t: &[Vec<f32>]) -> Vec<f32> {
+    let k = t.len();
+    rewards
+        .chunks(k)
+        .flat_map(|r| (0..k).map(move |j| (0..k).map(|i| r[i] * f64::from(t[i][j])).sum::<f64>() as f32))
+        .collect()
+}
+
+/// A path beside `out` named after it.
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    out.with_file_name(format!(".{name}.{suffix}"))
+}
+
+/// `--out` must be new, empty, or an earlier export (which the run replaces).
+fn check_out(out: &Path) -> Result<()> {
+    let Ok(mut entries) = std::fs::read_dir(out) else {
+        return if out.exists() {
+            Err(TrainError::Invalid(format!("--out {} is a file, not a directory", out.display())))
+        } else {
+            Ok(())
+        };
+    };
+    if entries.next().is_none() || out.join(report::REPORT).is_file() {
+        Ok(())
+    } else {
+        Err(TrainError::Invalid(format!(
+            "--out {} exists and is not an armorm export; choose a new directory",
+            out.display()
+        )))
+    }
+}
+
+/// Writes into a staging directory beside `out`, then swaps it in: `out` changes only on success.
+fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let pid = std::process::id();
+    let staging = sibling(out, &format!("partial-{pid}"));
+    let _ = std::fs::remove_dir_all(&staging);
+    if let Err(e) = write(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    if out.exists() {
+        let old = sibling(out, &format!("old-{pid}"));
+        std::fs::rename(out, &old).map_err(|e| TrainError::io(out, e))?;
+        std::fs::rename(&staging, out).map_err(|e| TrainError::io(out, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(&staging, out).map_err(|e| TrainError::io(out, e))?;
+    }
+    Ok(())
+}
