@@ -12,7 +12,8 @@ fi
 "$venv/bin/hadolint" Dockerfile
 k8s=deploy/kubernetes
 "$venv/bin/kubernetes-validate" --strict --quiet \
-  "$k8s/configmap.yaml" "$k8s/secret.yaml" "$k8s/pvc.yaml" "$k8s/deployment.yaml" "$k8s/service.yaml" "$k8s/hpa.yaml"
+  "$k8s/configmap.yaml" "$k8s/secret.yaml" "$k8s/pvc.yaml" "$k8s/deployment.yaml" "$k8s/service.yaml" "$k8s/hpa.yaml" \
+  "$k8s/train/embed-job.yaml"
 
 # What kubernetes-validate has no schema for: the ServiceMonitor CRD, kustomize's list, and the
 # compose / Prometheus / Grafana files (parsed, and checked for the fields they must have).

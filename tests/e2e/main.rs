@@ -11,3 +11,4 @@ mod openapi;
 mod protocols;
 mod score;
 mod tracing;
+mod train;

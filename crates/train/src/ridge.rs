@@ -8,6 +8,7 @@
 //! validation rows' statistics the same way: (wᵀG_v w − 2 wᵀb_v + yᵀy) / n_v. All in f64.
 
 use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, Par, Side};
 
 /// The regularisation strengths tried for every objective.
@@ -59,7 +60,18 @@ impl Moments {
         }
         let x = Mat::from_fn(r, self.d, |i, j| self.pending_x[i * self.d + j]);
         let y = Mat::from_fn(r, self.m, |i, j| self.pending_y[i * self.m + j]);
-        matmul(&mut self.xtx, Accum::Add, x.transpose(), &x, 1.0, Par::rayon(0));
+        // XᵀX is symmetric: accumulate its lower half only (half the work), mirrored in `finish`.
+        triangular::matmul(
+            &mut self.xtx,
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            x.transpose(),
+            BlockStructure::Rectangular,
+            &x,
+            BlockStructure::Rectangular,
+            1.0,
+            Par::rayon(0),
+        );
         matmul(&mut self.xty, Accum::Add, x.transpose(), &y, 1.0, Par::rayon(0));
         for (j, s) in self.yty.iter_mut().enumerate() {
             *s += (0..r).map(|i| y[(i, j)] * y[(i, j)]).sum::<f64>();
@@ -76,6 +88,11 @@ impl Moments {
 
     fn finish(&mut self) {
         self.fold();
+        for j in 0..self.d {
+            for i in 0..j {
+                self.xtx[(i, j)] = self.xtx[(j, i)];
+            }
+        }
     }
 }
 

@@ -1,0 +1,53 @@
+//! The README's `armorm train` command, run as written (the binary, on the shipped tiny model and
+//! planted data), and its output served by `armorm score`.
+
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The README's train command as arguments, `target/armorm-tiny` replaced by `out`.
+fn readme_train_command(out: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find("cargo run --release -- train").expect("README shows the train command");
+    let mut command = String::new();
+    for line in readme[start..].lines() {
+        command.push_str(line.trim_end_matches('\\'));
+        command.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    let args: Vec<String> = command.split_whitespace().skip(4).map(str::to_string).collect();
+    assert_eq!(args[0], "train");
+    assert!(
+        readme.contains("cargo run --release -- serve --model target/armorm-tiny"),
+        "README serves what it trained"
+    );
+    args.into_iter().map(|a| if a == "target/armorm-tiny" { out.to_string() } else { a }).collect()
+}
+
+#[test]
+fn readme_train_command_produces_a_model_that_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("armorm-tiny");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let status = Command::new(env!("CARGO_BIN_EXE_armorm"))
+        .current_dir(root)
+        .args(readme_train_command(out.to_str().unwrap()))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "the README's train command failed");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_report.json")).unwrap()).unwrap();
+    assert_eq!(report["objectives"].as_array().unwrap().len(), 5);
+    let scored = Command::new(env!("CARGO_BIN_EXE_armorm"))
+        .args(["score", "--model", out.to_str().unwrap()])
+        .stdin(std::fs::File::open(format!("{root}/tests/fixtures/conversations.jsonl")).unwrap())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(scored.status.success());
+    let first: Value = serde_json::from_str(String::from_utf8(scored.stdout).unwrap().lines().next().unwrap()).unwrap();
+    assert!(first["score"].as_f64().unwrap().is_finite());
+    assert_eq!(first["rewards"].as_array().unwrap().len(), 5);
+}
