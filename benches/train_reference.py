@@ -9,29 +9,17 @@ Prints one JSON object. Run by the bench with ARMORM_REFERENCE_PYTHON (numpy, sc
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
+# The split armorm documents, from the training fixtures' generator (one Python definition of it).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "train"))
+from armorm_split import validation_mask  # noqa: E402
+
 ALPHAS = [1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4]
-
-
-def splitmix64(x):
-    m = (1 << 64) - 1
-    z = (x + 0x9E3779B97F4A7C15) & m
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
-
-
-def validation_mask(seed, records):
-    n_val = int(np.ceil(len(records) * 0.2))
-    s = splitmix64(seed)
-    order = sorted(range(len(records)), key=lambda i: (splitmix64(s ^ int(records[i])), int(records[i])))
-    mask = np.zeros(len(records), dtype=bool)
-    mask[order[:n_val]] = True
-    return mask
 
 
 def stage1(x, y):
