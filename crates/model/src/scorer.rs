@@ -47,7 +47,7 @@ impl FromStr for DeviceChoice {
 }
 
 impl DeviceChoice {
-    pub(crate) fn open(self) -> Result<Device> {
+    pub fn open(self) -> Result<Device> {
         match self {
             Self::Cpu => Ok(Device::Cpu),
             Self::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),

@@ -17,7 +17,6 @@ use std::time::Instant;
 use armorm_data::digest::sha256_file;
 use armorm_model::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions};
-use candle_core::Device;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use rand::SeedableRng;
@@ -366,7 +365,8 @@ impl<'a> Pipeline<'a> {
             objectives: regression.objectives.len(),
             temperature: settings.temperature,
         };
-        let device = Device::Cpu;
+        // Stage 2 runs where the backbone would (a GPU when --device names one).
+        let device = self.options.device.open()?;
         if let Some(r) = fresh::<GatingReport>(&json, &key) {
             if let Ok(net) = tensors::load(&st).and_then(|t| GatingNet::from_tensors(shape, &t, &device)) {
                 tracing::info!("stage 2: up to date");
