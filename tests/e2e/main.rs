@@ -6,6 +6,7 @@ mod common;
 mod dashboard;
 mod docs;
 mod errors;
+mod eval;
 mod lifecycle;
 mod openapi;
 mod protocols;

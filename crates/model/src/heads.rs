@@ -69,6 +69,11 @@ impl ArmoHead {
         &self.objectives
     }
 
+    /// T (k, k): `rewards @ T` are the debiased rewards.
+    pub fn transform(&self) -> Result<Vec<Vec<f32>>> {
+        Ok(self.transform.to_vec2::<f32>()?)
+    }
+
     /// `last` and `gate` are the final-norm hidden states (n, hidden) at each conversation's last token
     /// and gate position.
     pub fn forward(&self, last: &Tensor, gate: &Tensor) -> Result<ArmoOutputs> {

@@ -189,6 +189,15 @@ impl RewardModel {
         self.embedder.max_positions()
     }
 
+    /// The reward-transform matrix T (k, k), for heads that have one: `rewards @ T` are the rewards
+    /// with verbosity removed.
+    pub fn reward_transform(&self) -> Result<Option<Vec<Vec<f32>>>> {
+        match &self.head {
+            Head::Armo(h) => Ok(Some(h.transform()?)),
+            Head::BradleyTerry(_) => Ok(None),
+        }
+    }
+
     /// Scores a batch in one forward pass. Either every conversation gets its output, in order, or the
     /// whole batch fails (a compute error is not any one conversation's fault).
     pub fn forward(&self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>> {

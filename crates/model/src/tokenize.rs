@@ -108,6 +108,11 @@ impl Encoder {
         Ok((encoded, truncated))
     }
 
+    /// How many tokens `text` is on its own (no template, no special tokens): a response's length.
+    pub fn token_count(&self, text: &str) -> Result<usize> {
+        Ok(self.content_token_starts(text)?.len())
+    }
+
     /// Byte offsets where each token of `content` (tokenized alone) starts.
     fn content_token_starts(&self, content: &str) -> Result<Vec<usize>> {
         let encoding = self.tokenizer.encode(content, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;

@@ -21,6 +21,9 @@ pub enum Command {
     /// Train an ArmoRM on a base model: features, stage-1 regression, verbosity debiasing, stage-2
     /// gating, export; `armorm train STAGE` runs one stage.
     Train(Box<armorm_train::cli::TrainArgs>),
+    /// Evaluate a reward model on RewardBench v1/v2 files: reward-bench's scores, the verbosity-bias
+    /// audit, JSON, per-example lines and an HTML report.
+    Eval(Box<armorm_eval::cli::EvalArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         Command::Score(args) => armorm_server::score_cmd::run(&args),
         Command::Healthcheck(args) => armorm_server::healthcheck::run(&args),
         Command::Train(args) => Ok(armorm_train::pipeline::run(&args)?),
+        Command::Eval(args) => armorm_eval::run::run(&args).map(drop).map_err(Into::into),
         Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(async {
             let server = armorm_server::serve::start(&args).await?;
             shutdown_signal().await;

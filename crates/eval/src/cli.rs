@@ -1,0 +1,30 @@
+//! `armorm eval`.
+
+use std::path::PathBuf;
+
+use armorm_model::cli::ModelArgs;
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// RewardBench v1 or v2 rows, JSON Lines or Parquet (repeat for several files).
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// Write every number (scores, sections, audit, model, data hashes) as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write one JSON line per example (id, subset, scores, correct) here.
+    #[arg(long)]
+    pub per_example: Option<PathBuf>,
+    /// Write a self-contained HTML report here (inline SVG charts; opens from disk, no network).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Conversations per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Count and skip rows that cannot be evaluated instead of stopping at the first.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
+}

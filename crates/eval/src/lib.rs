@@ -1,0 +1,17 @@
+//! `armorm eval`: a reward model over RewardBench-style files, scored with reward-bench's own rules
+//! ([`rewardbench`]), plus the verbosity-bias audit ([`audit`]) that no other evaluator reports, as
+//! a terminal table, JSON, per-example JSON Lines and a self-contained HTML page ([`report`]).
+//!
+//! [`examples`] reads the rows, [`scoring`] runs the model once per distinct conversation, and
+//! [`run`] ties them together. Works for ArmoRM and Bradley-Terry checkpoints alike.
+
+pub mod audit;
+pub mod cli;
+pub mod error;
+pub mod examples;
+pub mod report;
+pub mod rewardbench;
+pub mod run;
+pub mod scoring;
+
+pub use error::{EvalError, Result};

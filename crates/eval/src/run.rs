@@ -1,0 +1,213 @@
+//! The evaluation run: read every row, score every distinct conversation once, apply reward-bench's
+//! rules, audit verbosity, and write what was asked for.
+
+use std::collections::BTreeMap;
+
+use armorm_data::digest::sha256_file;
+use armorm_data::Rows;
+use armorm_model::{RewardModel, Role};
+use serde_json::{json, Value};
+
+use crate::audit::audit;
+use crate::cli::EvalArgs;
+use crate::error::{EvalError, Result};
+use crate::examples::{Example, Format};
+use crate::report;
+use crate::rewardbench::{self, section_of};
+use crate::scoring::{Distinct, Scored};
+
+/// An example with the indices of its conversations among the distinct ones.
+struct Indexed {
+    example: Example,
+    chosen: Vec<usize>,
+    rejected: Vec<usize>,
+}
+
+impl Indexed {
+    fn scores(&self, scored: &[Scored]) -> (Vec<f32>, Vec<f32>) {
+        let pick = |ids: &[usize]| ids.iter().map(|&i| scored[i].score).collect();
+        (pick(&self.chosen), pick(&self.rejected))
+    }
+
+    /// v1: 1 or 0; v2: the tie-shared credit.
+    fn credit(&self, scored: &[Scored]) -> f64 {
+        let (c, r) = self.scores(scored);
+        match self.example.format {
+            Format::V1 => f64::from(u8::from(rewardbench::v1_correct(c[0], r[0]))),
+            Format::V2 => rewardbench::v2_credit(&c, &r),
+        }
+    }
+
+    /// The group the gating report puts it in.
+    fn section(&self) -> String {
+        match (self.example.format, section_of(&self.example.subset)) {
+            (Format::V1, Some(s)) => s.to_string(),
+            (Format::V1, None) => "other".to_string(),
+            (Format::V2, _) => format!("v2: {}", self.example.subset),
+        }
+    }
+}
+
+/// Runs the evaluation; prints the table to stdout and writes the requested files.
+pub fn run(args: &EvalArgs) -> Result<Value> {
+    let model = RewardModel::load(&args.model.source(), &args.model.load_options())?;
+    let mut distinct = Distinct::default();
+    let (mut examples, mut skipped) = (Vec::new(), Vec::new());
+    let mut data = Vec::new();
+    for path in &args.data {
+        let mut rows = 0;
+        for row in Rows::open(path)? {
+            rows += 1;
+            match row.map_err(EvalError::from).and_then(|row| index(&model, &mut distinct, &row)) {
+                Ok(ex) => examples.push(ex),
+                Err(e) if args.skip_bad_rows => skipped.push(e.to_string()),
+                Err(e) => return Err(e),
+            }
+        }
+        data.push(json!({"path": path, "sha256": sha256_file(path)?, "rows": rows}));
+    }
+    if examples.is_empty() {
+        return Err(EvalError::Invalid("no example could be evaluated".into()));
+    }
+    let distinct_count = distinct.len();
+    let scored = distinct.score(&model, args.batch_size)?;
+    let result = summarize(&model, &examples, &scored)?;
+    let out = json!({
+        "armorm_version": env!("CARGO_PKG_VERSION"),
+        "model": {
+            "id": model.source().id(),
+            "revision": model.source().revision(),
+            "head": model.head_kind(),
+            "dtype": model.dtype(),
+            "device": model.device_name(),
+            "objectives": model.objectives(),
+        },
+        "data": data,
+        "examples": examples.len(),
+        "distinct_conversations": distinct_count,
+        "skipped_rows": skipped,
+        "v1": result.v1,
+        "v2": result.v2,
+        "audit": result.audit,
+        "gating_by_section": result.gating,
+    });
+    print!("{}", report::table(&out));
+    if let Some(path) = &args.json {
+        write(path, &(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"))?;
+    }
+    if let Some(path) = &args.per_example {
+        let lines: String = examples.iter().map(|e| per_example(e, &scored).to_string() + "\n").collect();
+        write(path, &lines)?;
+    }
+    if let Some(path) = &args.report {
+        let points: Vec<(f64, f64)> = scored.iter().map(|s| (s.response_tokens as f64, f64::from(s.score))).collect();
+        write(path, &report::html(&out, &points))?;
+    }
+    Ok(out)
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| EvalError::io(path, e))
+}
+
+/// Parses a row and encodes its conversations; errors name the row.
+fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row) -> Result<Indexed> {
+    let example = Example::from_row(row)?;
+    let mut add = |conv: &armorm_model::Conversation| -> Result<usize> {
+        let encoded = model.encode(conv).map_err(|e| EvalError::Invalid(format!("{}: {e}", example.at)))?;
+        let answer = conv.messages().last().filter(|m| m.role == Role::Assistant).map_or("", |m| &m.content);
+        Ok(distinct.add(encoded, model.encoder().token_count(answer)?))
+    };
+    let chosen = example.chosen.iter().map(&mut add).collect::<Result<_>>()?;
+    let rejected = example.rejected.iter().map(&mut add).collect::<Result<_>>()?;
+    Ok(Indexed { example, chosen, rejected })
+}
+
+struct Summary {
+    v1: Value,
+    v2: Value,
+    audit: Value,
+    gating: Value,
+}
+
+fn summarize(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Result<Summary> {
+    // (format, subset) -> (examples, credit)
+    let mut subsets: BTreeMap<(Format, String), (usize, f64)> = BTreeMap::new();
+    for e in examples {
+        let entry = subsets.entry((e.example.format, e.example.subset.clone())).or_default();
+        entry.0 += 1;
+        entry.1 += e.credit(scored);
+    }
+    let accuracy = |format: Format| -> BTreeMap<String, f64> {
+        subsets.iter().filter(|((f, _), _)| *f == format).map(|((_, s), (n, c))| (s.clone(), c / *n as f64)).collect()
+    };
+    let rows = |format: Format| -> Vec<Value> {
+        subsets
+            .iter()
+            .filter(|((f, _), _)| *f == format)
+            .map(|((_, s), (n, c))| json!({"subset": s, "section": section_of(s), "n": n, "accuracy": c / *n as f64}))
+            .collect()
+    };
+    let (acc1, acc2) = (accuracy(Format::V1), accuracy(Format::V2));
+    let v1 = if acc1.is_empty() {
+        Value::Null
+    } else {
+        let sections = rewardbench::v1_sections(&acc1);
+        let other: Vec<&String> = acc1.keys().filter(|s| !rewardbench::is_known_subset(s)).collect();
+        json!({
+            "subsets": rows(Format::V1),
+            "sections": sections.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
+            "overall": rewardbench::v1_overall(&sections),
+            "other": other,
+        })
+    };
+    let v2 = if acc2.is_empty() {
+        Value::Null
+    } else {
+        json!({"subsets": rows(Format::V2), "overall": rewardbench::v2_overall(&acc2)})
+    };
+    let pairs: Vec<(usize, usize)> =
+        examples.iter().flat_map(|e| e.rejected.iter().map(move |&r| (e.chosen[0], r))).collect();
+    let transform = model.reward_transform()?;
+    let audit = audit(scored, &pairs, model.objectives(), transform.as_deref());
+    Ok(Summary { v1, v2, audit: json!(audit), gating: gating_by_section(model, examples, scored) })
+}
+
+/// ArmoRM only: the mean gating weight per objective over each section's prompts.
+fn gating_by_section(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Value {
+    let names = model.objectives();
+    if names.is_empty() {
+        return Value::Null;
+    }
+    let mut sums: BTreeMap<String, (usize, Vec<f64>)> = BTreeMap::new();
+    for e in examples {
+        let Some(o) = &scored[e.chosen[0]].objectives else { continue };
+        let entry = sums.entry(e.section()).or_insert_with(|| (0, vec![0.0; names.len()]));
+        entry.0 += 1;
+        for (s, g) in entry.1.iter_mut().zip(&o.gating) {
+            *s += f64::from(*g);
+        }
+    }
+    Value::Object(
+        sums.into_iter()
+            .map(|(section, (n, s))| {
+                let means = names.iter().zip(&s).map(|(name, v)| (name.clone(), json!(v / n as f64))).collect();
+                (section, Value::Object(means))
+            })
+            .collect(),
+    )
+}
+
+fn per_example(e: &Indexed, scored: &[Scored]) -> Value {
+    let (chosen, rejected) = e.scores(scored);
+    let credit = e.credit(scored);
+    json!({
+        "id": e.example.id,
+        "subset": e.example.subset,
+        "format": e.example.format,
+        "at": e.example.at,
+        "scores": {"chosen": chosen, "rejected": rejected},
+        "correct": credit == 1.0,
+        "credit": credit,
+    })
+}

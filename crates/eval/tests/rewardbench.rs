@@ -1,0 +1,128 @@
+//! `armorm eval` on the generated RewardBench v1/v2 files (tests/fixtures/eval/generate.py) against
+//! the PyTorch reference scores and reward-bench's formulas, for an ArmoRM and a Bradley-Terry model.
+
+use std::path::{Path, PathBuf};
+
+use armorm_eval::cli::EvalArgs;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Eval(EvalArgs),
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn eval(args: &[&str]) -> armorm_eval::Result<Value> {
+    let mut argv = vec!["armorm", "eval"];
+    argv.extend_from_slice(args);
+    let Command::Eval(a) = Cli::try_parse_from(argv).unwrap().command;
+    armorm_eval::run::run(&a)
+}
+
+fn close(got: &Value, want: &Value, tol: f64, what: &str) {
+    let (g, w) = (got.as_f64().unwrap(), want.as_f64().unwrap());
+    assert!((g - w).abs() <= tol, "{what}: {g}, reference {w}");
+}
+
+#[test]
+fn scores_sections_and_audit_match_the_reference() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("eval/expected.json")).unwrap()).unwrap();
+    for model in ["tiny-f32", "tiny-bt"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, lines, html) = (dir.path().join("r.json"), dir.path().join("e.jsonl"), dir.path().join("r.html"));
+        let m = fixtures().join("models").join(model);
+        let (v1, v2) = (fixtures().join("eval/v1.jsonl"), fixtures().join("eval/v2.jsonl"));
+        let paths: Vec<&str> = [&m, &v1, &v2, &json, &lines, &html].iter().map(|p| p.to_str().unwrap()).collect();
+        let out = eval(&[
+            "--model",
+            paths[0],
+            "--data",
+            paths[1],
+            "--data",
+            paths[2],
+            "--json",
+            paths[3],
+            "--per-example",
+            paths[4],
+            "--report",
+            paths[5],
+            "--batch-size",
+            "7",
+        ])
+        .unwrap();
+        let exp = &expected[model];
+        assert_eq!(out["distinct_conversations"], exp["distinct"], "{model}: identical completions share one score");
+        let examples: Vec<Value> =
+            std::fs::read_to_string(&lines).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for (got, want) in examples.iter().zip(exp["per_example"].as_array().unwrap()) {
+            assert_eq!(got["id"], want["id"]);
+            for side in ["chosen", "rejected"] {
+                for (g, w) in got["scores"][side].as_array().unwrap().iter().zip(want[side].as_array().unwrap()) {
+                    close(g, w, 1e-4, &format!("{model} example {} {side}", want["id"]));
+                }
+            }
+            assert_eq!(got["credit"], want["credit"], "{model} example {}", want["id"]);
+        }
+        for s in out["v1"]["subsets"].as_array().unwrap() {
+            close(&s["accuracy"], &exp["v1_subsets"][s["subset"].as_str().unwrap()], 1e-12, "v1 subset");
+        }
+        for (name, score) in out["v1"]["sections"].as_object().unwrap() {
+            close(score, &exp["v1_sections"][name], 1e-12, name);
+        }
+        assert_eq!(out["v1"]["sections"].as_object().unwrap().len(), 5, "four sections and Prior Sets");
+        assert_eq!(out["v1"]["other"], serde_json::json!(["my-own-subset"]));
+        close(&out["v1"]["overall"], &exp["v1_overall"], 1e-12, "v1 overall");
+        close(&out["v2"]["overall"], &exp["v2_overall"], 1e-12, "v2 overall");
+        let (a, ea) = (&out["audit"], &exp["audit"]);
+        close(&a["spearman_score_length"], &ea["spearman_score_length"], 1e-6, "audit spearman");
+        for split in ["chosen_shorter", "chosen_longer"] {
+            assert_eq!(a[split]["pairs"], ea[split]["pairs"], "{split}");
+            close(&a[split]["accuracy"], &ea[split]["accuracy"], 1e-12, split);
+        }
+        match ea.get("raw") {
+            Some(raw) => {
+                for (i, o) in a["objectives"].as_array().unwrap().iter().enumerate() {
+                    close(&o["raw"], &raw[i], 1e-6, "raw reward vs length");
+                    close(&o["debiased"], &ea["debiased"][i], 1e-6, "debiased reward vs length");
+                }
+                assert!(out["gating_by_section"]["Chat"].is_object());
+            }
+            None => assert!(a["objectives"].as_array().unwrap().is_empty() && out["gating_by_section"].is_null()),
+        }
+        let page = std::fs::read_to_string(&html).unwrap();
+        assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("src="), "self-contained HTML");
+        let saved: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(saved["data"][0]["sha256"].as_str().unwrap().len(), 64);
+    }
+}
+
+#[test]
+fn bad_rows_name_file_and_line_or_are_counted_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &data,
+        "{\"prompt\": \"q\", \"chosen\": \"a\", \"rejected\": \"b\", \"subset\": \"shp\"}\n{\"question\": \"q\"}\n",
+    )
+    .unwrap();
+    let model = fixtures().join("models/tiny-f32");
+    let args = ["--model", model.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let err = eval(&args).unwrap_err().to_string();
+    assert!(err.contains("bad.jsonl:2: not an evaluation row"), "{err}");
+    let mut skipping = args.to_vec();
+    skipping.push("--skip-bad-rows");
+    let out = eval(&skipping).unwrap();
+    assert_eq!(out["skipped_rows"].as_array().unwrap().len(), 1);
+    assert_eq!(out["examples"], 1);
+}
