@@ -47,7 +47,7 @@ pub struct EmbedJob<'a> {
 }
 
 /// A record ready for the backbone: its conversations (one rating, or chosen then rejected).
-enum Encodedrecord {
+enum EncodedRecord {
     Kept(Vec<Encoded>),
     TooLong(usize),
 }
@@ -92,10 +92,10 @@ impl EmbedJob<'_> {
             let row = row?;
             let record = row.at.index;
             match self.encode(&row)? {
-                Encodedrecord::TooLong(tokens) => {
+                EncodedRecord::TooLong(tokens) => {
                     manifest.skipped.push(Skipped { record, at: row.at.to_string(), tokens });
                 }
-                Encodedrecord::Kept(encs) => {
+                EncodedRecord::Kept(encs) => {
                     let tokens: usize = encs.iter().map(Encoded::len).sum();
                     let full = batch_tokens + tokens > self.settings.batch_tokens
                         || (batch.len() + 1) * encs.len() > self.settings.batch_size;
@@ -150,7 +150,7 @@ impl EmbedJob<'_> {
         Ok(n)
     }
 
-    fn encode(&self, row: &Row) -> Result<Encodedrecord> {
+    fn encode(&self, row: &Row) -> Result<EncodedRecord> {
         let conversations = match self.kind {
             Kind::Ratings => vec![(MESSAGES, conversation(row, MESSAGES)?)],
             Kind::Pairs => {
@@ -171,9 +171,9 @@ impl EmbedJob<'_> {
             }
         }
         if longest > self.settings.max_input_tokens || encs.len() < conversations.len() {
-            return Ok(Encodedrecord::TooLong(longest));
+            return Ok(EncodedRecord::TooLong(longest));
         }
-        Ok(Encodedrecord::Kept(encs))
+        Ok(EncodedRecord::Kept(encs))
     }
 
     /// One forward pass over the batch; its rows are appended and synced to disk.

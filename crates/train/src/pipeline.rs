@@ -17,8 +17,6 @@ use std::time::Instant;
 use armorm_data::digest::sha256_file;
 use armorm_model::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions};
-use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, Par};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -29,9 +27,11 @@ use crate::error::{Result, TrainError};
 use crate::export::{self, Heads};
 use crate::features::{self, Features, Kind, Shard};
 use crate::gating::{self, GatingNet, GatingReport, GatingSettings, GatingShape, PairData};
+use crate::publish::{check_out, publish, sibling};
 use crate::ratings::{Labels, ObjectiveSpec};
 use crate::regression::{self, Regression, WEIGHT};
 use crate::report;
+use crate::rewards::{apply_transform, predict};
 use crate::split::validation_mask;
 use crate::stage::{fresh, key, write_json};
 use crate::tensors;
@@ -446,73 +446,4 @@ impl<'a> Pipeline<'a> {
 
 fn needs(flag: &str) -> TrainError {
     TrainError::Invalid(format!("{flag} is required"))
-}
-
-/// Predicted rewards `rows @ Wᵀ` in f64, row-major (rows, k).
-fn predict<'r>(rows: impl Iterator<Item = &'r [f32]>, w: &tensors::F32Tensor) -> Vec<f64> {
-    let (k, d) = (w.shape[0], w.shape[1]);
-    let wt = Mat::from_fn(d, k, |i, j| f64::from(w.data[j * d + i]));
-    let rows: Vec<&[f32]> = rows.collect();
-    let mut out = Vec::with_capacity(rows.len() * k);
-    for chunk in rows.chunks(1024) {
-        let x = Mat::from_fn(chunk.len(), d, |i, j| f64::from(chunk[i][j]));
-        let mut y = Mat::zeros(chunk.len(), k);
-        matmul(&mut y, Accum::Replace, &x, &wt, 1.0, Par::rayon(0));
-        out.extend((0..chunk.len()).flat_map(|i| (0..k).map(move |j| (i, j))).map(|(i, j)| y[(i, j)]));
-    }
-    out
-}
-
-/// `rewards @ T` for row-major (n, k) rewards.
-fn apply_transform(rewards: &[f64], t: &[Vec<f32>]) -> Vec<f32> {
-    let k = t.len();
-    rewards
-        .chunks(k)
-        .flat_map(|r| (0..k).map(move |j| (0..k).map(|i| r[i] * f64::from(t[i][j])).sum::<f64>() as f32))
-        .collect()
-}
-
-/// A path beside `out` named after it.
-fn sibling(out: &Path, suffix: &str) -> PathBuf {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    out.with_file_name(format!(".{name}.{suffix}"))
-}
-
-/// `--out` must be new, empty, or an earlier export (which the run replaces).
-fn check_out(out: &Path) -> Result<()> {
-    let Ok(mut entries) = std::fs::read_dir(out) else {
-        return if out.exists() {
-            Err(TrainError::Invalid(format!("--out {} is a file, not a directory", out.display())))
-        } else {
-            Ok(())
-        };
-    };
-    if entries.next().is_none() || out.join(report::REPORT).is_file() {
-        Ok(())
-    } else {
-        Err(TrainError::Invalid(format!(
-            "--out {} exists and is not an armorm export; choose a new directory",
-            out.display()
-        )))
-    }
-}
-
-/// Writes into a staging directory beside `out`, then swaps it in: `out` changes only on success.
-fn publish(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let pid = std::process::id();
-    let staging = sibling(out, &format!("partial-{pid}"));
-    let _ = std::fs::remove_dir_all(&staging);
-    if let Err(e) = write(&staging) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    if out.exists() {
-        let old = sibling(out, &format!("old-{pid}"));
-        std::fs::rename(out, &old).map_err(|e| TrainError::io(out, e))?;
-        std::fs::rename(&staging, out).map_err(|e| TrainError::io(out, e))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&staging, out).map_err(|e| TrainError::io(out, e))?;
-    }
-    Ok(())
 }
