@@ -87,3 +87,19 @@ pub fn assert_matches(result: &Value, case: &Value, tol: f64) {
         }
     }
 }
+
+/// The README's command that starts with `prefix` (e.g. "cargo run --release -- eval"), joined over
+/// its continuation lines, as the arguments after `--`.
+pub fn readme_command(prefix: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let start = readme.find(prefix).unwrap_or_else(|| panic!("README shows `{prefix}`"));
+    let mut command = String::new();
+    for line in readme[start..].lines() {
+        command.push_str(line.trim_end_matches('\\'));
+        command.push(' ');
+        if !line.ends_with('\\') {
+            break;
+        }
+    }
+    command.split_whitespace().skip(4).map(str::to_string).collect()
+}

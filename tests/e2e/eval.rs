@@ -4,26 +4,17 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::common::readme_command;
+
 #[test]
 fn readme_eval_command_writes_every_output() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let start = readme.find("cargo run --release -- eval").expect("README shows the eval command");
-    let mut command = String::new();
-    for line in readme[start..].lines() {
-        command.push_str(line.trim_end_matches('\\'));
-        command.push(' ');
-        if !line.ends_with('\\') {
-            break;
-        }
-    }
     let dir = tempfile::tempdir().unwrap();
-    let args: Vec<String> = command
-        .split_whitespace()
-        .skip(4)
+    let args: Vec<String> = readme_command("cargo run --release -- eval")
+        .into_iter()
         .map(|a| match a.strip_prefix("target/") {
             Some(name) => dir.path().join(name).display().to_string(),
-            None => a.to_string(),
+            None => a,
         })
         .collect();
     let out = Command::new(env!("CARGO_BIN_EXE_armorm"))

@@ -5,20 +5,13 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::common::readme_command;
+
 /// The README's train command as arguments, `target/armorm-tiny` replaced by `out`.
 fn readme_train_command(out: &str) -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
-    let start = readme.find("cargo run --release -- train").expect("README shows the train command");
-    let mut command = String::new();
-    for line in readme[start..].lines() {
-        command.push_str(line.trim_end_matches('\\'));
-        command.push(' ');
-        if !line.ends_with('\\') {
-            break;
-        }
-    }
-    let args: Vec<String> = command.split_whitespace().skip(4).map(str::to_string).collect();
+    let args = readme_command("cargo run --release -- train");
     assert_eq!(args[0], "train");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
     assert!(
         readme.contains("cargo run --release -- serve --model target/armorm-tiny"),
         "README serves what it trained"
