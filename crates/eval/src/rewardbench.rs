@@ -113,6 +113,75 @@ pub fn section_of(subset: &str) -> Option<&'static str> {
         .or_else(|| PRIOR_SETS.contains(&subset).then_some(PRIOR_SETS_SECTION))
 }
 
+/// The RewardBench 2 subset scored by its own formula rather than per prompt.
+pub fn is_ties_subset(subset: &str) -> bool {
+    subset.eq_ignore_ascii_case("ties")
+}
+
+/// One prompt of the Ties subset: its id is `ref:N` (one correct answer) or `tied:N` (several), and
+/// the pair `ref:N` / `tied:N` share a question.
+#[derive(Debug, Clone)]
+pub struct TiesPrompt {
+    pub tied: bool,
+    pub prompt: i64,
+    pub correct: Vec<f64>,
+    pub incorrect: Vec<f64>,
+}
+
+impl TiesPrompt {
+    /// `id` as the Ties subset writes it; `None` when it is not `ref:N` or `tied:N`.
+    pub fn parse_id(id: &str) -> Option<(bool, i64)> {
+        let (kind, n) = id.split_once(':')?;
+        let tied = match kind {
+            "ref" => false,
+            "tied" => true,
+            _ => return None,
+        };
+        Some((tied, n.trim().parse().ok()?))
+    }
+
+    /// (every correct answer beats every wrong one, spread of the correct answers when there are
+    /// several, worst correct minus best wrong).
+    fn stats(&self) -> (bool, f64, f64) {
+        let fold = |v: &[f64], f: fn(f64, f64) -> f64, init: f64| v.iter().copied().fold(init, f);
+        let (best_c, worst_c) = (fold(&self.correct, f64::max, f64::MIN), fold(&self.correct, f64::min, f64::MAX));
+        let best_i = fold(&self.incorrect, f64::max, f64::MIN);
+        let spread = if self.correct.len() > 1 { best_c - worst_c } else { f64::NAN };
+        (worst_c - best_i > 0.0, spread, worst_c - best_i)
+    }
+}
+
+/// reward-bench's Ties score: 0.30 accuracy on tied prompts + 0.30 on reference prompts + 0.20 the
+/// share of question pairs whose correct-vs-wrong margin on the tied prompt exceeds the spread of
+/// its correct answers + 0.20 the same with the smaller of the two prompts' margins + 0.01 the mean
+/// tanh(that margin / spread - 1) (0 where undefined).
+pub fn ties_score(prompts: &[TiesPrompt]) -> f64 {
+    let mean = |v: &[f64]| if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let stats: Vec<(bool, i64, (bool, f64, f64))> = prompts.iter().map(|p| (p.tied, p.prompt, p.stats())).collect();
+    let accuracy = |tied: bool| {
+        let acc: Vec<f64> = stats.iter().filter(|s| s.0 == tied).map(|s| f64::from(u8::from(s.2 .0))).collect();
+        if acc.is_empty() {
+            0.0
+        } else {
+            mean(&acc)
+        }
+    };
+    let (mut preferred, mut preferred_hard, mut margin) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, id, (_, spread, tied_gap)) in stats.iter().filter(|s| s.0) {
+        let Some((_, _, (_, _, ref_gap))) = stats.iter().find(|s| !s.0 && s.1 == *id) else { continue };
+        let hard_gap = ref_gap.min(*tied_gap);
+        preferred.push(f64::from(u8::from(*tied_gap > *spread)));
+        preferred_hard.push(f64::from(u8::from(hard_gap > *spread)));
+        let m = (hard_gap / spread - 1.0).tanh();
+        margin.push(if m.is_nan() { 0.0 } else { m });
+    }
+    0.30 * accuracy(true)
+        + 0.30 * accuracy(false)
+        + 0.20 * mean(&preferred)
+        + 0.20 * mean(&preferred_hard)
+        + 0.01 * mean(&margin)
+}
+
 /// v2 overall: the plain mean of the subsets' scores.
 pub fn v2_overall(accuracy: &BTreeMap<String, f64>) -> Option<f64> {
     (!accuracy.is_empty()).then(|| accuracy.values().sum::<f64>() / accuracy.len() as f64)
@@ -156,5 +225,29 @@ mod tests {
         assert_eq!(v2_credit(&[2.0], &[2.0, 0.0, 1.5]), 0.5);
         assert_eq!(v2_credit(&[1.0], &[2.0, 0.0, 1.5]), 0.0);
         assert_eq!(v2_credit(&[2.0], &[2.0, 2.0, 2.0]), 0.25);
+    }
+
+    #[test]
+    fn ties_score_by_hand() {
+        let p = |tied, prompt, correct: &[f64], incorrect: &[f64]| TiesPrompt {
+            tied,
+            prompt,
+            correct: correct.to_vec(),
+            incorrect: incorrect.to_vec(),
+        };
+        // Question 0: the tied prompt's correct answers (3, 2.5) beat the wrong one (1) by 1.5, more
+        // than their spread 0.5; the reference prompt's margin is 2. Question 1: a wrong answer wins.
+        let prompts = [
+            p(false, 0, &[3.0], &[1.0]),
+            p(true, 0, &[3.0, 2.5], &[1.0]),
+            p(false, 1, &[1.0], &[2.0]),
+            p(true, 1, &[1.0, 0.0], &[2.0]),
+        ];
+        let margin0 = (1.5f64 / 0.5 - 1.0).tanh();
+        let margin1 = (-2.0f64 / 1.0 - 1.0).tanh();
+        let want = 0.3 * 0.5 + 0.3 * 0.5 + 0.2 * 0.5 + 0.2 * 0.5 + 0.01 * (margin0 + margin1) / 2.0;
+        assert!((ties_score(&prompts) - want).abs() < 1e-12);
+        assert_eq!(TiesPrompt::parse_id("tied:17"), Some((true, 17)));
+        assert_eq!(TiesPrompt::parse_id("17"), None);
     }
 }

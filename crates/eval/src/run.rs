@@ -13,7 +13,7 @@ use crate::cli::EvalArgs;
 use crate::error::{EvalError, Result};
 use crate::examples::{Example, Format};
 use crate::report;
-use crate::rewardbench::{self, section_of};
+use crate::rewardbench::{self, section_of, TiesPrompt};
 use crate::scoring::{Distinct, Scored};
 
 /// An example with the indices of its conversations among the distinct ones.
@@ -29,13 +29,25 @@ impl Indexed {
         (pick(&self.chosen), pick(&self.rejected))
     }
 
-    /// v1: 1 or 0; v2: the tie-shared credit.
-    fn credit(&self, scored: &[Scored]) -> f64 {
+    fn is_ties(&self) -> bool {
+        self.example.format == Format::V2 && rewardbench::is_ties_subset(&self.example.subset)
+    }
+
+    /// v1: 1 or 0; v2: the tie-shared credit; `None` in the Ties subset, which is scored as a whole.
+    fn credit(&self, scored: &[Scored]) -> Option<f64> {
         let (c, r) = self.scores(scored);
         match self.example.format {
-            Format::V1 => f64::from(u8::from(rewardbench::v1_correct(c[0], r[0]))),
-            Format::V2 => rewardbench::v2_credit(&c, &r),
+            _ if self.is_ties() => None,
+            Format::V1 => Some(f64::from(u8::from(rewardbench::v1_correct(c[0], r[0])))),
+            Format::V2 => Some(rewardbench::v2_credit(&c, &r)),
         }
+    }
+
+    fn ties_prompt(&self, scored: &[Scored]) -> Option<TiesPrompt> {
+        let (tied, prompt) = TiesPrompt::parse_id(&self.example.id)?;
+        let (c, r) = self.scores(scored);
+        let widen = |v: Vec<f32>| v.into_iter().map(f64::from).collect();
+        Some(TiesPrompt { tied, prompt, correct: widen(c), incorrect: widen(r) })
     }
 
     /// The group the gating report puts it in.
@@ -113,6 +125,15 @@ fn write(path: &std::path::Path, text: &str) -> Result<()> {
 /// Parses a row and encodes its conversations; errors name the row.
 fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row) -> Result<Indexed> {
     let example = Example::from_row(row)?;
+    if example.format == Format::V2
+        && rewardbench::is_ties_subset(&example.subset)
+        && TiesPrompt::parse_id(&example.id).is_none()
+    {
+        return Err(EvalError::Invalid(format!(
+            "{}: a Ties row needs an id of the form ref:N or tied:N, found {:?}",
+            example.at, example.id
+        )));
+    }
     let mut add = |conv: &armorm_model::Conversation| -> Result<usize> {
         let encoded = model.encode(conv).map_err(|e| EvalError::Invalid(format!("{}: {e}", example.at)))?;
         let answer = conv.messages().last().filter(|m| m.role == Role::Assistant).map_or("", |m| &m.content);
@@ -131,21 +152,33 @@ struct Summary {
 }
 
 fn summarize(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Result<Summary> {
-    // (format, subset) -> (examples, credit)
+    // (format, subset) -> (examples, summed credit); the Ties subset is scored as a whole.
     let mut subsets: BTreeMap<(Format, String), (usize, f64)> = BTreeMap::new();
+    let mut ties: BTreeMap<String, Vec<TiesPrompt>> = BTreeMap::new();
     for e in examples {
         let entry = subsets.entry((e.example.format, e.example.subset.clone())).or_default();
         entry.0 += 1;
-        entry.1 += e.credit(scored);
+        entry.1 += e.credit(scored).unwrap_or(0.0);
+        if e.is_ties() {
+            ties.entry(e.example.subset.clone()).or_default().extend(e.ties_prompt(scored));
+        }
     }
+    let score = |format: Format, subset: &str, n: usize, credit: f64| match ties.get(subset) {
+        Some(prompts) if format == Format::V2 => rewardbench::ties_score(prompts),
+        _ => credit / n as f64,
+    };
     let accuracy = |format: Format| -> BTreeMap<String, f64> {
-        subsets.iter().filter(|((f, _), _)| *f == format).map(|((_, s), (n, c))| (s.clone(), c / *n as f64)).collect()
+        subsets
+            .iter()
+            .filter(|((f, _), _)| *f == format)
+            .map(|((f, s), (n, c))| (s.clone(), score(*f, s, *n, *c)))
+            .collect()
     };
     let rows = |format: Format| -> Vec<Value> {
         subsets
             .iter()
             .filter(|((f, _), _)| *f == format)
-            .map(|((_, s), (n, c))| json!({"subset": s, "section": section_of(s), "n": n, "accuracy": c / *n as f64}))
+            .map(|((f, s), (n, c))| json!({"subset": s, "section": section_of(s), "n": n, "accuracy": score(*f, s, *n, *c)}))
             .collect()
     };
     let (acc1, acc2) = (accuracy(Format::V1), accuracy(Format::V2));
@@ -207,7 +240,7 @@ fn per_example(e: &Indexed, scored: &[Scored]) -> Value {
         "format": e.example.format,
         "at": e.example.at,
         "scores": {"chosen": chosen, "rejected": rejected},
-        "correct": credit == 1.0,
+        "correct": credit.map(|c| c == 1.0),
         "credit": credit,
     })
 }
