@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde_json::Value;
 
 fn pct(v: &Value) -> String {
@@ -78,19 +79,17 @@ fn bars(title: &str, items: &[(String, f64)]) -> Chart {
             .caption(title, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
-            .y_label_area_size(200)
+            .y_label_area_size(10)
             .build_cartesian_2d(0f64..100f64, 0f64..items.len().max(1) as f64)?;
-        let labels: Vec<String> = items.iter().map(|(n, _)| n.clone()).collect();
-        chart
-            .configure_mesh()
-            .disable_y_mesh()
-            .y_labels(items.len().max(1))
-            .y_label_formatter(&|y| labels.get(y.floor() as usize).cloned().unwrap_or_default())
-            .x_desc("accuracy (%)")
-            .draw()?;
+        chart.configure_mesh().disable_y_mesh().y_labels(0).x_desc("accuracy (%)").draw()?;
+        // Bars top-down in the given order, each labelled inside with its name and value.
+        let row = |i: usize| (items.len() - 1 - i) as f64;
         chart.draw_series(items.iter().enumerate().map(|(i, (_, v))| {
-            let y = i as f64;
-            Rectangle::new([(0.0, y + 0.15), (100.0 * v, y + 0.85)], BLUE.mix(0.6).filled())
+            Rectangle::new([(0.0, row(i) + 0.1), (100.0 * v, row(i) + 0.9)], BLUE.mix(0.3).filled())
+        }))?;
+        chart.draw_series(items.iter().enumerate().map(|(i, (name, v))| {
+            let style = ("sans-serif", 13).into_font().color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+            Text::new(format!("{name}: {:.1}", 100.0 * v), (1.0, row(i) + 0.5), style)
         }))?;
         root.present()?;
     }
