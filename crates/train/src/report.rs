@@ -114,7 +114,6 @@ fn sweep_plot(d: &Debias, path: &Path) -> PlotResult {
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .right_y_label_area_size(10)
         .build_cartesian_2d(0f64..1f64, (lo - 0.05)..(hi + 0.05))?;
     chart.configure_mesh().x_desc("λ").y_desc("Spearman correlation with verbosity").draw()?;
     chart
@@ -132,7 +131,12 @@ fn sweep_plot(d: &Debias, path: &Path) -> PlotResult {
             .label(format!("{name} (λ = {})", d.lambda[i]))
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }
