@@ -11,11 +11,11 @@ use std::path::Path;
 use armorm_data::messages::conversation;
 use armorm_data::{Pair, Row, Rows};
 use armorm_model::{ConversationError, Embedder, Encoded, ModelError};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Result, TrainError};
 use crate::features::{Kind, Manifest, Shard, Skipped, MANIFEST, ROWS};
 use crate::npy::NpyWriter;
+use crate::progress::progress_bar;
 use crate::ratings::MESSAGES;
 use crate::stage::{read_json, write_json};
 
@@ -210,13 +210,4 @@ impl EmbedJob<'_> {
         batch.clear();
         Ok(())
     }
-}
-
-pub(crate) fn progress_bar(len: u64, message: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{per_sec}, ETA {eta}]") {
-        bar.set_style(style);
-    }
-    bar.set_message(message.to_string());
-    bar
 }

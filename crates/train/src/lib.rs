@@ -21,6 +21,7 @@ pub mod features;
 pub mod gating;
 pub mod npy;
 pub mod pipeline;
+pub mod progress;
 pub mod publish;
 pub mod ratings;
 pub mod regression;

@@ -97,7 +97,7 @@ pub fn run(labels: &Labels, features: &Features, seed: u64, key: &str) -> Result
     );
     let mut moments: Vec<(Moments, Moments)> =
         groups.iter().map(|(_, o)| (Moments::new(d, o.len()), Moments::new(d, o.len()))).collect();
-    let progress = crate::embed::progress_bar(rows.len() as u64, "stage 1: Gram matrices");
+    let progress = crate::progress::progress_bar(rows.len() as u64, "stage 1: Gram matrices");
     for (i, (record, set, row)) in rows.iter().enumerate() {
         let x = set.matrix("reward").row(*row);
         for ((_, objectives), (role, (train, val))) in groups.iter().zip(roles.iter().zip(moments.iter_mut())) {

@@ -118,7 +118,7 @@ pub fn fit(
     let batches: Vec<Vec<usize>> = (0..settings.steps)
         .map(|_| (0..settings.batch_size).map(|_| train[sampler.random_range(0..train.len())]).collect())
         .collect();
-    let progress = crate::embed::progress_bar(settings.steps as u64, "stage 2: gating steps");
+    let progress = crate::progress::progress_bar(settings.steps as u64, "stage 2: gating steps");
     let losses = run_steps(net, data, &batches, settings, device, &mut |_| progress.inc(1));
     progress.finish_and_clear();
     losses
