@@ -141,7 +141,7 @@ impl EmbedJob<'_> {
 
     /// Encodes every remaining record once before any forward pass, so a bad row fails the run in
     /// seconds rather than hours in; returns how many there are.
-    fn validate(&self, from: usize) -> Result<u64> {
+    pub fn validate(&self, from: usize) -> Result<u64> {
         let mut n = 0;
         for row in self.records(from)? {
             self.encode(&row?)?;

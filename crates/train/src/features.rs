@@ -189,6 +189,17 @@ pub fn manifests(dir: &Path, key: &str) -> Vec<Manifest> {
         .collect()
 }
 
+/// Whether any shard under `features` (every input's directory) holds extracted rows.
+pub fn any_extracted(features: &Path) -> bool {
+    let Ok(inputs) = std::fs::read_dir(features) else { return false };
+    inputs
+        .flatten()
+        .filter_map(|i| std::fs::read_dir(i.path()).ok())
+        .flatten()
+        .flatten()
+        .any(|shard| read_json::<Manifest>(&shard.path().join(MANIFEST)).is_ok_and(|m| m.kept > 0))
+}
+
 /// The N of a shard set under `dir` whose N shards are all complete for `key`.
 pub fn complete_shard_count(dir: &Path, key: &str) -> Option<usize> {
     let found = manifests(dir, key);

@@ -70,16 +70,17 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         Some(Stage::Gating) => pipeline.gating().map(drop),
         Some(Stage::Export) => pipeline.export(out.as_deref().expect("checked")),
     };
-    match (&result, temporary) {
-        (Ok(()), true) => {
+    // A temporary work directory goes, unless a failed run leaves features worth resuming from.
+    if temporary {
+        if result.is_err() && features::any_extracted(&work.join("features")) {
+            tracing::warn!(
+                work = %work.display(),
+                "the run failed; its intermediate files are kept: pass --work {} to resume",
+                work.display()
+            );
+        } else {
             let _ = std::fs::remove_dir_all(&work);
         }
-        (Err(_), true) => tracing::warn!(
-            work = %work.display(),
-            "the run failed; its intermediate files are kept: pass --work {} to resume",
-            work.display()
-        ),
-        _ => {}
     }
     result
 }
@@ -218,7 +219,12 @@ impl<'a> Pipeline<'a> {
         if reference.dir != inputs[1].dir {
             inputs.push(reference);
         }
-        let mut embedder: Option<Embedder> = None;
+        let settings = EmbedSettings {
+            max_input_tokens: self.args.max_input_tokens,
+            batch_tokens: self.args.embed_batch_tokens,
+            ..EmbedSettings::default()
+        };
+        let mut jobs = Vec::new();
         for input in &inputs {
             let todo: Vec<Shard> = match shard {
                 Some(s) => vec![s],
@@ -232,25 +238,32 @@ impl<'a> Pipeline<'a> {
             if todo.is_empty() {
                 tracing::info!(input = %input.path.display(), "features up to date");
             }
-            for s in todo {
-                if embedder.is_none() {
-                    embedder = Some(Embedder::load(&self.args.model.source(), &self.options)?);
-                }
-                let settings = EmbedSettings {
-                    max_input_tokens: self.args.max_input_tokens,
-                    batch_tokens: self.args.embed_batch_tokens,
-                    ..EmbedSettings::default()
-                };
+            jobs.extend(todo.into_iter().map(|s| (input, s)));
+        }
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let embedder = &Embedder::load(&self.args.model.source(), &self.options)?;
+        let jobs: Vec<(EmbedJob, PathBuf)> = jobs
+            .into_iter()
+            .map(|(input, shard)| {
                 let job = EmbedJob {
-                    embedder: embedder.as_ref().expect("loaded above"),
+                    embedder,
                     kind: input.kind,
                     input: &input.path,
-                    shard: s,
+                    shard,
                     key: &input.key,
                     settings: &settings,
                 };
-                job.run(&input.dir.join(s.dir_name()))?;
-            }
+                (job, input.dir.join(shard.dir_name()))
+            })
+            .collect();
+        // Every input is checked before any is embedded: a bad pairs row must not cost the ratings' hours.
+        for (job, _) in &jobs {
+            job.validate(0)?;
+        }
+        for (job, dir) in &jobs {
+            job.run(dir)?;
         }
         Ok(())
     }

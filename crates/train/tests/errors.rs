@@ -20,7 +20,10 @@ fn fails(ratings: &str, pairs: &str, extra: &[&str]) -> String {
     let err = train(None, &args).expect_err("bad input must fail").to_string();
     assert!(!out.exists(), "--out was written although the run failed: {err}");
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert!(leftovers.iter().all(|n| !n.to_string_lossy().contains("partial")), "{leftovers:?}");
+    assert!(
+        leftovers.iter().all(|n| !n.to_string_lossy().contains("partial") && !n.to_string_lossy().contains(".work-")),
+        "{leftovers:?}"
+    );
     err
 }
 
