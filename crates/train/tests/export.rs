@@ -68,4 +68,12 @@ fn export_scores_like_the_pytorch_reference_and_reruns_skip_stages() {
     // A second export over the first replaces it in place.
     train(Some("export"), &args).unwrap();
     assert!(out.join("train_report.json").is_file());
+
+    // A changed input (here the seed) invalidates stage 1: it must be recomputed, which needs the
+    // features this work directory does not have, rather than reuse the committed result.
+    let mut reseeded = args.clone();
+    let seed = reseeded.iter().position(|a| *a == "--seed").expect("the generator's flags set a seed") + 1;
+    reseeded[seed] = "1";
+    let err = train(Some("regression"), &reseeded).unwrap_err().to_string();
+    assert!(err.contains("no complete set of feature shards"), "{err}");
 }
