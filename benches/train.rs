@@ -4,7 +4,7 @@
 //!     cargo bench -p armorm-train --bench train [-- --rows-per-group N] [--steps N]
 //!
 //! Stage 1 at d = 4096: 19 objectives in 4 groups that share a label mask (as the public ArmoRM data
-//! groups them by source dataset), N rows per group (default 6000), planted linear labels. armorm
+//! groups them by source dataset), N rows per group (default 16000), planted linear labels. armorm
 //! streams the rows into one Gram matrix per group and solves every alpha from one
 //! eigendecomposition; the reference (benches/train_reference.py) runs scikit-learn's Ridge for every
 //! objective and alpha, as the authors' stage-1 script does. Stage 2: gating steps/s (d 4096 -> 1024
@@ -37,7 +37,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 fn main() -> armorm_train::Result<()> {
-    let rows_per_group = arg("--rows-per-group", 6000);
+    let rows_per_group = arg("--rows-per-group", 16000);
     let steps = arg("--steps", 20);
     let k: usize = GROUPS.iter().sum();
     let n = rows_per_group * GROUPS.len();
