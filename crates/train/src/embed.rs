@@ -52,12 +52,18 @@ enum EncodedRecord {
     TooLong(usize),
 }
 
+/// A shard whose remaining records have all been encoded once: where it stands, and how many remain.
+pub struct Prepared {
+    manifest: Manifest,
+    todo: u64,
+}
+
 impl EmbedJob<'_> {
-    /// Runs (or resumes, or finds finished) the shard's extraction into `dir`.
-    pub fn run(&self, dir: &Path) -> Result<Manifest> {
+    /// Reads where the shard's extraction into `dir` stands and encodes every remaining record once,
+    /// so a bad row fails the run before any forward pass (of this shard or of any other input).
+    pub fn prepare(&self, dir: &Path) -> Result<Prepared> {
         std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-        let manifest_path = dir.join(MANIFEST);
-        let mut manifest = match read_json::<Manifest>(&manifest_path) {
+        let manifest = match read_json::<Manifest>(&dir.join(MANIFEST)) {
             Ok(m) if m.key == self.key && m.shard == self.shard => m,
             _ => Manifest {
                 kind: self.kind,
@@ -71,11 +77,18 @@ impl EmbedJob<'_> {
                 complete: false,
             },
         };
+        let todo = if manifest.complete { 0 } else { self.validate(manifest.next_record)? };
+        Ok(Prepared { manifest, todo })
+    }
+
+    /// Runs (or resumes, or finds finished) the prepared shard's extraction into `dir`.
+    pub fn extract(&self, dir: &Path, prepared: Prepared) -> Result<Manifest> {
+        let Prepared { mut manifest, todo } = prepared;
         if manifest.complete {
             tracing::info!(input = %self.input.display(), shard = ?self.shard, "features already extracted");
             return Ok(manifest);
         }
-        let todo = self.validate(manifest.next_record)?;
+        let manifest_path = dir.join(MANIFEST);
         let d = manifest.hidden_size;
         let mut rows = NpyWriter::<u64>::resume(&dir.join(ROWS), None, manifest.kept)?;
         let mut mats = self
@@ -139,9 +152,8 @@ impl EmbedJob<'_> {
         }))
     }
 
-    /// Encodes every remaining record once before any forward pass, so a bad row fails the run in
-    /// seconds rather than hours in; returns how many there are.
-    pub fn validate(&self, from: usize) -> Result<u64> {
+    /// Encodes this shard's records from `from` on; returns how many there are.
+    fn validate(&self, from: usize) -> Result<u64> {
         let mut n = 0;
         for row in self.records(from)? {
             self.encode(&row?)?;

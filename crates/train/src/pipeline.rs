@@ -259,11 +259,9 @@ impl<'a> Pipeline<'a> {
             })
             .collect();
         // Every input is checked before any is embedded: a bad pairs row must not cost the ratings' hours.
-        for (job, _) in &jobs {
-            job.validate(0)?;
-        }
-        for (job, dir) in &jobs {
-            job.run(dir)?;
+        let prepared = jobs.iter().map(|(job, dir)| job.prepare(dir)).collect::<Result<Vec<_>>>()?;
+        for ((job, dir), prepared) in jobs.iter().zip(prepared) {
+            job.extract(dir, prepared)?;
         }
         Ok(())
     }
