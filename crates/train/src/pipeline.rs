@@ -101,6 +101,10 @@ struct Pipeline<'a> {
     options: LoadOptions,
     pattern: GatingPattern,
     model_key: String,
+    // Each input with its content hash, hashed once (a ratings file can be gigabytes).
+    ratings: OnceCell<Input>,
+    pairs: OnceCell<Input>,
+    reference: OnceCell<Input>,
     // Each stage's result, once computed or found up to date (later stages ask for earlier ones).
     regression: OnceCell<(Regression, tensors::F32Tensor)>,
     debias: OnceCell<Debias>,
@@ -139,6 +143,9 @@ impl<'a> Pipeline<'a> {
             options,
             pattern,
             model_key,
+            ratings: OnceCell::new(),
+            pairs: OnceCell::new(),
+            reference: OnceCell::new(),
             regression: OnceCell::new(),
             debias: OnceCell::new(),
             gating: OnceCell::new(),
@@ -189,26 +196,26 @@ impl<'a> Pipeline<'a> {
         Ok(Input { kind, dir: self.work.join("features").join(name), path: path.to_path_buf(), sha256, key })
     }
 
-    fn ratings(&self) -> Result<Input> {
-        let path = self.args.ratings.as_deref().ok_or_else(|| needs("--ratings"))?;
-        self.input("ratings", path, Kind::Ratings)
+    fn ratings(&self) -> Result<&Input> {
+        cached(&self.ratings, || {
+            let path = self.args.ratings.as_deref().ok_or_else(|| needs("--ratings"))?;
+            self.input("ratings", path, Kind::Ratings)
+        })
     }
 
-    fn pairs(&self) -> Result<Input> {
-        let path = self.args.pairs.as_deref().ok_or_else(|| needs("--pairs"))?;
-        self.input("pairs", path, Kind::Pairs)
+    fn pairs(&self) -> Result<&Input> {
+        cached(&self.pairs, || {
+            let path = self.args.pairs.as_deref().ok_or_else(|| needs("--pairs"))?;
+            self.input("pairs", path, Kind::Pairs)
+        })
     }
 
     /// The debiasing reference set: --reference when it differs from --pairs, else the pairs.
-    fn reference(&self) -> Result<Input> {
+    fn reference(&self) -> Result<&Input> {
         let pairs = self.pairs()?;
-        match &self.args.reference {
-            Some(path) => {
-                let r = self.input("reference", path, Kind::Pairs)?;
-                Ok(if r.sha256 == pairs.sha256 { pairs } else { r })
-            }
-            None => Ok(pairs),
-        }
+        let Some(path) = &self.args.reference else { return Ok(pairs) };
+        let r = cached(&self.reference, || self.input("reference", path, Kind::Pairs))?;
+        Ok(if r.sha256 == pairs.sha256 { pairs } else { r })
     }
 
     /// Extracts whatever features are missing: `shard` alone, or every shard of a set another
@@ -299,7 +306,7 @@ impl<'a> Pipeline<'a> {
         let started = Instant::now();
         let ratings = self.ratings()?;
         let labels = Labels::read(&ratings.path, &self.spec())?;
-        let feats = self.features(&ratings)?;
+        let feats = self.features(ratings)?;
         let (summary, weights) = regression::run(&labels, &feats, self.args.seed, &key)?;
         tensors::save(&st, &regression::tensors(weights.clone()))?;
         write_json(&json, &summary)?;
@@ -322,7 +329,7 @@ impl<'a> Pipeline<'a> {
             tracing::info!("debiasing: up to date");
             return Ok(d);
         }
-        let feats = self.features(&reference)?;
+        let feats = self.features(reference)?;
         let rows = feats.rows().flat_map(|(_, set, i)| [set.matrix("chosen").row(i), set.matrix("rejected").row(i)]);
         let predicted = predict(rows, weights); // (2n, k)
         let k = names.len();
@@ -384,7 +391,7 @@ impl<'a> Pipeline<'a> {
                 return Ok((r, net));
             }
         }
-        let feats = self.features(&pairs)?;
+        let feats = self.features(pairs)?;
         if feats.len() < 2 {
             return Err(TrainError::Invalid(format!(
                 "{}: at least 2 usable pairs are needed, found {}",
