@@ -69,6 +69,14 @@ impl GatingPattern {
         Self::derive(&template, &tokenizer)
     }
 
+    /// `explicit` when given (the `--gating-pattern` override), else derived from the template.
+    pub fn resolve(explicit: Option<&[u32]>, template: &ChatTemplate, tokenizer: &Tokenizer) -> Result<Self> {
+        match explicit {
+            Some(ids) => Self::new(ids.to_vec()),
+            None => Self::derive(template, tokenizer),
+        }
+    }
+
     pub fn ids(&self) -> &[u32] {
         &self.0
     }

@@ -74,11 +74,9 @@ impl Embedder {
         let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.llama, ckpt.dtype.candle(), &ckpt.device)?;
         let tokenizer = Encoder::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
-        let pattern = match (gated, &options.gating_pattern) {
-            (false, _) => None,
-            (true, Some(ids)) => Some(GatingPattern::new(ids.clone())?),
-            (true, None) => Some(GatingPattern::derive(&template, &tokenizer)?),
-        };
+        let pattern = gated
+            .then(|| GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer))
+            .transpose()?;
         let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.llama.vocab_size);
         Ok(Self {
             backbone,
