@@ -105,6 +105,7 @@ struct Pipeline<'a> {
     ratings: OnceCell<Input>,
     pairs: OnceCell<Input>,
     reference: OnceCell<Input>,
+    labels: OnceCell<Labels>,
     // Each stage's result, once computed or found up to date (later stages ask for earlier ones).
     regression: OnceCell<(Regression, tensors::F32Tensor)>,
     debias: OnceCell<Debias>,
@@ -146,6 +147,7 @@ impl<'a> Pipeline<'a> {
             ratings: OnceCell::new(),
             pairs: OnceCell::new(),
             reference: OnceCell::new(),
+            labels: OnceCell::new(),
             regression: OnceCell::new(),
             debias: OnceCell::new(),
             gating: OnceCell::new(),
@@ -164,9 +166,13 @@ impl<'a> Pipeline<'a> {
     /// The checks that need no model and no features, so bad flags or ratings fail in seconds, not
     /// after hours of feature extraction.
     fn preflight(&self) -> Result<()> {
-        let labels = Labels::read(&self.ratings()?.path, &self.spec())?;
-        self.verbosity_index(&labels.objectives)?;
+        self.verbosity_index(&self.labels()?.objectives)?;
         Ok(())
+    }
+
+    /// The ratings, read and checked once per run (preflight and stage 1 both need them).
+    fn labels(&self) -> Result<&Labels> {
+        cached(&self.labels, || Labels::read(&self.ratings()?.path, &self.spec()))
     }
 
     fn verbosity_index(&self, names: &[String]) -> Result<(String, usize)> {
@@ -304,10 +310,8 @@ impl<'a> Pipeline<'a> {
             }
         }
         let started = Instant::now();
-        let ratings = self.ratings()?;
-        let labels = Labels::read(&ratings.path, &self.spec())?;
-        let feats = self.features(ratings)?;
-        let (summary, weights) = regression::run(&labels, &feats, self.args.seed, &key)?;
+        let feats = self.features(self.ratings()?)?;
+        let (summary, weights) = regression::run(self.labels()?, &feats, self.args.seed, &key)?;
         tensors::save(&st, &regression::tensors(weights.clone()))?;
         write_json(&json, &summary)?;
         tracing::info!(secs = started.elapsed().as_secs_f64(), "stage 1 done");
