@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use armorm_model::linear::amx::Epilogue;
 use armorm_model::linear::Linear;
-use armorm_model::{ComputeDType, Conversation, Encoded, LoadOptions, ModelSource, RewardModel};
+use armorm_model::{ComputeDType, Conversation, EncodeLimits, Encoded, LoadOptions, ModelSource, RewardModel};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
 
@@ -157,7 +157,8 @@ fn long_input(model: &RewardModel) -> anyhow::Result<f64> {
     let before = load::rss_mib();
     let words = "the reward model reads every token of this long answer ".repeat(1300);
     let conv = Conversation::from_prompt_response("Summarise.".into(), words);
-    let (encoded, _) = model.encoder().encode_truncated(&conv, 8192)?;
+    let limits = EncodeLimits { max_tokens: 8192, truncate: true, content_special_tokens: Default::default() };
+    let encoded = model.encoder().encode_within(&conv, &limits)?.encoded;
     model.forward(&[&encoded])?;
     Ok(load::peak_rss_mib() - before)
 }

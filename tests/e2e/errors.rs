@@ -12,7 +12,14 @@ async fn every_error_is_json_with_a_fitting_status() {
     let raw = |body: &'static str| {
         let server = &server;
         async move {
-            let resp = server.client.post(server.url("/score")).body(body).send().await.unwrap();
+            let resp = server
+                .client
+                .post(server.url("/score"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
         }
     };

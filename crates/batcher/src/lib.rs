@@ -27,6 +27,11 @@ use queue::{Pending, Shared};
 pub enum BatchError {
     #[error("queue full ({queued_items} items, {queued_tokens} tokens waiting)")]
     Overloaded { queued_items: usize, queued_tokens: usize },
+    /// More than the queue can hold even when empty: retrying cannot help.
+    #[error(
+        "{items} items of {tokens} tokens exceed what the queue can ever hold ({max_items} items, {max_tokens} tokens)"
+    )]
+    ExceedsQueue { items: usize, tokens: usize, max_items: usize, max_tokens: usize },
     #[error("input of {tokens} tokens exceeds the batch token budget of {budget}")]
     TooLarge { tokens: usize, budget: usize },
     #[error("forward pass failed: {0}")]
@@ -61,11 +66,32 @@ impl<S: Scorer> Batcher<S> {
     /// Queues `item` and waits for its result. Dropping the returned future withdraws the item: the
     /// worker skips items whose caller has gone before they reach the model.
     pub async fn submit(&self, item: S::Item) -> Result<Scored<S::Output>, BatchError> {
-        let (reply, rx) = oneshot::channel();
-        let pending =
-            Pending { tokens: S::tokens(&item), item, reply, enqueued: Instant::now(), span: tracing::Span::current() };
-        self.shared.push(pending)?;
-        rx.await.unwrap_or(Err(BatchError::WorkerGone))
+        let mut results = self.submit_all(vec![item]).await?;
+        results.pop().unwrap_or(Err(BatchError::WorkerGone))
+    }
+
+    /// Queues all of `items` or none of them (the queue is full, or they would never fit), then waits
+    /// for every result, in order. Dropping the future withdraws the items not yet running.
+    pub async fn submit_all(
+        &self,
+        items: Vec<S::Item>,
+    ) -> Result<Vec<Result<Scored<S::Output>, BatchError>>, BatchError> {
+        let now = Instant::now();
+        let mut receivers = Vec::with_capacity(items.len());
+        let pending = items
+            .into_iter()
+            .map(|item| {
+                let (reply, rx) = oneshot::channel();
+                receivers.push(rx);
+                Pending { tokens: S::tokens(&item), item, reply, enqueued: now, span: tracing::Span::current() }
+            })
+            .collect();
+        self.shared.push_all(pending)?;
+        let mut results = Vec::with_capacity(receivers.len());
+        for rx in receivers {
+            results.push(rx.await.unwrap_or(Err(BatchError::WorkerGone)));
+        }
+        Ok(results)
     }
 
     /// The worker thread is running and accepting work.

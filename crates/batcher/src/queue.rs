@@ -59,7 +59,8 @@ impl<S: Scorer> Shared<S> {
         self.observer.as_ref()
     }
 
-    pub fn push(&self, pending: Pending<S>) -> Result<(), BatchError> {
+    /// Admits all of `items` or none: a request never half-runs because the queue filled midway.
+    pub fn push_all(&self, items: Vec<Pending<S>>) -> Result<(), BatchError> {
         let mut state = self.lock();
         if state.closed {
             return Err(BatchError::ShuttingDown);
@@ -67,16 +68,25 @@ impl<S: Scorer> Shared<S> {
         if !self.is_alive() {
             return Err(BatchError::WorkerGone);
         }
-        if pending.tokens > self.policy.max_batch_tokens {
-            return Err(BatchError::TooLarge { tokens: pending.tokens, budget: self.policy.max_batch_tokens });
+        if let Some(p) = items.iter().find(|p| p.tokens > self.policy.max_batch_tokens) {
+            return Err(BatchError::TooLarge { tokens: p.tokens, budget: self.policy.max_batch_tokens });
         }
-        if state.items.len() >= self.policy.max_queue_items
-            || state.tokens + pending.tokens > self.policy.max_queue_tokens
+        let tokens: usize = items.iter().map(|p| p.tokens).sum();
+        if items.len() > self.policy.max_queue_items || tokens > self.policy.max_queue_tokens {
+            return Err(BatchError::ExceedsQueue {
+                items: items.len(),
+                tokens,
+                max_items: self.policy.max_queue_items,
+                max_tokens: self.policy.max_queue_tokens,
+            });
+        }
+        if state.items.len() + items.len() > self.policy.max_queue_items
+            || state.tokens + tokens > self.policy.max_queue_tokens
         {
             return Err(BatchError::Overloaded { queued_items: state.items.len(), queued_tokens: state.tokens });
         }
-        state.tokens += pending.tokens;
-        state.items.push_back(pending);
+        state.tokens += tokens;
+        state.items.extend(items);
         self.observer.queue_depth(state.items.len(), state.tokens);
         drop(state);
         self.wake.notify_one();

@@ -1,9 +1,6 @@
 //! What the batcher drives (a model, or a fake in tests) and what it reports to.
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use armorm_model::{Encoded, RewardModel, RewardOutput};
 
 /// Runs one batch at a time on the worker thread.
 pub trait Scorer: Send + 'static {
@@ -15,19 +12,6 @@ pub trait Scorer: Send + 'static {
 
     /// One output per item, in order, or an error that fails the whole batch.
     fn score(&mut self, batch: &[&Self::Item]) -> Result<Vec<Self::Output>, String>;
-}
-
-impl Scorer for Arc<RewardModel> {
-    type Item = Encoded;
-    type Output = RewardOutput;
-
-    fn tokens(item: &Encoded) -> usize {
-        item.len()
-    }
-
-    fn score(&mut self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>, String> {
-        self.forward(batch).map_err(|e| e.to_string())
-    }
 }
 
 /// Hooks for metrics; called from the worker thread and from submitters, so keep them cheap.

@@ -224,7 +224,16 @@ fn overload_is_refused_at_once_and_a_stopped_worker_takes_no_work() {
         // 0 runs (blocked on the gate), 1 and 2 fill the queue, so 3 is refused at once.
         let first = submit(0);
         wait_for("item 0 in the scorer", || entered.load(Ordering::SeqCst) == 1).await;
-        let (second, third) = (submit(1), submit(2));
+        let second = submit(1);
+        wait_for("one queued item", || batcher.queue_depth().0 == 1).await;
+        // A request of two items with room for one is refused whole: nothing of it is queued.
+        let pair = batcher.submit_all(vec![(10, 1), (11, 1)]).await;
+        assert!(matches!(pair, Err(BatchError::Overloaded { queued_items: 1, .. })), "{pair:?}");
+        assert_eq!(batcher.queue_depth(), (1, 1));
+        // More items than the queue can ever hold is a different error: retrying cannot help.
+        let never = batcher.submit_all(vec![(12, 1), (13, 1), (14, 1)]).await;
+        assert!(matches!(never, Err(BatchError::ExceedsQueue { items: 3, max_items: 2, .. })), "{never:?}");
+        let third = submit(2);
         wait_for("two queued items", || batcher.queue_depth().0 == 2).await;
         let fourth = batcher.submit((3, 1)).await;
         assert!(matches!(fourth, Err(BatchError::Overloaded { queued_items: 2, .. })), "{fourth:?}");

@@ -24,11 +24,18 @@ pub enum ModelSource {
 }
 
 impl ModelSource {
-    /// An existing directory is local; anything else is read as a Hub repo id.
+    /// An existing directory, or anything that reads as a path (`./`, `../`, `/` or `~` in front,
+    /// or a parent directory that exists), is local; anything else is a Hub repo id. So a typo in a
+    /// local path is reported as a missing directory instead of being sent to the Hub.
     pub fn parse(model: &str, revision: Option<&str>) -> Self {
-        let path = Path::new(model);
-        if path.is_dir() {
-            Self::Local(path.to_path_buf())
+        let expanded = match model.strip_prefix("~/") {
+            Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(model), |h| Path::new(&h).join(rest)),
+            None => PathBuf::from(model),
+        };
+        let path_like = ["./", "../", "/", "~"].iter().any(|p| model.starts_with(p))
+            || expanded.parent().is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
+        if expanded.is_dir() || path_like {
+            Self::Local(expanded)
         } else {
             Self::Hub { repo: model.to_string(), revision: revision.unwrap_or("main").to_string() }
         }
@@ -69,6 +76,12 @@ pub struct CheckpointFiles {
 
 impl CheckpointFiles {
     fn in_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(ModelError::Checkpoint(format!(
+                "{}: no such directory (a local path; Hub repo ids look like `owner/name`)",
+                dir.display()
+            )));
+        }
         let required = |name: &str| -> Result<PathBuf> {
             let path = dir.join(name);
             if path.is_file() {
@@ -147,37 +160,91 @@ mod hub {
 
     use super::*;
 
-    fn offline() -> bool {
-        std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+    /// What the environment says about the Hub, read once so tests can pass their own.
+    pub(super) struct HubEnv {
+        pub(super) offline: bool,
+        pub(super) endpoint: String,
+        /// Connect and read timeout of the reachability probe.
+        pub(super) timeout: std::time::Duration,
+        pub(super) cache: Cache,
     }
 
-    fn token() -> Option<String> {
+    impl HubEnv {
+        fn from_env() -> Self {
+            let offline =
+                std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
+            let seconds = std::env::var("HF_HUB_ETAG_TIMEOUT").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(10.0);
+            Self {
+                offline,
+                endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
+                timeout: std::time::Duration::from_secs_f64(seconds.max(0.1)),
+                cache: Cache::from_env(),
+            }
+        }
+    }
+
+    fn token(cache: &Cache) -> Option<String> {
         ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|t| !t.is_empty()))
-            .or_else(|| Cache::from_env().token())
+            .or_else(|| cache.token())
+    }
+
+    /// hf-hub's client has no timeouts, so an endpoint that accepts connections and never answers
+    /// would hang the caller for minutes. One request with a connect and read timeout
+    /// (`HF_HUB_ETAG_TIMEOUT` seconds, default 10, as in huggingface_hub) goes first: any HTTP
+    /// answer, even an error status, shows the Hub is there.
+    fn probe(env: &HubEnv, repo_id: &str, revision: &str) -> std::result::Result<(), String> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(env.timeout)
+            .timeout_read(env.timeout)
+            .try_proxy_from_env(true)
+            .build();
+        let endpoint = env.endpoint.trim_end_matches('/');
+        let mut request = agent.head(&format!("{endpoint}/{repo_id}/resolve/{revision}/{CONFIG}"));
+        if let Some(token) = token(&env.cache) {
+            request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        match request.call() {
+            Ok(_) | Err(ureq::Error::Status(..)) => Ok(()),
+            Err(e) => Err(format!(
+                "cannot reach the Hub at {endpoint} for {repo_id} within {:?}: {e} (a local checkpoint? give its \
+                 path; already downloaded? set HF_HUB_OFFLINE=1)",
+                env.timeout
+            )),
+        }
     }
 
     pub(super) fn fetch(repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
+        fetch_with(&HubEnv::from_env(), repo_id, revision)
+    }
+
+    pub(super) fn fetch_with(env: &HubEnv, repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
         let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
-        let cached = Cache::from_env().repo(repo.clone());
-        let api = if offline() {
+        let cached = env.cache.repo(repo.clone());
+        let api = if env.offline {
             None
         } else {
-            let api = ApiBuilder::from_env()
-                .with_token(token())
+            let api = ApiBuilder::from_cache(env.cache.clone())
+                .with_endpoint(env.endpoint.clone())
+                .with_token(token(&env.cache))
                 .with_progress(true)
                 .build()
                 .map_err(|e| ModelError::Hub(e.to_string()))?;
             Some(api.repo(repo))
         };
-        // Cached files are used as they are; the network is asked only for what the cache lacks.
+        // Cached files are used as they are; the network is asked only for what the cache lacks,
+        // and only after the Hub has shown it answers at all.
+        let reachable = std::cell::OnceCell::new();
         let get = |name: &str| -> Result<PathBuf> {
             if let Some(path) = cached.get(name) {
                 return Ok(path);
             }
             match &api {
-                Some(api) => api.get(name).map_err(|e| ModelError::Hub(format!("{repo_id}@{revision}/{name}: {e}"))),
+                Some(api) => {
+                    reachable.get_or_init(|| probe(env, repo_id, revision)).clone().map_err(ModelError::Hub)?;
+                    api.get(name).map_err(|e| ModelError::Hub(format!("{repo_id}@{revision}/{name}: {e}")))
+                }
                 None => Err(ModelError::Hub(format!(
                     "{repo_id}@{revision}/{name} is not in the local cache and HF_HUB_OFFLINE is set"
                 ))),
@@ -212,10 +279,41 @@ mod tests {
     }
 
     #[test]
+    fn path_like_arguments_are_local_even_when_missing() {
+        let missing = std::env::temp_dir().join("armorm-no-such-model");
+        for arg in [missing.to_str().unwrap(), "./tiny-f32-typo", "../models/x", "~/models/x"] {
+            let source = ModelSource::parse(arg, None);
+            assert!(matches!(source, ModelSource::Local(_)), "{arg}: {source:?}");
+            let err = source.resolve().unwrap_err().to_string();
+            assert!(err.contains("no such directory"), "{arg}: {err}");
+        }
+        // Tests run in the crate's directory, where `src` exists: `src/typo` is a local path.
+        assert!(matches!(ModelSource::parse("src/typo", None), ModelSource::Local(_)));
+    }
+
+    #[test]
+    fn a_hub_that_never_answers_fails_within_the_timeout() {
+        // Accepts connections and never answers: without a timeout the load would hang.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let env = hub::HubEnv {
+            offline: false,
+            endpoint: format!("http://{}", silent.local_addr().unwrap()),
+            timeout: std::time::Duration::from_millis(500),
+            cache: hf_hub::Cache::new(std::env::temp_dir().join("armorm-empty-hf-cache-probe")),
+        };
+        let err = hub::fetch_with(&env, "nobody/nothing", "main").unwrap_err();
+        assert!(err.to_string().contains("cannot reach the Hub"), "{err}");
+    }
+
+    #[test]
     fn offline_hub_miss_is_a_clear_error() {
-        std::env::set_var("HF_HUB_OFFLINE", "1");
-        std::env::set_var("HF_HOME", std::env::temp_dir().join("armorm-empty-hf-home"));
-        let err = ModelSource::parse("nobody/nothing", Some("v1")).resolve().unwrap_err();
+        let env = hub::HubEnv {
+            offline: true,
+            endpoint: "http://127.0.0.1:9".into(),
+            timeout: std::time::Duration::from_millis(500),
+            cache: hf_hub::Cache::new(std::env::temp_dir().join("armorm-empty-hf-cache")),
+        };
+        let err = hub::fetch_with(&env, "nobody/nothing", "v1").unwrap_err();
         assert!(err.to_string().contains("not in the local cache"), "{err}");
     }
 }

@@ -10,12 +10,12 @@ use crate::anchor::GatingPattern;
 use crate::checkpoint::{ModelSource, Weights};
 use crate::config::ModelConfig;
 use crate::conversation::Conversation;
-use crate::error::{ConversationError, Result};
+use crate::error::Result;
 use crate::llama::Backbone;
 use crate::packed::{PackedBatch, PackedBatchBuilder};
 use crate::scorer::{ComputeDType, LoadOptions};
 use crate::template::ChatTemplate;
-use crate::tokenize::{Encoded, Encoder};
+use crate::tokenize::{EncodeLimits, Encoded, Encoder};
 
 /// Final-norm hidden states (f32) of a batch, one row per conversation, in batch order.
 pub struct HiddenStates {
@@ -77,7 +77,7 @@ impl Embedder {
         let pattern = gated
             .then(|| GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer))
             .transpose()?;
-        let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.llama.vocab_size);
+        let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.llama.vocab_size)?;
         Ok(Self {
             backbone,
             encoder,
@@ -114,12 +114,7 @@ impl Embedder {
 
     /// Encodes one conversation and checks it fits the position table.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
-        let encoded = self.encoder.encode(conversation)?;
-        let max = self.max_positions();
-        if encoded.len() > max {
-            return Err(ConversationError::TooLong { len: encoded.len(), max }.into());
-        }
-        Ok(encoded)
+        Ok(self.encoder.encode_within(conversation, &EncodeLimits::exact(self.max_positions()))?.encoded)
     }
 
     /// One forward pass over the batch (packed, prompts shared), keeping only the rows the heads read.

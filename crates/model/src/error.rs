@@ -18,8 +18,17 @@ pub enum ConversationError {
     GatingPatternNotFound { pattern: Vec<u32> },
     #[error("the conversation is {len} tokens long; the limit is {max}")]
     TooLong { len: usize, max: usize },
+    #[error(
+        "the conversation is {bytes} bytes of text, more than {max} tokens even at the tokenizer's longest \
+         token ({max_token_bytes} bytes)"
+    )]
+    TextTooLong { bytes: usize, max: usize, max_token_bytes: usize },
     #[error("token id {id} is outside the vocabulary (size {vocab})")]
     TokenOutOfRange { id: u32, vocab: usize },
+    #[error("message {index} contains the special token {token:?}, which this server refuses in content")]
+    SpecialTokenInContent { index: usize, token: String },
+    #[error("the content uses every private-use character, so its special-token text cannot be kept literal")]
+    NoPlaceholderLeft,
 }
 
 impl ConversationError {
@@ -30,7 +39,8 @@ impl ConversationError {
             Self::UnknownRole { .. } => "unknown_role",
             Self::LastTurnNotAssistant { .. } => "last_turn_not_assistant",
             Self::GatingPatternNotFound { .. } => "gating_pattern_not_found",
-            Self::TooLong { .. } => "input_too_long",
+            Self::TooLong { .. } | Self::TextTooLong { .. } => "input_too_long",
+            Self::SpecialTokenInContent { .. } | Self::NoPlaceholderLeft => "special_token_in_content",
             Self::TokenOutOfRange { .. } => "token_out_of_range",
         }
     }

@@ -3,11 +3,13 @@
 
 use std::path::Path;
 
-use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
+use minijinja::value::{Kwargs, Value};
+use minijinja::{context, Environment, Error as JinjaError, ErrorKind, State};
 use serde::Serialize;
 
 use crate::conversation::Message;
 use crate::error::{ModelError, Result};
+use crate::pystr::{self, Ends};
 
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -21,7 +23,8 @@ impl ChatTemplate {
         // transformers compiles chat templates with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(python_methods);
+        env.add_filter("trim", |s: &str, chars: Option<&str>| pystr::strip(s, chars, Ends::Both).to_string());
         env.add_function("raise_exception", |msg: String| -> std::result::Result<String, JinjaError> {
             Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
         });
@@ -60,6 +63,28 @@ impl ChatTemplate {
             })
             .map_err(|e| ModelError::Template(e.to_string()))
     }
+}
+
+/// Python's string methods (minijinja-contrib's pycompat), with `strip`/`lstrip`/`rstrip` using
+/// Python's whitespace set rather than Rust's.
+fn python_methods(
+    state: &State,
+    value: &Value,
+    method: &str,
+    args: &[Value],
+) -> std::result::Result<Value, JinjaError> {
+    let ends = match method {
+        "strip" => Ends::Both,
+        "lstrip" => Ends::Start,
+        "rstrip" => Ends::End,
+        _ => return minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args),
+    };
+    let Some(s) = value.as_str() else {
+        return minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args);
+    };
+    let (chars, kwargs): (Option<&str>, Kwargs) = minijinja::value::from_args(args)?;
+    kwargs.assert_all_used()?;
+    Ok(Value::from(pystr::strip(s, chars, ends)))
 }
 
 /// `chat_template` is a string, or a list of named templates of which "default" is the one to use.

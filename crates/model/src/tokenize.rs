@@ -1,12 +1,14 @@
 //! Conversation -> token ids -> [`Encoded`], the unit the batcher queues and the backbone consumes.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
 use tokenizers::Tokenizer;
 
 use crate::anchor::GatingPattern;
 use crate::conversation::Conversation;
 use crate::error::{ConversationError, ModelError, Result};
+use crate::special_text::{ContentSpecialTokens, SpecialTokens};
 use crate::template::ChatTemplate;
 
 /// Token ids plus the two positions the heads read. Only an [`Encoder`] makes one, so the gate
@@ -41,12 +43,48 @@ impl Encoded {
     }
 }
 
+/// How one conversation may be encoded: its token limit, whether to cut it to fit, and what its
+/// content may contain of special-token text.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeLimits {
+    pub max_tokens: usize,
+    pub truncate: bool,
+    pub content_special_tokens: ContentSpecialTokens,
+}
+
+impl EncodeLimits {
+    /// No truncation, special tokens parsed as transformers does.
+    pub fn exact(max_tokens: usize) -> Self {
+        Self { max_tokens, truncate: false, content_special_tokens: ContentSpecialTokens::Parse }
+    }
+}
+
+/// An encoded conversation and what happened on the way.
+#[derive(Debug)]
+pub struct EncodedConversation {
+    pub encoded: Encoded,
+    /// Turns were cut from the left to fit.
+    pub truncated: bool,
+    /// Some message content contained special-token text.
+    pub special_tokens_in_content: bool,
+}
+
+/// At most this many re-encodings when truncating: each round cuts what the last one measured too
+/// much, and only token merges at the new edges can leave a remainder for the next.
+const MAX_TRUNCATION_ROUNDS: usize = 8;
+
 pub struct Encoder {
     tokenizer: Tokenizer,
+    /// The same tokenizer with special-token matching off, built on first use (literal content).
+    plain: OnceLock<Tokenizer>,
+    specials: SpecialTokens,
     template: ChatTemplate,
     /// `None` for heads that need no gate position (Bradley-Terry).
     pattern: Option<GatingPattern>,
     vocab_size: usize,
+    /// An upper bound on the bytes of text one token stands for: text longer than `max_tokens`
+    /// times this cannot fit, and is refused (or cut) before the tokenizer sees it.
+    max_token_bytes: usize,
 }
 
 impl Encoder {
@@ -55,8 +93,10 @@ impl Encoder {
         template: ChatTemplate,
         pattern: Option<GatingPattern>,
         vocab_size: usize,
-    ) -> Self {
-        Self { tokenizer, template, pattern, vocab_size }
+    ) -> Result<Self> {
+        let specials = SpecialTokens::new(&tokenizer)?;
+        let max_token_bytes = max_token_bytes(&tokenizer);
+        Ok(Self { tokenizer, plain: OnceLock::new(), specials, template, pattern, vocab_size, max_token_bytes })
     }
 
     pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
@@ -67,55 +107,127 @@ impl Encoder {
         self.pattern.as_ref()
     }
 
+    /// The most bytes of text one token can stand for (see the field).
+    pub fn max_token_bytes(&self) -> usize {
+        self.max_token_bytes
+    }
+
     pub fn render(&self, conversation: &Conversation) -> Result<String> {
         self.template.render(conversation.messages())
     }
 
     /// Renders with the model's template, then tokenizes without adding special tokens: the template
-    /// already wrote them, and adding them again doubles `<|begin_of_text|>`.
+    /// already wrote them, and adding them again doubles `<|begin_of_text|>`. No length limit.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
         let text = self.render(conversation)?;
         self.encode_text(&text)
     }
 
-    /// Like [`Encoder::encode`], but when the result exceeds `max_tokens`, cuts tokens from the left of
-    /// the earliest turn's content (then the next turn's, ...), so the template's structure, the gating
-    /// pattern and the end of the assistant's answer survive. Returns whether anything was cut.
-    pub fn encode_truncated(&self, conversation: &Conversation, max_tokens: usize) -> Result<(Encoded, bool)> {
+    /// Encodes under `limits`. Over-long text is refused from its byte length before tokenizing, so
+    /// memory and time stay bounded by the limit, not by the input. With `truncate`, tokens are cut
+    /// from the left of the earliest turn's content (then the next turn's, ...), so the template's
+    /// structure, the gating pattern and the end of the assistant's answer survive; the work is
+    /// linear in the input (a bounded number of re-encodings, however many turns).
+    pub fn encode_within(&self, conversation: &Conversation, limits: &EncodeLimits) -> Result<EncodedConversation> {
+        let found = conversation
+            .messages()
+            .iter()
+            .enumerate()
+            .find_map(|(index, m)| self.specials.first_in(&m.content).map(|token| (index, token)));
+        let mode = match (found, limits.content_special_tokens) {
+            (Some((index, token)), ContentSpecialTokens::Reject) => {
+                return Err(ConversationError::SpecialTokenInContent { index, token: token.to_string() }.into())
+            }
+            // Without special-token text in content, literal tokenization is parsing: skip its work.
+            (None, _) => ContentSpecialTokens::Parse,
+            (Some(_), mode) => mode,
+        };
+        let mut text_budget = limits.max_tokens.saturating_mul(self.max_token_bytes);
         let mut conversation = conversation.clone();
-        let mut encoded = self.encode(&conversation)?;
         let mut truncated = false;
-        for index in 0..conversation.messages().len() {
-            while encoded.len() > max_tokens {
-                let content = &conversation.messages()[index].content;
-                let offsets = self.content_token_starts(content)?;
-                if offsets.is_empty() {
+        if limits.truncate {
+            truncated = cut_content_to_bytes(&mut conversation, text_budget);
+            // Content is bounded now; the template's own text around it is the caller's to cut.
+            text_budget = usize::MAX;
+        }
+        let mut encoded = self.encode_mode(&conversation, mode, text_budget)?;
+        let mut rounds = 0;
+        while encoded.len() > limits.max_tokens && limits.truncate && rounds < MAX_TRUNCATION_ROUNDS {
+            let mut excess = encoded.len() - limits.max_tokens;
+            for index in 0..conversation.messages().len() {
+                if excess == 0 {
                     break;
                 }
-                // Re-rendering can merge or split a token at the new edge, so re-measure each round;
-                // every round cuts at least one token, so the loop ends.
-                let drop = (encoded.len() - max_tokens).min(offsets.len());
-                let cut = offsets.get(drop).copied().unwrap_or(content.len());
-                let kept = content[cut..].to_string();
+                let content = &conversation.messages()[index].content;
+                let starts = self.content_token_starts(content, mode)?;
+                if starts.is_empty() {
+                    continue;
+                }
+                let drop = excess.min(starts.len());
+                let kept = content[starts.get(drop).copied().unwrap_or(content.len())..].to_string();
                 conversation = conversation.with_content(index, kept);
-                encoded = self.encode(&conversation)?;
+                excess -= drop;
                 truncated = true;
             }
+            if excess == encoded.len() - limits.max_tokens {
+                break; // nothing left to cut: the turns' structure alone is too long
+            }
+            encoded = self.encode_mode(&conversation, mode, text_budget)?;
+            rounds += 1;
         }
-        if encoded.len() > max_tokens {
-            return Err(ConversationError::TooLong { len: encoded.len(), max: max_tokens }.into());
+        if encoded.len() > limits.max_tokens {
+            return Err(ConversationError::TooLong { len: encoded.len(), max: limits.max_tokens }.into());
         }
-        Ok((encoded, truncated))
+        Ok(EncodedConversation { encoded, truncated, special_tokens_in_content: found.is_some() })
+    }
+
+    fn encode_mode(
+        &self,
+        conversation: &Conversation,
+        mode: ContentSpecialTokens,
+        text_budget: usize,
+    ) -> Result<Encoded> {
+        let check = |text: &str| {
+            if text.len() > text_budget {
+                let max = text_budget / self.max_token_bytes.max(1);
+                Err(ConversationError::TextTooLong { bytes: text.len(), max, max_token_bytes: self.max_token_bytes })
+            } else {
+                Ok(())
+            }
+        };
+        if mode != ContentSpecialTokens::Literal {
+            let text = self.render(conversation)?;
+            check(&text)?;
+            return self.encode_text(&text);
+        }
+        let contents: Vec<&str> = conversation.messages().iter().map(|m| m.content.as_str()).collect();
+        let (masked, placeholders) = self.specials.mask(&contents)?;
+        let mut masked_conversation = conversation.clone();
+        for (index, content) in masked.into_iter().enumerate() {
+            masked_conversation = masked_conversation.with_content(index, content);
+        }
+        let text = self.render(&masked_conversation)?;
+        check(&text)?;
+        self.encode_ids(self.specials.encode_split(&text, &placeholders, self.plain())?)
+    }
+
+    fn plain(&self) -> &Tokenizer {
+        self.plain.get_or_init(|| {
+            let mut plain = self.tokenizer.clone();
+            plain.set_encode_special_tokens(true);
+            plain
+        })
     }
 
     /// How many tokens `text` is on its own (no template, no special tokens): a response's length.
     pub fn token_count(&self, text: &str) -> Result<usize> {
-        Ok(self.content_token_starts(text)?.len())
+        Ok(self.content_token_starts(text, ContentSpecialTokens::Parse)?.len())
     }
 
     /// Byte offsets where each token of `content` (tokenized alone) starts.
-    fn content_token_starts(&self, content: &str) -> Result<Vec<usize>> {
-        let encoding = self.tokenizer.encode(content, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    fn content_token_starts(&self, content: &str, mode: ContentSpecialTokens) -> Result<Vec<usize>> {
+        let tokenizer = if mode == ContentSpecialTokens::Literal { self.plain() } else { &self.tokenizer };
+        let encoding = tokenizer.encode(content, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         Ok(encoding.get_offsets().iter().map(|&(start, _)| start).collect())
     }
 
@@ -147,5 +259,45 @@ impl Encoder {
                 .ok_or_else(|| ConversationError::GatingPatternNotFound { pattern: p.ids().to_vec() })?,
         };
         Ok(Encoded { ids, gate_pos })
+    }
+}
+
+/// Drops content bytes from the left, earliest turn first, until all content fits `budget` bytes.
+/// Everything truncation could keep lies within the last `budget` bytes, so this only saves the
+/// tokenizer from text that would be cut anyway. Returns whether anything was dropped.
+fn cut_content_to_bytes(conversation: &mut Conversation, budget: usize) -> bool {
+    let total: usize = conversation.messages().iter().map(|m| m.content.len()).sum();
+    let mut excess = total.saturating_sub(budget);
+    let cut = excess > 0;
+    for index in 0..conversation.messages().len() {
+        if excess == 0 {
+            break;
+        }
+        let content = &conversation.messages()[index].content;
+        let mut at = excess.min(content.len());
+        while !content.is_char_boundary(at) {
+            at += 1;
+        }
+        excess -= at.min(excess);
+        let kept = content[at..].to_string();
+        *conversation = conversation.with_content(index, kept);
+    }
+    cut
+}
+
+/// The most bytes of text any one token decodes to (added tokens included), doubled when a
+/// normalizer could shrink text before it is matched.
+fn max_token_bytes(tokenizer: &Tokenizer) -> usize {
+    let vocab = tokenizer.get_vocab_size(true) as u32;
+    let longest = (0..vocab)
+        .filter_map(|id| tokenizer.decode(&[id], false).ok().map(|s| s.len()))
+        .chain(tokenizer.get_added_tokens_decoder().values().map(|t| t.content.len()))
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    if tokenizer.get_normalizer().is_some() {
+        longest * 2
+    } else {
+        longest
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use armorm_model::{
-    ComputeDType, Conversation, Encoded, LoadOptions, ModelSource, RawMessage, RewardModel, RewardOutput,
+    ComputeDType, Conversation, EncodeLimits, Encoded, LoadOptions, ModelSource, RawMessage, RewardModel, RewardOutput,
 };
 use serde_json::Value;
 
@@ -236,15 +236,19 @@ fn truncation_keeps_the_answer_end_and_the_gating_anchor() {
     let long_prompt = "Explain gradient descent in two sentences. ".repeat(40);
     let conv = Conversation::from_prompt_response(long_prompt, "Paris is the capital of France.".into());
     let full = model.encode(&conv).unwrap();
-    let (cut, truncated) = model.encoder().encode_truncated(&conv, 60).unwrap();
+    let cut_to = |max_tokens| {
+        let limits = EncodeLimits { max_tokens, truncate: true, content_special_tokens: Default::default() };
+        model.encoder().encode_within(&conv, &limits).map(|e| (e.encoded, e.truncated))
+    };
+    let (cut, truncated) = cut_to(60).unwrap();
     assert!(truncated && full.len() > 60 && cut.len() <= 60, "{} -> {}", full.len(), cut.len());
     // The tail (gating pattern + answer + end of turn) is untouched, and the gate still anchors there.
     let tail = full.len() - full.gate_pos();
     assert_eq!(&cut.ids()[cut.len() - tail..], &full.ids()[full.gate_pos()..]);
     assert_eq!(cut.gate_pos(), cut.len() - tail);
-    let (same, truncated) = model.encoder().encode_truncated(&conv, full.len()).unwrap();
+    let (same, truncated) = cut_to(full.len()).unwrap();
     assert!(!truncated && same == full);
-    let too_small = model.encoder().encode_truncated(&conv, 5).unwrap_err();
+    let too_small = cut_to(5).unwrap_err();
     assert!(too_small.to_string().contains("limit is 5"), "{too_small}");
 }
 

@@ -1,6 +1,7 @@
 //! Command-line interface: every flag is also an `ARMORM_*` environment variable.
 
 pub use armorm_model::cli::ModelArgs;
+use armorm_model::ContentSpecialTokens;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -76,7 +77,7 @@ pub struct ServeArgs {
     #[arg(long, env = "ARMORM_MAX_BATCH_WAIT_MS", default_value_t = 5)]
     pub max_batch_wait_ms: u64,
     /// Longest conversation accepted, in tokens (longer ones get 413 unless the request truncates);
-    /// capped by the model's max_position_embeddings and by --max-batch-tokens.
+    /// capped by the model's max_position_embeddings. Must not exceed --max-batch-tokens.
     #[arg(long, env = "ARMORM_MAX_INPUT_TOKENS", default_value_t = 8192)]
     pub max_input_tokens: usize,
     /// Tokens allowed to wait in the queue; past it requests get 429 at once.
@@ -88,12 +89,39 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ARMORM_MAX_BODY_BYTES", default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open. Late clients get 408 and the connection closes.
+    #[arg(long, env = "ARMORM_HEADER_READ_TIMEOUT", default_value_t = 30)]
+    pub header_read_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are in (408 after).
+    #[arg(long, env = "ARMORM_BODY_READ_TIMEOUT", default_value_t = 60)]
+    pub body_read_timeout: u64,
+    /// Open connections served at once; further ones get 503 and are closed.
+    #[arg(long, env = "ARMORM_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Answer clients that shut down their sending side after the request (half-close). TCP cannot
+    /// tell that from a client that hung up, so with this on, a hung-up client's request still runs
+    /// to the end; off, it is cancelled at once (tokenization and queue included).
+    #[arg(long, env = "ARMORM_HALF_CLOSE")]
+    pub half_close: bool,
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT; then the process exits non-zero,
+    /// logging what it dropped.
+    #[arg(long, env = "ARMORM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+    /// What special-token text (e.g. `<|eot_id|>`) inside message content becomes: `parse` makes it
+    /// the special token, as transformers does; `literal` tokenizes it as plain text, so content can
+    /// never forge turn structure or move the gating anchor; `reject` answers 422.
+    #[arg(long, env = "ARMORM_CONTENT_SPECIAL_TOKENS", value_enum, default_value_t = ContentSpecialTokens::Parse)]
+    pub content_special_tokens: ContentSpecialTokens,
     /// Threads that render templates and tokenize, off the async runtime [default: CPU count].
     #[arg(long, env = "ARMORM_TOKENIZER_WORKERS")]
     pub tokenizer_workers: Option<usize>,
     /// Require `Authorization: Bearer <key>` (or `x-api-key: <key>`) on the API routes.
-    #[arg(long, env = "ARMORM_API_KEY", hide_env_values = true)]
+    #[arg(long, env = "ARMORM_API_KEY", hide_env_values = true, conflicts_with = "api_key_file")]
     pub api_key: Option<Secret>,
+    /// Read the API key from this file (its first line), so it never appears in the process list.
+    #[arg(long, env = "ARMORM_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
     /// Also require the API key on /health and /metrics.
     #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS")]
     pub auth_health_and_metrics: bool,
@@ -107,6 +135,23 @@ pub struct ServeArgs {
     /// Export request traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318).
     #[arg(long, env = "ARMORM_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+impl ServeArgs {
+    /// The API key from --api-key or --api-key-file.
+    pub fn api_key(&self) -> anyhow::Result<Option<String>> {
+        if let Some(key) = &self.api_key {
+            return Ok(Some(key.0.clone()));
+        }
+        let Some(path) = &self.api_key_file else { return Ok(None) };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("--api-key-file {}: {e}", path.display()))?;
+        let key = text.lines().next().unwrap_or_default().trim();
+        if key.is_empty() {
+            anyhow::bail!("--api-key-file {}: the file is empty", path.display());
+        }
+        Ok(Some(key.to_string()))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -25,9 +25,21 @@ pub enum ApiError {
     Model(String),
     #[error("no route for {0}")]
     NotFound(String),
-    /// One item of a multi-conversation request; status and code are the item's own.
-    #[error("conversations[{index}]: {source}")]
-    Item { index: usize, source: Box<ApiError> },
+    #[error("{0} is not allowed on this route")]
+    MethodNotAllowed(String),
+    #[error("request bodies must be JSON: send `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
+    /// The client went away; nobody reads this answer, but metrics count it.
+    #[error("the client closed the request")]
+    Cancelled,
+    /// One item of a multi-item request; status and code are the item's own. `at` names it as the
+    /// request did (`conversations[2]`, `responses[0]`, `chosen`, ...).
+    #[error("{at}: {source}")]
+    Item { at: String, source: Box<ApiError> },
 }
 
 impl From<ModelError> for ApiError {
@@ -68,20 +80,48 @@ impl ApiError {
             Self::NotReady(_) => (503, "not_ready"),
             Self::Model(_) => (500, "model_error"),
             Self::NotFound(_) => (404, "not_found"),
+            Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
+            Self::UnsupportedMediaType => (415, "unsupported_media_type"),
+            Self::RequestTimeout(_) => (408, "request_timeout"),
+            Self::HeadersTooLarge(_) => (431, "header_fields_too_large"),
+            Self::Cancelled => (499, "client_closed_request"),
             Self::Item { source, .. } => source.status_and_code(),
         }
     }
 
-    pub fn in_item(self, index: usize) -> Self {
-        Self::Item { index, source: Box::new(self) }
+    /// The seconds a client should wait before retrying, for errors that are worth retrying.
+    pub fn retry_after_s(&self) -> Option<u64> {
+        match self {
+            Self::Overloaded { retry_after_s } => Some(*retry_after_s),
+            Self::Item { source, .. } => source.retry_after_s(),
+            _ => None,
+        }
     }
 
-    /// Converts every item of a multi-item request; the first failure names its index.
+    /// This error, as the error of the request's item `at`.
+    pub fn at(self, at: impl Into<String>) -> Self {
+        Self::Item { at: at.into(), source: Box::new(self) }
+    }
+
+    /// Converts every item of the request's list `field`; the first failure names its index.
     pub fn per_item<T, U>(
+        field: &'static str,
         items: impl IntoIterator<Item = T>,
         mut convert: impl FnMut(T) -> Result<U, ApiError>,
     ) -> Result<Vec<U>, ApiError> {
-        items.into_iter().enumerate().map(|(i, item)| convert(item).map_err(|e| e.in_item(i))).collect()
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| convert(item).map_err(|e| e.at(format!("{field}[{i}]"))))
+            .collect()
+    }
+
+    /// A single-item request has no list to index into: the item's own error.
+    pub fn unwrap_item(self) -> Self {
+        match self {
+            Self::Item { source, .. } => *source,
+            other => other,
+        }
     }
 
     pub fn code(&self) -> &'static str {

@@ -1,6 +1,7 @@
 //! HTTP plumbing shared by every route: JSON bodies with JSON errors, the error response, API-key
 //! checks, per-request metrics and timing headers.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,22 +17,41 @@ use tracing::Instrument;
 use crate::error::ApiError;
 use crate::state::{AppState, Timings};
 
-/// A JSON body read under the configured size limit; every failure is an [`ApiError`].
+/// A JSON body read under the configured size limit and read timeout; every failure is an
+/// [`ApiError`]. The body must say it is JSON: a browser form cannot post to the API.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<Arc<AppState>> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let limit = state.limits.max_body_bytes;
-        let bytes = to_bytes(req.into_body(), limit)
+        let too_large = || ApiError::PayloadTooLarge(format!("request body exceeds {limit} bytes"));
+        // A declared length over the limit is refused before waiting for a byte of it.
+        let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large());
+        }
+        let timeout = state.limits.body_read_timeout;
+        let bytes = tokio::time::timeout(timeout, to_bytes(req.into_body(), limit))
             .await
-            .map_err(|_| ApiError::PayloadTooLarge(format!("request body exceeds {limit} bytes")))?;
+            .map_err(|_| ApiError::RequestTimeout(format!("the request body did not arrive within {timeout:?}")))?
+            .map_err(|_| too_large())?;
         serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
             _ => ApiError::MalformedJson(e.to_string()),
         })
     }
+}
+
+/// `application/json`, or any `+json` type, with or without parameters.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The error code travels to the metrics middleware in a response extension.
@@ -43,7 +63,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.body())).into_response();
-        if let ApiError::Overloaded { retry_after_s } = self {
+        if let Some(retry_after_s) = self.retry_after_s() {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_s));
         }
         response.extensions_mut().insert(ErrorCode(code));
@@ -51,15 +71,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Adds the stage timings (ms) a client can use to see where its latency went.
-pub fn with_timings(mut response: Response, t: Timings) -> Response {
-    let headers = response.headers_mut();
+/// A response with the stage timings of the scoring behind it; the middleware writes them as
+/// `x-*-time` headers, so every scoring route sends them the same way.
+pub struct Timed<T>(pub T, pub Timings);
+
+impl<T: IntoResponse> IntoResponse for Timed<T> {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        response.extensions_mut().insert(self.1);
+        response
+    }
+}
+
+fn insert_timings(headers: &mut HeaderMap, t: &Timings) {
     for (name, d) in
         [("x-tokenization-time", t.tokenization), ("x-queue-time", t.queue), ("x-inference-time", t.inference)]
     {
         insert_ms(headers, name, d.as_secs_f64() * 1e3);
     }
-    response
 }
 
 fn insert_ms(headers: &mut HeaderMap, name: &'static str, ms: f64) {
@@ -90,14 +119,37 @@ fn trace_id(headers: &HeaderMap) -> Option<String> {
     valid.then(|| trace.to_ascii_lowercase())
 }
 
+/// Counts a request whose future was dropped before it answered (its client hung up, or shutdown
+/// ran out of time) as `status="aborted"`.
+struct InFlight {
+    state: Arc<AppState>,
+    route: String,
+    answered: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !self.answered {
+            self.state.metrics.requests.with_label_values(&[self.route.as_str(), "aborted"]).inc();
+        }
+    }
+}
+
+/// Total header bytes (names and values) and count accepted; more is 431.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+pub const MAX_HEADERS: usize = 100;
+
 /// Gives every request a span carrying its request id and W3C trace id (the batcher carries the span
 /// to the model thread, so queue and inference events log under it), counts and times it by route
-/// template (never the raw path, whose values are unbounded), and stamps `x-request-id` and
-/// `x-total-time`.
+/// template (never the raw path, whose values are unbounded), and stamps `x-request-id`,
+/// `x-total-time` and the stage timings a handler reported.
 pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    state.in_flight.fetch_add(1, Ordering::AcqRel);
+    let mut in_flight = InFlight { state: state.clone(), route: route.clone(), answered: false };
     let id = request_id(req.headers());
     let span = tracing::info_span!(
         "request",
@@ -107,7 +159,17 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
         trace_id = trace_id(req.headers()).as_deref().unwrap_or(""),
     );
     crate::telemetry::adopt_remote_parent(&span, req.headers());
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let header_bytes: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    let mut response = if header_bytes > MAX_HEADER_BYTES || req.headers().len() > MAX_HEADERS {
+        ApiError::HeadersTooLarge(format!(
+            "{} headers of {header_bytes} bytes; the limits are {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes",
+            req.headers().len()
+        ))
+        .into_response()
+    } else {
+        next.run(req).instrument(span.clone()).await
+    };
+    in_flight.answered = true;
     let elapsed = started.elapsed();
     span.in_scope(|| {
         tracing::debug!(status = response.status().as_u16(), elapsed_ms = elapsed.as_secs_f64() * 1e3, "served")
@@ -120,6 +182,9 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
     m.request_duration.with_label_values(&[route.as_str()]).observe(elapsed.as_secs_f64());
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
         m.errors.with_label_values(&[code]).inc();
+    }
+    if let Some(timings) = response.extensions().get::<Timings>().copied() {
+        insert_timings(response.headers_mut(), &timings);
     }
     insert_ms(response.headers_mut(), "x-total-time", elapsed.as_secs_f64() * 1e3);
     response
@@ -137,7 +202,7 @@ pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: N
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .or_else(|| req.headers().get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or_default();
     // Constant-time, so response timing does not reveal how much of a guess was right.
@@ -148,8 +213,18 @@ pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: N
     }
 }
 
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110 section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
+}
+
 pub async fn not_found(req: Request<Body>) -> ApiError {
     ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
+}
+
+pub async fn method_not_allowed(req: Request<Body>) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} {}", req.method(), req.uri().path()))
 }
 
 #[cfg(test)]
@@ -167,6 +242,25 @@ mod tests {
         for bad in ["00-xyz-00f067aa0ba902b7-01", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", "junk"] {
             assert_eq!(trace_id(&headers(&[("traceparent", bad)])), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_json_types_are_recognised() {
+        for v in ["Bearer k", "bearer k", "BEARER k"] {
+            assert_eq!(bearer_token(v), Some("k"), "{v}");
+        }
+        assert_eq!(bearer_token("Basic k"), None);
+        for (ct, ok) in [
+            ("application/json", true),
+            ("Application/JSON; charset=utf-8", true),
+            ("application/vnd.api+json", true),
+            ("text/plain", false),
+            ("application/x-www-form-urlencoded", false),
+            ("multipart/form-data; boundary=x", false),
+        ] {
+            assert_eq!(is_json(&headers(&[("content-type", ct)])), ok, "{ct}");
+        }
+        assert!(!is_json(&HeaderMap::new()));
     }
 
     #[test]

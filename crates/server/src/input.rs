@@ -32,12 +32,21 @@ pub enum PromptInput {
 }
 
 impl PromptInput {
-    pub fn into_inputs(self) -> Result<Vec<ScoreInput>, ApiError> {
+    /// `field` names the request's key in error messages.
+    pub fn into_inputs(self, field: &'static str) -> Result<Vec<ScoreInput>, ApiError> {
+        let empty_ids = || ApiError::InvalidRequest(format!("{field}: the token id list is empty"));
         match self {
             Self::Text(t) => Ok(vec![ScoreInput::from_chat_text(&t)?]),
-            Self::Texts(ts) => ApiError::per_item(&ts, |t| ScoreInput::from_chat_text(t)),
+            Self::Texts(ts) => ApiError::per_item(field, &ts, |t| ScoreInput::from_chat_text(t)),
+            Self::Ids(ids) if ids.is_empty() => Err(empty_ids()),
             Self::Ids(ids) => Ok(vec![ScoreInput::Ids(ids)]),
-            Self::IdsBatch(batch) => Ok(batch.into_iter().map(ScoreInput::Ids).collect()),
+            Self::IdsBatch(batch) => ApiError::per_item(field, batch, |ids| {
+                if ids.is_empty() {
+                    Err(ApiError::InvalidRequest("the token id list is empty".into()))
+                } else {
+                    Ok(ScoreInput::Ids(ids))
+                }
+            }),
         }
     }
 }

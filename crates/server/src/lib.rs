@@ -5,11 +5,14 @@
 pub mod allocator;
 pub mod chat_text;
 pub mod cli;
+pub mod connections;
 pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod input;
 pub mod metrics;
+pub mod model_scorer;
+pub mod ops;
 pub mod protocols;
 pub mod routes;
 pub mod score_cmd;

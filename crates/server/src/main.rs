@@ -18,11 +18,17 @@ fn main() -> anyhow::Result<()> {
         Command::Healthcheck(args) => armorm_server::healthcheck::run(&args),
         Command::Train(args) => Ok(armorm_train::pipeline::run(&args)?),
         Command::Eval(args) => armorm_eval::run::run(&args).map(drop).map_err(Into::into),
-        Command::Serve(args) => tokio::runtime::Runtime::new()?.block_on(async {
-            let server = armorm_server::serve::start(&args).await?;
-            shutdown_signal().await;
-            server.shutdown().await
-        }),
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            let served = runtime.block_on(async {
+                let server = armorm_server::serve::start(&args).await?;
+                shutdown_signal().await;
+                server.shutdown().await
+            });
+            // Tokenizer threads still running for dropped requests must not hold the exit.
+            runtime.shutdown_background();
+            served
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use armorm_batcher::Observer;
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Routes and error codes pre-registered so their series exist before they first happen.
@@ -25,6 +25,12 @@ pub const ERROR_CODES: &[&str] = &[
     "overloaded",
     "not_ready",
     "model_error",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "request_timeout",
+    "header_fields_too_large",
+    "special_token_in_content",
+    "client_closed_request",
 ];
 
 /// Score buckets dense around 0 (where ArmoRM scores live) and wide enough for Bradley-Terry logits.
@@ -47,6 +53,10 @@ pub struct Metrics {
     pub input_tokens: Histogram,
     pub score: Histogram,
     pub errors: IntCounterVec,
+    pub tokenizer_busy: IntGauge,
+    pub content_special_tokens: IntCounterVec,
+    pub connections: IntGauge,
+    pub connections_refused: IntCounter,
 }
 
 fn seconds(name: &str, help: &str) -> HistogramOpts {
@@ -97,6 +107,22 @@ impl Metrics {
                     .buckets(SCORE_BUCKETS.to_vec()),
             )?,
             errors: IntCounterVec::new(Opts::new("armorm_errors_total", "Error responses by code"), &["code"])?,
+            tokenizer_busy: IntGauge::new(
+                "armorm_tokenizer_threads_busy",
+                "Threads rendering and tokenizing now (at most --tokenizer-workers)",
+            )?,
+            content_special_tokens: IntCounterVec::new(
+                Opts::new(
+                    "armorm_content_special_tokens_total",
+                    "Conversations whose message content held special-token text, by --content-special-tokens mode",
+                ),
+                &["mode"],
+            )?,
+            connections: IntGauge::new("armorm_open_connections", "Open client connections")?,
+            connections_refused: IntCounter::new(
+                "armorm_connections_refused_total",
+                "Connections answered 503 because --max-connections were open",
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -111,12 +137,19 @@ impl Metrics {
         m.registry.register(Box::new(m.input_tokens.clone()))?;
         m.registry.register(Box::new(m.score.clone()))?;
         m.registry.register(Box::new(m.errors.clone()))?;
+        m.registry.register(Box::new(m.tokenizer_busy.clone()))?;
+        m.registry.register(Box::new(m.content_special_tokens.clone()))?;
+        m.registry.register(Box::new(m.connections.clone()))?;
+        m.registry.register(Box::new(m.connections_refused.clone()))?;
         for route in routes {
             m.requests.with_label_values(&[route, "200"]);
             m.request_duration.with_label_values(&[route]);
         }
         for code in ERROR_CODES {
             m.errors.with_label_values(&[code]);
+        }
+        for mode in ["parse", "literal", "reject"] {
+            m.content_special_tokens.with_label_values(&[mode]);
         }
         Ok(m)
     }

@@ -11,7 +11,9 @@ use armorm_model::{Encoded, RewardModel};
 use tokio::sync::{oneshot, Semaphore};
 
 use crate::cli::ServeArgs;
+use crate::connections::{self, ConnectionLimits};
 use crate::metrics::Metrics;
+use crate::model_scorer::ModelScorer;
 use crate::routes;
 use crate::state::{AppState, Limits};
 
@@ -23,7 +25,8 @@ pub struct RunningServer {
 
 impl RunningServer {
     /// Stops accepting connections, lets in-flight requests (and so the queue) finish, then stops
-    /// the model worker.
+    /// the model worker. Fails, saying what it dropped, when that takes longer than
+    /// `--shutdown-timeout`.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await.context("server task")?
@@ -32,6 +35,7 @@ impl RunningServer {
 
 pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
     tracing::info!(config = ?args, "starting armorm serve");
+    let api_key = args.api_key()?;
     let (source, options) = (args.model.source(), args.model.load_options());
     let model = tokio::task::spawn_blocking(move || RewardModel::load(&source, &options))
         .await?
@@ -57,17 +61,23 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         warm_up(&model, &policy, max_input_tokens).await?;
     }
     let metrics = Arc::new(Metrics::new(&routes::paths())?);
-    let batcher = Batcher::start(model.clone(), policy, metrics.clone())?;
+    let batcher = Batcher::start(ModelScorer(model.clone()), policy, metrics.clone())?;
     let workers = args.tokenizer_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let state = Arc::new(AppState {
         model,
         batcher,
         metrics,
-        limits: Limits { max_input_tokens, max_body_bytes: args.max_body_bytes },
-        api_key: args.api_key.as_ref().map(|s| s.0.clone()),
+        limits: Limits {
+            max_input_tokens,
+            max_body_bytes: args.max_body_bytes,
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        },
+        content_special_tokens: args.content_special_tokens,
+        api_key,
         auth_health_and_metrics: args.auth_health_and_metrics,
-        tokenizer_permits: Semaphore::new(workers.max(1)),
+        tokenizer_permits: Arc::new(Semaphore::new(workers.max(1))),
         ready: true.into(),
+        in_flight: 0.into(),
     });
     let listener = tokio::net::TcpListener::bind((args.host, args.port))
         .await
@@ -75,16 +85,36 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = routes::router(state.clone());
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        max_connections: args.max_connections,
+        half_close: args.half_close,
+    };
+    let deadline = Duration::from_secs(args.shutdown_timeout);
     let task = tokio::spawn(async move {
-        let draining = state.clone();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-                draining.ready.store(false, Ordering::Release);
-                tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            })
-            .await?;
-        tokio::task::spawn_blocking(move || state.batcher.shutdown()).await?;
+        let stop = async {
+            let _ = stopped.await;
+            state.ready.store(false, Ordering::Release);
+            tracing::info!(?deadline, "shutting down: no new connections, finishing in-flight requests");
+        };
+        let drain = connections::serve(listener, app, limits, state.metrics.clone(), stop).await;
+        let finish = async {
+            drain.shutdown().await;
+            let draining = state.clone();
+            tokio::task::spawn_blocking(move || draining.batcher.shutdown()).await
+        };
+        match tokio::time::timeout(deadline, finish).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                let dropped = state.in_flight.load(Ordering::Acquire);
+                let (queued, queued_tokens) = state.batcher.queue_depth();
+                tracing::error!(dropped, queued, queued_tokens, "shutdown deadline passed; dropping the rest");
+                bail!(
+                    "shutdown did not finish within {deadline:?} (--shutdown-timeout): dropped {dropped} in-flight \
+                     requests and {queued} queued conversations"
+                );
+            }
+        }
         tracing::info!("stopped");
         Ok(())
     });

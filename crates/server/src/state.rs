@@ -1,42 +1,73 @@
-//! What every handler shares: the model (for its encoder), the batcher, limits, metrics, readiness.
+//! What every handler shares, and the one scoring service they all call: [`AppState::score`]
+//! renders and tokenizes each conversation off the async runtime, queues the request's items all
+//! or none, and shapes each result.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use armorm_batcher::{BatchError, Batcher};
-use armorm_model::{ConversationError, Encoded, RewardModel, RewardOutput};
+use armorm_model::{ContentSpecialTokens, ConversationError, EncodeLimits, Encoded, RewardModel};
+use futures::future::try_join_all;
 use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::input::ScoreInput;
 use crate::metrics::Metrics;
+use crate::model_scorer::ModelScorer;
+use crate::types::{ResultShape, ScoreResult};
 
 pub struct Limits {
     pub max_input_tokens: usize,
     pub max_body_bytes: usize,
+    /// How long a client may take to send its body once the headers are in.
+    pub body_read_timeout: Duration,
 }
 
 pub struct AppState {
     pub model: Arc<RewardModel>,
-    pub batcher: Batcher<Arc<RewardModel>>,
+    pub batcher: Batcher<ModelScorer>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    pub content_special_tokens: ContentSpecialTokens,
     pub api_key: Option<String>,
     pub auth_health_and_metrics: bool,
-    /// One permit per tokenizer worker: encoding runs on the blocking pool, at most this many at once.
-    pub tokenizer_permits: Semaphore,
+    /// One permit per tokenizer worker. The blocking task holds it until it returns, so however many
+    /// clients hang up, no more than this many threads ever render and tokenize.
+    pub tokenizer_permits: Arc<Semaphore>,
     pub ready: AtomicBool,
+    /// Requests being answered now (what a shutdown deadline drops).
+    pub in_flight: AtomicUsize,
+}
+
+/// How a request names its items in error messages.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemNames {
+    /// `field[i]`: the request's own list (`conversations`, `responses`, `query`, ...).
+    List(&'static str),
+    /// One name per item (`chosen`, `rejected`).
+    Fixed(&'static [&'static str]),
+}
+
+impl ItemNames {
+    fn name(self, index: usize) -> String {
+        match self {
+            Self::List(field) => format!("{field}[{index}]"),
+            Self::Fixed(names) => names.get(index).map_or_else(|| format!("[{index}]"), |n| n.to_string()),
+        }
+    }
 }
 
 /// A conversation ready for the queue.
-pub struct Prepared {
-    pub encoded: Encoded,
-    pub truncated: bool,
-    pub tokenization_time: Duration,
+struct Prepared {
+    encoded: Encoded,
+    truncated: bool,
+    special_tokens_in_content: bool,
+    tokenization_time: Duration,
 }
 
-/// Where one scored conversation spent its time.
+/// Where one request spent its time; its items run concurrently, so each stage is the slowest item's.
+/// Handlers put it in the response's extensions and the middleware writes the `x-*-time` headers.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Timings {
     pub tokenization: Duration,
@@ -45,8 +76,7 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// Conversations of one request run concurrently: the request waited as long as its slowest.
-    pub fn merge(self, other: Timings) -> Timings {
+    fn merge(self, other: Timings) -> Timings {
         Timings {
             tokenization: self.tokenization.max(other.tokenization),
             queue: self.queue.max(other.queue),
@@ -55,55 +85,146 @@ impl Timings {
     }
 }
 
+/// Set when the request's future is dropped (its client hung up): tokenization not yet started
+/// for it is skipped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 impl AppState {
     pub fn is_healthy(&self) -> bool {
         self.ready.load(Ordering::Acquire) && self.batcher.is_alive()
     }
 
+    pub fn ensure_ready(&self) -> Result<(), ApiError> {
+        if self.is_healthy() {
+            Ok(())
+        } else {
+            Err(ApiError::NotReady("the model is not loaded or its worker has stopped".into()))
+        }
+    }
+
+    /// Scores a request's items; results keep input order. Items are admitted to the queue all or
+    /// none, so an overloaded server never runs half a request, and a request larger than the queue
+    /// could ever hold is told so (413) instead of being asked to retry.
+    pub async fn score(
+        self: &Arc<Self>,
+        inputs: Vec<ScoreInput>,
+        names: ItemNames,
+        truncate: bool,
+        shape: &ResultShape,
+    ) -> Result<(Vec<ScoreResult>, Timings), ApiError> {
+        self.ensure_ready()?;
+        let policy = self.batcher.policy();
+        if inputs.len() > policy.max_queue_items {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{} conversations exceed the {} the queue can hold (--max-queue-requests)",
+                inputs.len(),
+                policy.max_queue_items
+            )));
+        }
+        let cancel = CancelOnDrop(Arc::default());
+        let prepared = try_join_all(inputs.into_iter().enumerate().map(|(i, input)| {
+            let flag = cancel.0.clone();
+            async move { self.prepare(input, truncate, flag).await.map_err(|e| e.at(names.name(i))) }
+        }))
+        .await?;
+        let encoded = prepared.iter().map(|p| p.encoded.clone()).collect();
+        let scored = self.batcher.submit_all(encoded).await.map_err(|e| self.batch_error(e))?;
+        let objectives = self.model.objectives();
+        let mut timings = Timings::default();
+        let mut results = Vec::with_capacity(prepared.len());
+        for (i, (p, scored)) in prepared.into_iter().zip(scored).enumerate() {
+            let scored = scored.map_err(|e| self.batch_error(e).at(names.name(i)))?;
+            let m = &self.metrics;
+            m.queue_duration.observe(scored.queue_time.as_secs_f64());
+            m.inference_duration.observe(scored.inference_time.as_secs_f64());
+            m.input_tokens.observe(scored.output.num_tokens as f64);
+            m.score.observe(f64::from(scored.output.score));
+            timings = timings.merge(Timings {
+                tokenization: p.tokenization_time,
+                queue: scored.queue_time,
+                inference: scored.inference_time,
+            });
+            results.push(shape.result(scored.output, p.truncated, p.special_tokens_in_content, objectives));
+        }
+        Ok((results, timings))
+    }
+
     /// Renders and tokenizes on the blocking pool, so a long input never stalls the HTTP loop.
     /// Token ids cannot be truncated (there are no turns to cut), so over-long ids are refused.
-    pub async fn prepare(self: &Arc<Self>, input: ScoreInput, truncate: bool) -> Result<Prepared, ApiError> {
-        let _permit = self.tokenizer_permits.acquire().await.map_err(|_| ApiError::NotReady("shutting down".into()))?;
+    async fn prepare(
+        self: &Arc<Self>,
+        input: ScoreInput,
+        truncate: bool,
+        cancelled: Arc<AtomicBool>,
+    ) -> Result<Prepared, ApiError> {
+        let permit = self
+            .tokenizer_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::NotReady("shutting down".into()))?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let max = state.limits.max_input_tokens;
-            let encoder = state.model.encoder();
-            let (encoded, truncated) = match input {
-                ScoreInput::Conversation(c) if truncate => encoder.encode_truncated(&c, max)?,
-                ScoreInput::Conversation(c) => (encoder.encode(&c)?, false),
-                ScoreInput::Ids(ids) => (encoder.encode_ids(ids)?, false),
-            };
-            if encoded.len() > max {
-                return Err(ConversationError::TooLong { len: encoded.len(), max }.into());
+            let _permit = permit;
+            if cancelled.load(Ordering::Acquire) {
+                return Err(ApiError::Cancelled);
             }
+            let m = &state.metrics;
+            m.tokenizer_busy.inc();
+            let started = Instant::now();
+            let prepared = state.encode(input, truncate);
+            m.tokenizer_busy.dec();
             let tokenization_time = started.elapsed();
-            state.metrics.tokenization_duration.observe(tokenization_time.as_secs_f64());
-            Ok(Prepared { encoded, truncated, tokenization_time })
+            m.tokenization_duration.observe(tokenization_time.as_secs_f64());
+            let (encoded, truncated, special_tokens_in_content) = prepared?;
+            Ok(Prepared { encoded, truncated, special_tokens_in_content, tokenization_time })
         })
         .await
         .map_err(|e| ApiError::Model(format!("tokenizer task failed: {e}")))?
     }
 
-    /// Queues a prepared conversation and waits for its score.
-    pub async fn run(&self, prepared: Prepared) -> Result<(RewardOutput, Timings), ApiError> {
-        let scored = self.batcher.submit(prepared.encoded).await.map_err(|e| self.batch_error(e))?;
-        let m = &self.metrics;
-        m.queue_duration.observe(scored.queue_time.as_secs_f64());
-        m.inference_duration.observe(scored.inference_time.as_secs_f64());
-        m.input_tokens.observe(scored.output.num_tokens as f64);
-        m.score.observe(f64::from(scored.output.score));
-        let timings = Timings {
-            tokenization: prepared.tokenization_time,
-            queue: scored.queue_time,
-            inference: scored.inference_time,
-        };
-        Ok((scored.output, timings))
+    fn encode(&self, input: ScoreInput, truncate: bool) -> Result<(Encoded, bool, bool), ApiError> {
+        let max_tokens = self.limits.max_input_tokens;
+        let encoder = self.model.encoder();
+        match input {
+            ScoreInput::Conversation(c) => {
+                let limits = EncodeLimits { max_tokens, truncate, content_special_tokens: self.content_special_tokens };
+                let result = encoder.encode_within(&c, &limits);
+                let flagged = match &result {
+                    Ok(e) => e.special_tokens_in_content,
+                    Err(armorm_model::ModelError::Conversation(ConversationError::SpecialTokenInContent {
+                        ..
+                    })) => true,
+                    Err(_) => false,
+                };
+                if flagged {
+                    let mode = mode_label(self.content_special_tokens);
+                    self.metrics.content_special_tokens.with_label_values(&[mode]).inc();
+                }
+                let e = result?;
+                Ok((e.encoded, e.truncated, e.special_tokens_in_content))
+            }
+            ScoreInput::Ids(ids) => {
+                if ids.len() > max_tokens {
+                    return Err(ConversationError::TooLong { len: ids.len(), max: max_tokens }.into());
+                }
+                Ok((encoder.encode_ids(ids)?, false, false))
+            }
+        }
     }
 
     fn batch_error(&self, e: BatchError) -> ApiError {
         match e {
             BatchError::Overloaded { .. } => ApiError::Overloaded { retry_after_s: self.retry_after_s() },
+            BatchError::ExceedsQueue { .. } => {
+                ApiError::PayloadTooLarge(format!("{e} (--max-queue-requests, --max-queue-tokens): split the request"))
+            }
             BatchError::TooLarge { tokens, budget } => ConversationError::TooLong { len: tokens, max: budget }.into(),
             BatchError::Forward(msg) => ApiError::Model(msg),
             BatchError::WorkerGone => ApiError::NotReady("the model worker has stopped".into()),
@@ -117,5 +238,14 @@ impl AppState {
         let policy = self.batcher.policy();
         let batches = tokens.div_ceil(policy.max_batch_tokens.max(1)) as u64;
         batches.clamp(1, 60)
+    }
+}
+
+/// The metric label of a content-special-tokens mode.
+pub fn mode_label(mode: ContentSpecialTokens) -> &'static str {
+    match mode {
+        ContentSpecialTokens::Parse => "parse",
+        ContentSpecialTokens::Literal => "literal",
+        ContentSpecialTokens::Reject => "reject",
     }
 }

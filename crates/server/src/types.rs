@@ -47,7 +47,7 @@ impl ScoreRequest {
                 ScoreTarget::One(ConversationInput::PromptResponse { prompt, response }.into_conversation()?)
             }
             (None, None, None, Some(conversations)) => {
-                ScoreTarget::Many(ApiError::per_item(conversations, |m| Ok(Conversation::new(m)?))?)
+                ScoreTarget::Many(ApiError::per_item("conversations", conversations, |m| Ok(Conversation::new(m)?))?)
             }
             _ => {
                 return Err(ApiError::InvalidRequest(
@@ -58,6 +58,10 @@ impl ScoreRequest {
         Ok((target, self.options))
     }
 }
+
+/// Largest |weight| accepted: far beyond any useful re-weighting, and small enough that a custom score
+/// over finite rewards stays finite.
+pub const MAX_WEIGHT: f32 = 1e6;
 
 /// Options checked against the model's objectives: weights aligned to objective order.
 #[derive(Debug, Clone, Default)]
@@ -82,13 +86,25 @@ impl ResultShape {
                         "unknown objective {unknown:?} in weights; GET /info lists the objectives"
                     )));
                 }
+                if let Some((name, w)) = map.iter().find(|(_, w)| !(w.is_finite() && w.abs() <= MAX_WEIGHT)) {
+                    return Err(ApiError::InvalidRequest(format!(
+                        "weights[{name:?}] = {w} is outside [-{MAX_WEIGHT:e}, {MAX_WEIGHT:e}] (numbers beyond f32's \
+                         range read as infinite)"
+                    )));
+                }
                 Some(objectives.iter().map(|name| map.get(name).copied().unwrap_or(0.0)).collect())
             }
         };
         Ok(Self { top_k: options.top_k, weights })
     }
 
-    pub fn result(&self, output: RewardOutput, truncated: bool, objectives: &[String]) -> ScoreResult {
+    pub fn result(
+        &self,
+        output: RewardOutput,
+        truncated: bool,
+        special_tokens_in_content: bool,
+        objectives: &[String],
+    ) -> ScoreResult {
         let explained = output.objectives.as_ref();
         let top_objectives = self.top_k.zip(explained).map(|(k, o)| {
             let mut top: Vec<TopObjective> = objectives
@@ -106,9 +122,12 @@ impl ResultShape {
             top.truncate(k);
             top
         });
-        let custom_score =
-            self.weights.as_ref().zip(explained).map(|(w, o)| w.iter().zip(&o.rewards).map(|(w, r)| w * r).sum());
-        ScoreResult { output, truncated, top_objectives, custom_score }
+        let custom_score = self
+            .weights
+            .as_ref()
+            .zip(explained)
+            .map(|(w, o)| w.iter().zip(&o.rewards).map(|(&w, &r)| f64::from(w) * f64::from(r)).sum::<f64>() as f32);
+        ScoreResult { output, truncated, special_tokens_in_content, top_objectives, custom_score }
     }
 }
 
@@ -125,6 +144,9 @@ pub struct ScoreResult {
     #[serde(flatten)]
     pub output: RewardOutput,
     pub truncated: bool,
+    /// Some message content held special-token text (`--content-special-tokens` says what became of it).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub special_tokens_in_content: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub top_objectives: Option<Vec<TopObjective>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -161,7 +183,7 @@ mod tests {
     #[test]
     fn top_k_orders_by_magnitude_with_ties_in_objective_order() {
         let options = ScoreOptions { top_k: Some(2), ..Default::default() };
-        let r = ResultShape::new(&options, &names()).unwrap().result(output(), false, &names());
+        let r = ResultShape::new(&options, &names()).unwrap().result(output(), false, false, &names());
         let top = r.top_objectives.unwrap();
         assert_eq!(top.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
         assert!((top[0].contribution - 0.8).abs() < 1e-6);
@@ -173,8 +195,14 @@ mod tests {
         weights.insert("a".to_string(), 2.0);
         weights.insert("c".to_string(), -0.5);
         let options = ScoreOptions { weights: Some(weights.clone()), ..Default::default() };
-        let r = ResultShape::new(&options, &names()).unwrap().result(output(), false, &names());
+        let r = ResultShape::new(&options, &names()).unwrap().result(output(), false, false, &names());
         assert_eq!(r.custom_score, Some(2.0 * 1.0 - 0.5 * 4.0));
+        for bad_weight in [f32::INFINITY, f32::NAN, -2e6] {
+            let mut bad = weights.clone();
+            bad.insert("b".into(), bad_weight);
+            let err = ResultShape::new(&ScoreOptions { weights: Some(bad), ..Default::default() }, &names());
+            assert!(err.unwrap_err().to_string().contains("weights[\"b\"]"), "{bad_weight}");
+        }
         weights.insert("zzz".into(), 1.0);
         let bad = ScoreOptions { weights: Some(weights), ..Default::default() };
         assert!(ResultShape::new(&bad, &names()).is_err());

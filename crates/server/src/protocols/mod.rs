@@ -1,6 +1,6 @@
-//! Protocol adapters. Each converts its clients' body into [`ScoreInput`]s, scores them through
-//! [`score_many`] (the same queue and model as `/score`) and shapes the answer its clients expect.
-//! None touches the tokenizer, the queue or the model directly.
+//! Request adapters. Each converts its clients' body into [`ScoreInput`]s, scores them through
+//! [`AppState::score`] (one queue, one model for every route) and shapes the answer its clients
+//! expect. None touches the tokenizer, the queue or the model directly.
 
 pub mod native;
 pub mod openai;
@@ -12,17 +12,17 @@ use std::sync::Arc;
 
 use crate::error::ApiError;
 use crate::input::ScoreInput;
-use crate::routes::score_many;
-use crate::state::AppState;
+use crate::state::{AppState, ItemNames, Timings};
 use crate::types::{ResultShape, ScoreResult};
 
 /// Scores with no per-request options: what the compatibility protocols can express.
 pub async fn score_plain(
     state: &Arc<AppState>,
     inputs: Vec<ScoreInput>,
+    names: ItemNames,
     truncate: bool,
-) -> Result<Vec<ScoreResult>, ApiError> {
-    Ok(score_many(state, inputs, truncate, &ResultShape::default()).await?.0)
+) -> Result<(Vec<ScoreResult>, Timings), ApiError> {
+    state.score(inputs, names, truncate, &ResultShape::default()).await
 }
 
 /// rewards followed by gating, the per-objective part of the `/pooling` and `/v1/embeddings`

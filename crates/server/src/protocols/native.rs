@@ -1,5 +1,5 @@
-//! `/rank` (best-of-N labelling for online DPO and rejection sampling) and `/compare` (one
-//! preference pair).
+//! The native API: `/score` (one conversation or many), `/rank` (best-of-N labelling for online DPO
+//! and rejection sampling) and `/compare` (one preference pair).
 
 use std::sync::Arc;
 
@@ -11,11 +11,34 @@ use serde::{Deserialize, Serialize};
 
 use super::sigmoid;
 use crate::error::ApiError;
-use crate::http::{with_timings, ApiJson};
+use crate::http::{ApiJson, Timed};
 use crate::input::ScoreInput;
-use crate::routes::score_many;
-use crate::state::AppState;
-use crate::types::{ResultShape, ScoreOptions, ScoreResult};
+use crate::state::{AppState, ItemNames};
+use crate::types::{ResultShape, ScoreOptions, ScoreRequest, ScoreResult, ScoreResults, ScoreTarget};
+
+pub async fn score(
+    State(state): State<Arc<AppState>>,
+    ApiJson(req): ApiJson<ScoreRequest>,
+) -> Result<Response, ApiError> {
+    let (target, options) = req.into_target()?;
+    let shape = ResultShape::new(&options, state.model.objectives())?;
+    match target {
+        ScoreTarget::One(conversation) => {
+            let input = vec![ScoreInput::Conversation(conversation)];
+            let (mut results, timings) = state
+                .score(input, ItemNames::List("conversations"), options.truncate, &shape)
+                .await
+                .map_err(ApiError::unwrap_item)?;
+            Ok(Timed(Json(results.remove(0)), timings).into_response())
+        }
+        ScoreTarget::Many(conversations) => {
+            let inputs = conversations.into_iter().map(ScoreInput::Conversation).collect();
+            let (results, timings) =
+                state.score(inputs, ItemNames::List("conversations"), options.truncate, &shape).await?;
+            Ok(Timed(Json(ScoreResults { results }), timings).into_response())
+        }
+    }
+}
 
 /// The prompt turns followed by `response` as the assistant's turn.
 fn answered(prompt: &[RawMessage], response: String) -> Result<Conversation, ApiError> {
@@ -48,9 +71,14 @@ pub async fn rank(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<RankRequest>,
 ) -> Result<Response, ApiError> {
-    let conversations: Vec<Conversation> = match (req.messages, req.responses, req.conversations) {
-        (Some(prompt), Some(responses), None) => ApiError::per_item(responses, |r| answered(&prompt, r))?,
-        (None, None, Some(conversations)) => ApiError::per_item(conversations, |m| Ok(Conversation::new(m)?))?,
+    let (conversations, names): (Vec<Conversation>, _) = match (req.messages, req.responses, req.conversations) {
+        (Some(prompt), Some(responses), None) => {
+            (ApiError::per_item("responses", responses, |r| answered(&prompt, r))?, ItemNames::List("responses"))
+        }
+        (None, None, Some(conversations)) => (
+            ApiError::per_item("conversations", conversations, |m| Ok(Conversation::new(m)?))?,
+            ItemNames::List("conversations"),
+        ),
         _ => {
             return Err(ApiError::InvalidRequest(
                 "give \"messages\" (the prompt turns) with \"responses\", or \"conversations\"".into(),
@@ -62,12 +90,12 @@ pub async fn rank(
     }
     let shape = ResultShape::new(&req.options, state.model.objectives())?;
     let inputs = conversations.into_iter().map(ScoreInput::Conversation).collect();
-    let (results, timings) = score_many(&state, inputs, req.options.truncate, &shape).await?;
+    let (results, timings) = state.score(inputs, names, req.options.truncate, &shape).await?;
     let mut ranking: Vec<usize> = (0..results.len()).collect();
     ranking.sort_by(|&a, &b| results[b].output.score.total_cmp(&results[a].output.score));
     let (best, worst) = (ranking[0], ranking[ranking.len() - 1]);
     let margin = results[best].output.score - results[worst].output.score;
-    Ok(with_timings(Json(Ranked { results, ranking, best, worst, margin }).into_response(), timings))
+    Ok(Timed(Json(Ranked { results, ranking, best, worst, margin }), timings).into_response())
 }
 
 #[derive(Deserialize)]
@@ -94,12 +122,13 @@ pub async fn compare(
 ) -> Result<Response, ApiError> {
     let shape = ResultShape::new(&req.options, state.model.objectives())?;
     let inputs = vec![
-        ScoreInput::Conversation(answered(&req.messages, req.chosen).map_err(|e| e.in_item(0))?),
-        ScoreInput::Conversation(answered(&req.messages, req.rejected).map_err(|e| e.in_item(1))?),
+        ScoreInput::Conversation(answered(&req.messages, req.chosen).map_err(|e| e.at("chosen"))?),
+        ScoreInput::Conversation(answered(&req.messages, req.rejected).map_err(|e| e.at("rejected"))?),
     ];
-    let (mut results, timings) = score_many(&state, inputs, req.options.truncate, &shape).await?;
+    let names = ItemNames::Fixed(&["chosen", "rejected"]);
+    let (mut results, timings) = state.score(inputs, names, req.options.truncate, &shape).await?;
     let (rejected, chosen) = (results.remove(1), results.remove(0));
     let margin = chosen.output.score - rejected.output.score;
     let preference = sigmoid(f64::from(margin));
-    Ok(with_timings(Json(Compared { chosen, rejected, preference, margin }).into_response(), timings))
+    Ok(Timed(Json(Compared { chosen, rejected, preference, margin }), timings).into_response())
 }

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{objective_vector, score_plain};
 use crate::error::ApiError;
-use crate::http::ApiJson;
+use crate::http::{ApiJson, Timed};
 use crate::input::PromptInput;
-use crate::state::AppState;
+use crate::state::{AppState, ItemNames};
 
 #[derive(Deserialize)]
 pub struct EmbeddingsRequest {
@@ -45,8 +46,9 @@ pub struct EmbeddingsResponse {
 pub async fn embeddings(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<EmbeddingsRequest>,
-) -> Result<Json<EmbeddingsResponse>, ApiError> {
-    let results = score_plain(&state, req.input.into_inputs()?, req.truncate).await?;
+) -> Result<Response, ApiError> {
+    let (results, timings) =
+        score_plain(&state, req.input.into_inputs("input")?, ItemNames::List("input"), req.truncate).await?;
     let tokens = results.iter().map(|r| r.output.num_tokens).sum();
     let data = results
         .iter()
@@ -57,10 +59,7 @@ pub async fn embeddings(
             Embedding { object: "embedding", index, embedding }
         })
         .collect();
-    Ok(Json(EmbeddingsResponse {
-        object: "list",
-        data,
-        model: req.model.unwrap_or_else(|| state.model.source().id()),
-        usage: Usage { prompt_tokens: tokens, total_tokens: tokens },
-    }))
+    let model = req.model.unwrap_or_else(|| state.model.source().id());
+    let usage = Usage { prompt_tokens: tokens, total_tokens: tokens };
+    Ok(Timed(Json(EmbeddingsResponse { object: "list", data, model, usage }), timings).into_response())
 }

@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::{score_plain, sigmoid};
+use super::score_plain;
 use crate::error::ApiError;
-use crate::http::ApiJson;
+use crate::http::{ApiJson, Timed};
 use crate::input::ScoreInput;
-use crate::state::AppState;
+use crate::state::{AppState, ItemNames, Timings};
 
 /// OpenRLHF also sends `prompts` and `labels`; the query already holds the prompt, and a reward
 /// model has no use for labels, so both are accepted and ignored.
@@ -28,8 +29,9 @@ pub struct GetRewardRequest {
 pub struct GetRewardResponse {
     /// The raw reward-model score (what the policy is optimised on).
     rewards: Vec<f32>,
-    /// sigmoid(score), in [0, 1], for OpenRLHF's dynamic filtering.
-    scores: Vec<f64>,
+    /// The same raw scores: OpenRLHF's own reward server sends `scores == rewards`, and its dynamic
+    /// filtering reads this field, so a different value here would change what it filters.
+    scores: Vec<f32>,
     /// Per-objective rewards, one list per objective (empty for single-score models).
     extra_logs: BTreeMap<String, Vec<f32>>,
 }
@@ -37,10 +39,14 @@ pub struct GetRewardResponse {
 pub async fn get_reward(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<GetRewardRequest>,
-) -> Result<Json<GetRewardResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     // OpenRLHF shards a batch across servers and may send an empty shard.
-    let inputs = ApiError::per_item(&req.query, |q| ScoreInput::from_chat_text(q))?;
-    let results = if inputs.is_empty() { Vec::new() } else { score_plain(&state, inputs, req.truncate).await? };
+    let inputs = ApiError::per_item("query", &req.query, |q| ScoreInput::from_chat_text(q))?;
+    let (results, timings) = if inputs.is_empty() {
+        (Vec::new(), Timings::default())
+    } else {
+        score_plain(&state, inputs, ItemNames::List("query"), req.truncate).await?
+    };
     let mut extra_logs: BTreeMap<String, Vec<f32>> =
         state.model.objectives().iter().map(|name| (name.clone(), Vec::with_capacity(results.len()))).collect();
     for r in &results {
@@ -50,9 +56,6 @@ pub async fn get_reward(
             }
         }
     }
-    Ok(Json(GetRewardResponse {
-        rewards: results.iter().map(|r| r.output.score).collect(),
-        scores: results.iter().map(|r| sigmoid(f64::from(r.output.score))).collect(),
-        extra_logs,
-    }))
+    let rewards: Vec<f32> = results.iter().map(|r| r.output.score).collect();
+    Ok(Timed(Json(GetRewardResponse { scores: rewards.clone(), rewards, extra_logs }), timings).into_response())
 }

@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use armorm_model::{Conversation, RawMessage};
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::score_plain;
 use crate::chat_text;
 use crate::error::ApiError;
-use crate::http::ApiJson;
+use crate::http::{ApiJson, Timed};
 use crate::input::ScoreInput;
-use crate::routes::single;
-use crate::state::AppState;
+use crate::state::{AppState, ItemNames};
 
 /// The prompt as plain text, as chat text rendered by the policy's template, or as messages.
 #[derive(Deserialize)]
@@ -44,7 +44,7 @@ pub struct RewardResponse {
 pub async fn reward(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<RewardRequest>,
-) -> Result<Json<RewardResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let mut messages = match req.prompt {
         SlimePrompt::Messages(m) => m,
         SlimePrompt::Text(t) => match chat_text::parse(&t) {
@@ -59,10 +59,14 @@ pub async fn reward(
     }
     messages.push(RawMessage { role: "assistant".into(), content: req.response });
     let input = ScoreInput::Conversation(Conversation::new(messages)?);
-    let result = score_plain(&state, vec![input], req.truncate).await.map_err(single)?.remove(0);
+    let (mut results, timings) = score_plain(&state, vec![input], ItemNames::List("prompt"), req.truncate)
+        .await
+        .map_err(ApiError::unwrap_item)?;
+    let result = results.remove(0);
     let objectives = match &result.output.objectives {
         Some(o) => state.model.objectives().iter().cloned().zip(o.rewards.iter().copied()).collect(),
         None => BTreeMap::new(),
     };
-    Ok(Json(RewardResponse { score: result.output.score, num_tokens: result.output.num_tokens, objectives }))
+    let body = RewardResponse { score: result.output.score, num_tokens: result.output.num_tokens, objectives };
+    Ok(Timed(Json(body), timings).into_response())
 }

@@ -12,8 +12,9 @@ use serde_json::Value;
 
 use super::{objective_vector, response_id, score_plain, sigmoid, unix_now};
 use crate::error::ApiError;
+use crate::http::{ApiJson, Timed};
 use crate::input::{PromptInput, ScoreInput};
-use crate::state::AppState;
+use crate::state::{AppState, ItemNames};
 use crate::types::ScoreResult;
 
 /// `{"model"?, "input": str | [str] | ids | [ids]}` or `{"messages": [...]}`.
@@ -33,7 +34,7 @@ impl VllmRequest {
     fn inputs(self) -> Result<(Vec<ScoreInput>, Option<String>, bool, bool), ApiError> {
         let activation = self.use_activation.or(self.activation).unwrap_or(true);
         let inputs = match (self.input, self.messages) {
-            (Some(input), None) => input.into_inputs()?,
+            (Some(input), None) => input.into_inputs("input")?,
             (None, Some(messages)) => vec![ScoreInput::Conversation(armorm_model::Conversation::new(messages)?)],
             _ => return Err(ApiError::InvalidRequest("give exactly one of \"input\" or \"messages\"".into())),
         };
@@ -79,16 +80,13 @@ struct ClassifyItem {
 /// `/v1/classify` (vLLM only).
 pub async fn vllm_classify(
     State(state): State<Arc<AppState>>,
-    crate::http::ApiJson(req): crate::http::ApiJson<VllmRequest>,
+    ApiJson(req): ApiJson<VllmRequest>,
 ) -> Result<Response, ApiError> {
     classify_vllm(&state, req).await
 }
 
 /// `/classify`: SGLang's body (`text` or `input_ids`) or vLLM's (`input` or `messages`).
-pub async fn classify(
-    State(state): State<Arc<AppState>>,
-    crate::http::ApiJson(body): crate::http::ApiJson<Value>,
-) -> Result<Response, ApiError> {
+pub async fn classify(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<Value>) -> Result<Response, ApiError> {
     let is_sglang = body.get("text").is_some() || body.get("input_ids").is_some();
     let parse_err = |e: serde_json::Error| ApiError::InvalidRequest(e.to_string());
     if is_sglang {
@@ -100,7 +98,7 @@ pub async fn classify(
 
 async fn classify_vllm(state: &Arc<AppState>, req: VllmRequest) -> Result<Response, ApiError> {
     let (inputs, model, activation, truncate) = req.inputs()?;
-    let results = score_plain(state, inputs, truncate).await?;
+    let (results, timings) = score_plain(state, inputs, ItemNames::List("input"), truncate).await?;
     let data = results
         .iter()
         .enumerate()
@@ -115,7 +113,7 @@ async fn classify_vllm(state: &Arc<AppState>, req: VllmRequest) -> Result<Respon
         })
         .collect();
     let model = model.unwrap_or_else(|| state.model.source().id());
-    Ok(Json(list("classify", model, data, &results)).into_response())
+    Ok(Timed(Json(list("classify", model, data, &results)), timings).into_response())
 }
 
 #[derive(Serialize)]
@@ -135,17 +133,17 @@ pub fn pooled(r: &ScoreResult) -> Vec<f32> {
 
 pub async fn pooling(
     State(state): State<Arc<AppState>>,
-    crate::http::ApiJson(req): crate::http::ApiJson<VllmRequest>,
+    ApiJson(req): ApiJson<VllmRequest>,
 ) -> Result<Response, ApiError> {
     let (inputs, model, _, truncate) = req.inputs()?;
-    let results = score_plain(&state, inputs, truncate).await?;
+    let (results, timings) = score_plain(&state, inputs, ItemNames::List("input"), truncate).await?;
     let data = results
         .iter()
         .enumerate()
         .map(|(index, r)| PoolingItem { index, object: "pooling", data: pooled(r) })
         .collect();
     let model = model.unwrap_or_else(|| state.model.source().id());
-    Ok(Json(list("pool", model, data, &results)).into_response())
+    Ok(Timed(Json(list("pool", model, data, &results)), timings).into_response())
 }
 
 /// SGLang: `{"text": str | [str]}` or `{"input_ids": ids | [ids]}`.
@@ -171,12 +169,18 @@ struct SglangMeta {
 }
 
 async fn classify_sglang(state: &Arc<AppState>, req: SglangRequest) -> Result<Response, ApiError> {
-    let inputs = match (req.text, req.input_ids) {
-        (Some(t @ (PromptInput::Text(_) | PromptInput::Texts(_))), None) => t.into_inputs()?,
-        (None, Some(ids @ (PromptInput::Ids(_) | PromptInput::IdsBatch(_)))) => ids.into_inputs()?,
+    let (inputs, field) = match (req.text, req.input_ids) {
+        (Some(t @ (PromptInput::Text(_) | PromptInput::Texts(_))), None) => (t.into_inputs("text")?, "text"),
+        (None, Some(ids @ (PromptInput::Ids(_) | PromptInput::IdsBatch(_)))) => {
+            (ids.into_inputs("input_ids")?, "input_ids")
+        }
+        // `[]` reads as an empty list of texts: it is an empty id list here.
+        (None, Some(PromptInput::Texts(t))) if t.is_empty() => {
+            return Err(ApiError::InvalidRequest("input_ids is empty: give at least one token id".into()))
+        }
         _ => return Err(ApiError::InvalidRequest("give \"text\" (strings) or \"input_ids\" (token ids)".into())),
     };
-    let results = score_plain(state, inputs, req.truncate).await?;
+    let (results, timings) = score_plain(state, inputs, ItemNames::List(field), req.truncate).await?;
     let items: Vec<SglangItem> = results
         .iter()
         .map(|r| SglangItem {
@@ -188,5 +192,5 @@ async fn classify_sglang(state: &Arc<AppState>, req: SglangRequest) -> Result<Re
             },
         })
         .collect();
-    Ok(Json(items).into_response())
+    Ok(Timed(Json(items), timings).into_response())
 }
