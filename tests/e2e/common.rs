@@ -60,6 +60,11 @@ impl TestServer {
     pub async fn stop(self) {
         self.server.shutdown().await.unwrap();
     }
+
+    /// Shuts down and returns what the shutdown reported (e.g. a missed deadline).
+    pub async fn stop_result(self) -> anyhow::Result<()> {
+        self.server.shutdown().await
+    }
 }
 
 pub fn floats(v: &Value) -> Vec<f64> {

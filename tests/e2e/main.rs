@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server, in-process on a free port, with the fixture checkpoints.
 //! Numbers are checked against the PyTorch reference outputs in tests/fixtures/expected.
 
+mod abuse;
 mod cli;
 mod common;
 mod dashboard;

@@ -83,13 +83,11 @@ impl Conversation {
         &self.messages
     }
 
-    /// The same turns with message `index`'s content replaced (roles, and so validity, unchanged).
-    pub fn with_content(&self, index: usize, content: String) -> Self {
-        let mut messages = self.messages.clone();
-        if let Some(m) = messages.get_mut(index) {
+    /// Replaces message `index`'s content in place (roles, and so validity, unchanged).
+    pub fn set_content(&mut self, index: usize, content: String) {
+        if let Some(m) = self.messages.get_mut(index) {
             m.content = content;
         }
-        Self { messages }
     }
 }
 
@@ -114,6 +112,8 @@ mod tests {
         );
         let ok = Conversation::new(raw(&[("system", "s"), ("user", "u"), ("assistant", "a")])).unwrap();
         assert_eq!(ok.messages().len(), 3);
-        assert_eq!(ok.with_content(2, "b".into()).messages()[2].content, "b");
+        let mut edited = ok.clone();
+        edited.set_content(2, "b".into());
+        assert_eq!(edited.messages()[2].content, "b");
     }
 }

@@ -165,7 +165,7 @@ impl Encoder {
                 }
                 let drop = excess.min(starts.len());
                 let kept = content[starts.get(drop).copied().unwrap_or(content.len())..].to_string();
-                conversation = conversation.with_content(index, kept);
+                conversation.set_content(index, kept);
                 excess -= drop;
                 truncated = true;
             }
@@ -204,7 +204,7 @@ impl Encoder {
         let (masked, placeholders) = self.specials.mask(&contents)?;
         let mut masked_conversation = conversation.clone();
         for (index, content) in masked.into_iter().enumerate() {
-            masked_conversation = masked_conversation.with_content(index, content);
+            masked_conversation.set_content(index, content);
         }
         let text = self.render(&masked_conversation)?;
         check(&text)?;
@@ -280,7 +280,7 @@ fn cut_content_to_bytes(conversation: &mut Conversation, budget: usize) -> bool 
         }
         excess -= at.min(excess);
         let kept = content[at..].to_string();
-        *conversation = conversation.with_content(index, kept);
+        conversation.set_content(index, kept);
     }
     cut
 }

@@ -73,7 +73,9 @@ impl ApiError {
             Self::MalformedJson(_) => (400, "malformed_json"),
             Self::Unauthorized => (401, "unauthorized"),
             Self::PayloadTooLarge(_) => (413, "payload_too_large"),
-            Self::InvalidConversation(c @ ConversationError::TooLong { .. }) => (413, c.code()),
+            Self::InvalidConversation(
+                c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
+            ) => (413, c.code()),
             Self::InvalidConversation(c) => (422, c.code()),
             Self::InvalidRequest(_) => (422, "invalid_request"),
             Self::Overloaded { .. } => (429, "overloaded"),
