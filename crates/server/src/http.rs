@@ -223,8 +223,13 @@ pub async fn not_found(req: Request<Body>) -> ApiError {
     ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
 }
 
-pub async fn method_not_allowed(req: Request<Body>) -> ApiError {
-    ApiError::MethodNotAllowed(format!("{} {}", req.method(), req.uri().path()))
+/// 405 in JSON, with the `Allow` header HTTP requires.
+pub async fn method_not_allowed(allowed: axum::http::Method, req: Request<Body>) -> Response {
+    let mut response = ApiError::MethodNotAllowed(format!("{} {}", req.method(), req.uri().path())).into_response();
+    if let Ok(v) = HeaderValue::from_str(allowed.as_str()) {
+        response.headers_mut().insert(header::ALLOW, v);
+    }
+    response
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! one internal input every protocol adapter converts its body into.
 
 use armorm_model::{Conversation, RawMessage};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::chat_text;
 use crate::error::ApiError;
@@ -27,8 +27,32 @@ impl ScoreInput {
 pub enum PromptInput {
     Text(String),
     Texts(Vec<String>),
-    Ids(Vec<u32>),
-    IdsBatch(Vec<Vec<u32>>),
+    Ids(Vec<Whole<u32>>),
+    IdsBatch(Vec<Vec<Whole<u32>>>),
+}
+
+/// An integer as JSON Schema's `integer` reads one: `7` or `7.0` (some JSON encoders write every
+/// number as a float), but not `7.5` and nothing out of `T`'s range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole<T>(pub T);
+
+impl<'de, T: TryFrom<u64>> Deserialize<'de> for Whole<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let n = serde_json::Number::deserialize(d)?;
+        let whole = match (n.as_u64(), n.as_f64()) {
+            (Some(u), _) => Some(u),
+            // 2^64 as f64 is the first float past u64::MAX.
+            (None, Some(f)) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => Some(f as u64),
+            _ => None,
+        };
+        let whole = whole.ok_or_else(|| D::Error::custom(format!("expected a non-negative integer, got {n}")))?;
+        T::try_from(whole).map(Whole).map_err(|_| D::Error::custom(format!("{n} is out of range")))
+    }
+}
+
+fn ids(ids: Vec<Whole<u32>>) -> Vec<u32> {
+    ids.into_iter().map(|Whole(id)| id).collect()
 }
 
 impl PromptInput {
@@ -38,13 +62,13 @@ impl PromptInput {
         match self {
             Self::Text(t) => Ok(vec![ScoreInput::from_chat_text(&t)?]),
             Self::Texts(ts) => ApiError::per_item(field, &ts, |t| ScoreInput::from_chat_text(t)),
-            Self::Ids(ids) if ids.is_empty() => Err(empty_ids()),
-            Self::Ids(ids) => Ok(vec![ScoreInput::Ids(ids)]),
-            Self::IdsBatch(batch) => ApiError::per_item(field, batch, |ids| {
-                if ids.is_empty() {
+            Self::Ids(list) if list.is_empty() => Err(empty_ids()),
+            Self::Ids(list) => Ok(vec![ScoreInput::Ids(ids(list))]),
+            Self::IdsBatch(batch) => ApiError::per_item(field, batch, |list| {
+                if list.is_empty() {
                     Err(ApiError::InvalidRequest("the token id list is empty".into()))
                 } else {
-                    Ok(ScoreInput::Ids(ids))
+                    Ok(ScoreInput::Ids(ids(list)))
                 }
             }),
         }
@@ -64,6 +88,29 @@ impl ConversationInput {
         match self {
             Self::Messages { messages } => Ok(Conversation::new(messages)?),
             Self::PromptResponse { prompt, response } => Ok(Conversation::from_prompt_response(prompt, response)),
+        }
+    }
+}
+
+/// For optional request fields: absent is `None`, but an explicit `null` is refused like any other
+/// wrong type, so the server is exactly as strict as openapi.yaml (which allows no nulls).
+/// Use with `#[serde(default, deserialize_with = "crate::input::present")]`.
+pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Whole;
+
+    #[test]
+    fn whole_numbers_accept_integral_floats_only() {
+        let parse = |s: &str| serde_json::from_str::<Whole<u32>>(s).map(|w| w.0).ok();
+        assert_eq!(parse("7"), Some(7));
+        assert_eq!(parse("7.0"), Some(7));
+        assert_eq!(parse("4294967295.0"), Some(u32::MAX));
+        for bad in ["7.5", "-1", "4294967296", "1e30", "\"7\""] {
+            assert_eq!(parse(bad), None, "{bad}");
         }
     }
 }

@@ -38,8 +38,8 @@ pub fn paths() -> Vec<&'static str> {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
-    for (_, path, handler) in table() {
-        router = router.route(path, handler.fallback(method_not_allowed));
+    for (method, path, handler) in table() {
+        router = router.route(path, handler.fallback(move |req| method_not_allowed(method.clone(), req)));
     }
     router
         .fallback(not_found)

@@ -6,7 +6,7 @@ use armorm_model::{Conversation, RawMessage, RewardOutput};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::input::ConversationInput;
+use crate::input::{ConversationInput, Whole};
 
 /// Options every scoring route accepts.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -15,17 +15,23 @@ pub struct ScoreOptions {
     #[serde(default)]
     pub truncate: bool,
     /// Add the `top_k` objectives by |coefficient|.
-    pub top_k: Option<usize>,
+    #[serde(default, deserialize_with = "crate::input::present")]
+    pub top_k: Option<Whole<usize>>,
     /// Add `custom_score = sum(weights[name] * rewards[name])`.
+    #[serde(default, deserialize_with = "crate::input::present")]
     pub weights: Option<BTreeMap<String, f32>>,
 }
 
 /// `POST /score`: one conversation (`messages`, or `prompt` + `response`) or many (`conversations`).
 #[derive(Debug, Deserialize)]
 pub struct ScoreRequest {
+    #[serde(default, deserialize_with = "crate::input::present")]
     pub messages: Option<Vec<RawMessage>>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     pub prompt: Option<String>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     pub response: Option<String>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     pub conversations: Option<Vec<Vec<RawMessage>>>,
     #[serde(flatten)]
     pub options: ScoreOptions,
@@ -95,7 +101,7 @@ impl ResultShape {
                 Some(objectives.iter().map(|name| map.get(name).copied().unwrap_or(0.0)).collect())
             }
         };
-        Ok(Self { top_k: options.top_k, weights })
+        Ok(Self { top_k: options.top_k.map(|Whole(k)| k), weights })
     }
 
     pub fn result(
@@ -182,7 +188,7 @@ mod tests {
 
     #[test]
     fn top_k_orders_by_magnitude_with_ties_in_objective_order() {
-        let options = ScoreOptions { top_k: Some(2), ..Default::default() };
+        let options = ScoreOptions { top_k: Some(Whole(2)), ..Default::default() };
         let r = ResultShape::new(&options, &names()).unwrap().result(output(), false, false, &names());
         let top = r.top_objectives.unwrap();
         assert_eq!(top.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
@@ -206,6 +212,6 @@ mod tests {
         weights.insert("zzz".into(), 1.0);
         let bad = ScoreOptions { weights: Some(weights), ..Default::default() };
         assert!(ResultShape::new(&bad, &names()).is_err());
-        assert!(ResultShape::new(&ScoreOptions { top_k: Some(1), ..Default::default() }, &[]).is_err());
+        assert!(ResultShape::new(&ScoreOptions { top_k: Some(Whole(1)), ..Default::default() }, &[]).is_err());
     }
 }

@@ -49,8 +49,11 @@ fn answered(prompt: &[RawMessage], response: String) -> Result<Conversation, Api
 
 #[derive(Deserialize)]
 pub struct RankRequest {
+    #[serde(default, deserialize_with = "crate::input::present")]
     messages: Option<Vec<RawMessage>>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     responses: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     conversations: Option<Vec<Vec<RawMessage>>>,
     #[serde(flatten)]
     options: ScoreOptions,

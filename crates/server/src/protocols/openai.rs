@@ -15,6 +15,7 @@ use crate::state::{AppState, ItemNames};
 
 #[derive(Deserialize)]
 pub struct EmbeddingsRequest {
+    #[serde(default, deserialize_with = "crate::input::present")]
     model: Option<String>,
     input: PromptInput,
     #[serde(default)]

@@ -20,6 +20,11 @@ use crate::state::{AppState, ItemNames, Timings};
 pub struct GetRewardRequest {
     /// Full conversations (prompt + response) rendered with the policy's chat template.
     query: Vec<String>,
+    /// Checked for shape only (the spec's contract), then ignored.
+    #[serde(default, rename = "prompts", deserialize_with = "crate::input::present")]
+    _prompts: Option<Vec<String>>,
+    #[serde(default, rename = "labels", deserialize_with = "crate::input::present")]
+    _labels: Option<Vec<serde_json::Value>>,
     /// Not sent by OpenRLHF; lets a deployment opt in to left-truncation.
     #[serde(default)]
     truncate: bool,

@@ -20,11 +20,16 @@ use crate::types::ScoreResult;
 /// `{"model"?, "input": str | [str] | ids | [ids]}` or `{"messages": [...]}`.
 #[derive(Deserialize)]
 pub struct VllmRequest {
+    #[serde(default, deserialize_with = "crate::input::present")]
     model: Option<String>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     input: Option<PromptInput>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     messages: Option<Vec<RawMessage>>,
     /// vLLM's switch for the classifier's activation; `activation` is its older name.
+    #[serde(default, deserialize_with = "crate::input::present")]
     use_activation: Option<bool>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     activation: Option<bool>,
     #[serde(default)]
     truncate: bool,
@@ -149,7 +154,9 @@ pub async fn pooling(
 /// SGLang: `{"text": str | [str]}` or `{"input_ids": ids | [ids]}`.
 #[derive(Deserialize)]
 pub struct SglangRequest {
+    #[serde(default, deserialize_with = "crate::input::present")]
     text: Option<PromptInput>,
+    #[serde(default, deserialize_with = "crate::input::present")]
     input_ids: Option<PromptInput>,
     #[serde(default)]
     truncate: bool,
