@@ -20,6 +20,7 @@ pub mod error;
 pub mod heads;
 pub mod linear;
 pub mod llama;
+pub mod matmul;
 pub mod packed;
 pub mod pystr;
 pub mod residual;

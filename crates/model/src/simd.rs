@@ -19,7 +19,8 @@ const LANES: usize = 16;
 pub unsafe fn filled<T>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     fill(&mut v.spare_capacity_mut()[..len]);
-    v.set_len(len);
+    // SAFETY: the capacity is `len`, and the caller's contract says `fill` initialised all of it.
+    unsafe { v.set_len(len) };
     v
 }
 
@@ -28,6 +29,7 @@ pub unsafe fn filled<T>(len: usize, fill: impl FnOnce(&mut [MaybeUninit<T>])) ->
 pub struct Disjoint<T>(pub *mut T);
 // SAFETY: the tasks never write the same element, and the buffer outlives them.
 unsafe impl<T> Send for Disjoint<T> {}
+// SAFETY: as for Send: shared use only ever writes disjoint elements.
 unsafe impl<T> Sync for Disjoint<T> {}
 
 /// A compute dtype the CPU kernels read and write. Arithmetic runs in f32; `round` is what storing

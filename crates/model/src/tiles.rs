@@ -79,46 +79,52 @@ mod imp {
     ) {
         let k_blocks = k / 32;
         let a0 = a;
+        // SAFETY: `a` holds 32 rows at stride `lda` (the caller's contract); row 16 is inside.
         let a1 = unsafe { a0.add(16 * lda) };
         let out = c.as_mut_ptr();
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            "2:",
-            "tileloadd tmm4, [{a0} + {lda}*1]",
-            "tileloadd tmm5, [{a1} + {lda}*1]",
-            "tileloadd tmm6, [{b0} + {ldb}*1]",
-            "tileloadd tmm7, [{b1} + {ldb}*1]",
-            "tdpbf16ps tmm0, tmm4, tmm6",
-            "tdpbf16ps tmm1, tmm4, tmm7",
-            "tdpbf16ps tmm2, tmm5, tmm6",
-            "tdpbf16ps tmm3, tmm5, tmm7",
-            "add {a0}, 64",
-            "add {a1}, 64",
-            "add {b0}, 1024",
-            "add {b1}, 1024",
-            "dec {blocks}",
-            "jnz 2b",
-            "tilestored [{c0} + {ldc}*1], tmm0",
-            "tilestored [{c1} + {ldc}*1], tmm1",
-            "tilestored [{c2} + {ldc}*1], tmm2",
-            "tilestored [{c3} + {ldc}*1], tmm3",
-            a0 = inout(reg) a0 => _,
-            a1 = inout(reg) a1 => _,
-            b0 = inout(reg) b0 => _,
-            b1 = inout(reg) b1 => _,
-            blocks = inout(reg) k_blocks => _,
-            lda = in(reg) 2 * lda,
-            ldb = in(reg) 64usize,
-            ldc = in(reg) 4 * BLOCK,
-            c0 = in(reg) out,
-            c1 = in(reg) out.add(16),
-            c2 = in(reg) out.add(16 * BLOCK),
-            c3 = in(reg) out.add(16 * BLOCK + 16),
-            options(nostack),
-        );
+        // SAFETY: the caller's contract: tiles configured on this thread (`with_tiles`), `a0`/`a1`
+        // cover 16 rows each of k bf16 at stride `lda`, `b0`/`b1` k / 32 tiles of 1024 bytes; `c`
+        // is 32 x 32 f32, whose four 16 x 16 quarters start at the offsets below (all in bounds).
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                "2:",
+                "tileloadd tmm4, [{a0} + {lda}*1]",
+                "tileloadd tmm5, [{a1} + {lda}*1]",
+                "tileloadd tmm6, [{b0} + {ldb}*1]",
+                "tileloadd tmm7, [{b1} + {ldb}*1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                "add {a0}, 64",
+                "add {a1}, 64",
+                "add {b0}, 1024",
+                "add {b1}, 1024",
+                "dec {blocks}",
+                "jnz 2b",
+                "tilestored [{c0} + {ldc}*1], tmm0",
+                "tilestored [{c1} + {ldc}*1], tmm1",
+                "tilestored [{c2} + {ldc}*1], tmm2",
+                "tilestored [{c3} + {ldc}*1], tmm3",
+                a0 = inout(reg) a0 => _,
+                a1 = inout(reg) a1 => _,
+                b0 = inout(reg) b0 => _,
+                b1 = inout(reg) b1 => _,
+                blocks = inout(reg) k_blocks => _,
+                lda = in(reg) 2 * lda,
+                ldb = in(reg) 64usize,
+                ldc = in(reg) 4 * BLOCK,
+                c0 = in(reg) out,
+                c1 = in(reg) out.add(16),
+                c2 = in(reg) out.add(16 * BLOCK),
+                c3 = in(reg) out.add(16 * BLOCK + 16),
+                options(nostack),
+            );
+        }
     }
 }
 

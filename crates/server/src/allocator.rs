@@ -23,6 +23,7 @@ mod tests {
     /// is the only option whose default is 1000 (ms).
     #[test]
     fn purge_delay_is_the_option_we_set() {
+        // SAFETY: reading an option is allowed at any time.
         assert_eq!(unsafe { libmimalloc_sys::mi_option_get(PURGE_DELAY) }, 1000);
     }
 }

@@ -8,7 +8,7 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::fused::{rotate, softmax_step, visible, FusedAttention, KEY_TILE};
+use super::scaffold::{rotate, softmax_step, visible, FusedAttention, KEY_TILE};
 use super::Heads;
 use crate::simd::{filled, Disjoint};
 use crate::tiles::{self, BLOCK, TILE};

@@ -5,69 +5,16 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
-use half::{bf16, f16};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::scaffold::{rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
 use super::Heads;
-use crate::packed::PackedBatch;
-use crate::rope::RopeTable;
-use crate::simd::{self, filled, Disjoint, Element};
-
-/// Query tokens per work item. An item's rows are these tokens times the query heads of one kv
-/// head; it reads keys only up to its last token, so small blocks skip most of the masked triangle,
-/// and 32 x 3-4 rows keep the score and output tiles in L2.
-const QUERY_BLOCK: usize = 32;
-/// Keys per softmax step: bounds the score tile whatever the sequence length.
-pub(super) const KEY_TILE: usize = 256;
-
-/// The op candle runs on the fused (tokens, (heads + 2 kv_heads) * head_dim) projection output;
-/// it returns (tokens, heads * head_dim) in the same dtype.
-pub struct FusedAttention<'a> {
-    pub heads: Heads,
-    pub batch: &'a PackedBatch,
-    pub rope: &'a RopeTable,
-}
-
-impl CustomOp1 for FusedAttention<'_> {
-    fn name(&self) -> &'static str {
-        "packed-causal-attention"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Heads { heads, kv_heads, head_dim } = self.heads;
-        let (tokens, width) = layout.shape().dims2()?;
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("packed attention needs a contiguous input")
-        };
-        if width != (heads + 2 * kv_heads) * head_dim || tokens != self.batch.positions.len() {
-            candle_core::bail!("packed attention: input {tokens}x{width} does not match the batch and heads");
-        }
-        let out = match storage {
-            CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], tokens)),
-            CpuStorage::BF16(x) if super::amx::supports(self.heads) => {
-                CpuStorage::BF16(self.run_tiles(&x[start..end], tokens))
-            }
-            CpuStorage::BF16(x) => CpuStorage::BF16(self.run::<bf16>(&x[start..end], tokens)),
-            CpuStorage::F16(x) => CpuStorage::F16(self.run::<f16>(&x[start..end], tokens)),
-            other => candle_core::bail!("packed attention: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, Shape::from((tokens, heads * head_dim))))
-    }
-}
-
-/// One unit of parallel work: a block of one segment's query tokens, for one kv head's group.
-pub(super) struct Item {
-    pub segment: usize,
-    pub group: usize,
-    pub first: usize,
-    pub len: usize,
-}
+use crate::matmul::{product, Out, View};
+use crate::simd::{filled, Disjoint, Element};
 
 impl FusedAttention<'_> {
-    fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {
+    pub(super) fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {
         let Heads { heads, head_dim: hd, .. } = self.heads;
         let (q, k, v) = self.prepare(qkv, tokens);
         // SAFETY: the items cover every (token, group) pair, and each writes all its heads' values.
@@ -95,27 +42,6 @@ impl FusedAttention<'_> {
             // SAFETY: `dst` is the whole output, and these rows are this item's alone.
             unsafe { self.store(item, &acc, &sum, &dst) };
         });
-    }
-
-    /// Rotated queries times `scale`, as (kv_heads, tokens, rep, head_dim) so that one item's rows
-    /// are contiguous.
-    pub(super) fn stage_queries<T: Element, O: Element>(&self, qkv: &[T], tokens: usize, scale: f32) -> Vec<O> {
-        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let (rep, width) = (heads / kv_heads, (heads + 2 * kv_heads) * hd);
-        // SAFETY: every (group, token) gets all its rep heads rotated.
-        unsafe {
-            filled(tokens * heads * hd, |q| {
-                q.par_chunks_mut(tokens * rep * hd).enumerate().for_each(|(g, q)| {
-                    q.par_chunks_mut(STAGE_TOKENS * rep * hd).enumerate().for_each(|(c, q)| {
-                        for (i, q) in q.chunks_exact_mut(rep * hd).enumerate() {
-                            let t = c * STAGE_TOKENS + i;
-                            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
-                            rotate(&qkv[t * width + g * rep * hd..][..rep * hd], cos, sin, scale, q);
-                        }
-                    })
-                })
-            })
-        }
     }
 
     /// Scaled queries (see `stage_queries`), rotated keys and plain values as (kv_heads, tokens,
@@ -152,137 +78,6 @@ impl FusedAttention<'_> {
         }
         (q, k, v)
     }
-
-    /// The key runs an item attends to, in order, as (segment, keys, causal_from): its segment's
-    /// prefix whole, if it has one, then its own sequence up to the item's last token.
-    pub(super) fn spans(&self, item: &Item) -> impl Iterator<Item = (usize, usize, Option<usize>)> {
-        let segments = &self.batch.segments;
-        let prefix = segments[item.segment].prefix.map(|p| (p, segments[p].len, None));
-        prefix.into_iter().chain([(item.segment, item.first + item.len, Some(item.first))])
-    }
-
-    /// An item's rows of the staged queries (see `stage_queries`).
-    pub(super) fn query_rows<'q, E>(&self, q: &'q [E], item: &Item, tokens: usize) -> &'q [E] {
-        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let (rep, start) = (heads / kv_heads, self.batch.segments[item.segment].start + item.first);
-        &q[(item.group * tokens + start) * rep * hd..][..item.len * rep * hd]
-    }
-
-    /// Writes an item's output into `dst`, the (tokens, heads * head_dim) output: row (t, r) of
-    /// `acc` (token-major, the group's query heads for each token) divided by its softmax sum.
-    ///
-    /// # Safety
-    /// `dst` is the whole output buffer, and no one else writes this item's (token, group) rows.
-    pub(super) unsafe fn store<T: Element>(
-        &self,
-        item: &Item,
-        acc: &[f32],
-        sum: &[f32],
-        dst: &Disjoint<MaybeUninit<T>>,
-    ) {
-        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let rep = heads / kv_heads;
-        let token = self.batch.segments[item.segment].start + item.first;
-        // SAFETY: the first of the item's rows, in bounds; the caller's contract for the rest.
-        unsafe { store_rows(acc, sum, hd, rep, dst.0.add((token * heads + item.group * rep) * hd), heads * hd) }
-    }
-
-    /// Longest first, so the stragglers at the end of the parallel loop are short.
-    pub(super) fn items(&self) -> Vec<Item> {
-        let segments = &self.batch.segments;
-        let mut items: Vec<Item> = segments
-            .iter()
-            .enumerate()
-            .flat_map(|(segment, seg)| {
-                (0..self.heads.kv_heads).flat_map(move |group| {
-                    (0..seg.len).step_by(QUERY_BLOCK).map(move |first| Item {
-                        segment,
-                        group,
-                        first,
-                        len: QUERY_BLOCK.min(seg.len - first),
-                    })
-                })
-            })
-            .collect();
-        let keys = |i: &Item| segments[i.segment].prefix.map_or(0, |p| segments[p].len) + i.first + i.len;
-        items.sort_by_key(|i| std::cmp::Reverse(keys(i)));
-        items
-    }
-}
-
-/// The loop of `FusedAttention::store`: token t's `rep` rows of `acc` go to `dst + t * stride`.
-///
-/// # Safety
-/// `dst` valid for acc.len() / (rep * hd) tokens of rep * hd values at that stride, written by no
-/// one else.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-unsafe fn store_rows<T: Element>(
-    acc: &[f32],
-    sum: &[f32],
-    hd: usize,
-    rep: usize,
-    dst: *mut MaybeUninit<T>,
-    stride: usize,
-) {
-    for (t, (values, sums)) in acc.chunks_exact(rep * hd).zip(sum.chunks_exact(rep)).enumerate() {
-        // SAFETY: the caller's contract.
-        let out = unsafe { std::slice::from_raw_parts_mut(dst.add(t * stride), rep * hd) };
-        for ((o, x), s) in out.chunks_exact_mut(hd).zip(values.chunks_exact(hd)).zip(sums) {
-            let inv = 1.0 / s;
-            o.iter_mut().zip(x).for_each(|(o, x)| {
-                o.write(T::from_f32(x * inv));
-            });
-        }
-    }
-}
-
-/// Llama's rotate-half rotary embedding of consecutive heads (2 x cos.len() values each), rounding
-/// where the reference's separate dtype ops would (a no-op in f32), then scaled and stored as `O`.
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-pub(super) fn rotate<T: Element, O: Element>(
-    x: &[T],
-    cos: &[f32],
-    sin: &[f32],
-    scale: f32,
-    out: &mut [MaybeUninit<O>],
-) {
-    let half = cos.len();
-    for (x, out) in x.chunks_exact(2 * half).zip(out.chunks_exact_mut(2 * half)) {
-        let (lo, hi) = out.split_at_mut(half);
-        for i in 0..half {
-            let (a, b) = (x[i].to_f32(), x[i + half].to_f32());
-            lo[i].write(O::from_f32(T::round(T::round(a * cos[i]) - T::round(b * sin[i])) * scale));
-            hi[i].write(O::from_f32(T::round(T::round(b * cos[i]) + T::round(a * sin[i])) * scale));
-        }
-    }
-}
-
-/// Tokens per parallel task when staging queries, keys and values.
-pub(super) const STAGE_TOKENS: usize = 64;
-
-/// How many keys of the tile [tile, tile + n) of a span query token `token` of its block sees:
-/// all of them, or with `causal_from = Some(first)` (the span is the queries' own sequence and the
-/// block starts at its token `first`) those up to its own position.
-#[inline(always)]
-pub(super) fn visible(causal_from: Option<usize>, token: usize, tile: usize, n: usize) -> usize {
-    causal_from.map_or(n, |first| (first + token + 1).saturating_sub(tile).min(n))
-}
-
-/// Flash attention's recurrence for one query row: folds the scores it sees in this tile into the
-/// row's running max and sum, replaces them with e^(score - max), and rescales the row's output
-/// accumulator to the new max. Nothing to do when the row sees none of the tile.
-#[inline(always)]
-pub(super) fn softmax_step(seen: &mut [f32], max: &mut f32, sum: &mut f32, out: &mut [f32]) {
-    if seen.is_empty() {
-        return;
-    }
-    let new_max = max.max(simd::max(seen));
-    let rescale = simd::exp(*max - new_max);
-    *sum = *sum * rescale + simd::exp_shifted_sum(seen, new_max);
-    *max = new_max;
-    if rescale != 1.0 {
-        out.iter_mut().for_each(|o| *o *= rescale);
-    }
 }
 
 /// A run of keys and values, (keys, head_dim) each, that a block of queries attends to.
@@ -308,60 +103,16 @@ fn attend(q: &[f32], rep: usize, hd: usize, spans: &[Keys], out: &mut [f32], sum
             let n = KEY_TILE.min(len - tile);
             let (k, v) = (&span.k[tile * hd..][..n * hd], &span.v[tile * hd..][..n * hd]);
             let s = &mut scores[..rows * n];
-            // SAFETY: s is (rows, n) row-major, q (rows, hd) row-major, k (n, hd) read as its
-            // transpose; all three slices hold exactly those extents.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    n,
-                    hd,
-                    s.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    q.as_ptr(),
-                    1,
-                    hd as isize,
-                    k.as_ptr(),
-                    hd as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            // s (rows, n) = q (rows, hd) k^T, k being (n, hd).
+            let (q_rows, keys) = (View::row_major(q, rows, hd), View::row_major(k, n, hd).t());
+            product(Out::Replace(s), q_rows, keys, 1);
             for (row, s) in s.chunks_exact_mut(n).enumerate() {
                 let (seen, hidden) = s.split_at_mut(visible(span.causal_from, row / rep, tile, n));
                 hidden.fill(0.0);
                 softmax_step(seen, &mut max[row], &mut sum[row], &mut out[row * hd..][..hd]);
             }
-            // SAFETY: out (rows, hd) += s (rows, n) v (n, hd), all row-major with those extents.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    hd,
-                    n,
-                    out.as_mut_ptr(),
-                    1,
-                    hd as isize,
-                    true,
-                    s.as_ptr(),
-                    1,
-                    n as isize,
-                    v.as_ptr(),
-                    1,
-                    hd as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
+            // out (rows, hd) += s (rows, n) v (n, hd).
+            product(Out::Accumulate(out), View::row_major(s, rows, n), View::row_major(v, n, hd), 1);
         }
     }
 }

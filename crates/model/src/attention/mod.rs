@@ -8,9 +8,12 @@ mod amx;
 #[cfg(feature = "flash-attn")]
 mod flash;
 mod fused;
+mod scaffold;
 mod tensor_ops;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
+use half::{bf16, f16};
 
 use crate::error::Result;
 use crate::packed::PackedBatch;
@@ -48,11 +51,40 @@ impl Plan {
     /// (tokens, (heads + 2 kv_heads) head_dim) -> (tokens, heads head_dim), in qkv's dtype.
     pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, heads: Heads, rope: &Rope) -> Result<Tensor> {
         match self {
-            Self::Fused => Ok(qkv.apply_op1_no_bwd(&fused::FusedAttention { heads, batch, rope: rope.table() })?),
+            Self::Fused => Ok(qkv.apply_op1_no_bwd(&scaffold::FusedAttention { heads, batch, rope: rope.table() })?),
             #[cfg(feature = "flash-attn")]
             Self::Flash(varlen) => varlen.attend(qkv, heads, rope),
             Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope),
         }
+    }
+}
+
+/// The CPU kernels behind one op: bf16 on AMX tiles where the CPU has them, else the f32-accumulating
+/// kernel in the input's dtype.
+impl CustomOp1 for scaffold::FusedAttention<'_> {
+    fn name(&self) -> &'static str {
+        "packed-causal-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let Heads { heads, kv_heads, head_dim } = self.heads;
+        let (tokens, width) = layout.shape().dims2()?;
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("packed attention needs a contiguous input")
+        };
+        if width != (heads + 2 * kv_heads) * head_dim || tokens != self.batch.positions.len() {
+            candle_core::bail!("packed attention: input {tokens}x{width} does not match the batch and heads");
+        }
+        let out = match storage {
+            CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], tokens)),
+            CpuStorage::BF16(x) if amx::supports(self.heads) => {
+                CpuStorage::BF16(self.run_tiles(&x[start..end], tokens))
+            }
+            CpuStorage::BF16(x) => CpuStorage::BF16(self.run::<bf16>(&x[start..end], tokens)),
+            CpuStorage::F16(x) => CpuStorage::F16(self.run::<f16>(&x[start..end], tokens)),
+            other => candle_core::bail!("packed attention: unsupported dtype {:?}", other.dtype()),
+        };
+        Ok((out, Shape::from((tokens, heads * head_dim))))
     }
 }
 

@@ -11,6 +11,7 @@ use half::bf16;
 use crate::activation::swiglu;
 use crate::checkpoint::Weights;
 use crate::error::Result;
+use crate::matmul::{product, Out, View};
 use crate::simd::filled;
 use amx::{Epilogue, PackedWeight};
 
@@ -97,35 +98,10 @@ impl CustomOp2 for CpuGemm {
             candle_core::bail!("cpu gemm: ({m}, {k}) x ({k2}, {n})")
         }
         let (x, w) = (&x[x0..][..m * k], &w[w0..][..k * n]);
+        let (lhs, rhs) = (View::row_major(x, m, k), View::row_major(w, k, n));
         let threads = rayon::current_num_threads();
-        let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        // SAFETY: gemm writes every element of the (m, n) row-major output and, with read_dst
-        // false, reads none it has not written; x is (m, k) and w (k, n), both row-major.
-        let out = unsafe {
-            filled(m * n, |out| {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    out.as_mut_ptr().cast::<f32>(),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    1,
-                    n as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            })
-        };
+        // SAFETY: `product` writes every element of the (m, n) output.
+        let out = unsafe { filled(m * n, |out| product(Out::Overwrite(out), lhs, rhs, threads)) };
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 }
