@@ -143,6 +143,12 @@ impl Encoder {
             (Some(_), mode) => mode,
         };
         let mut text_budget = limits.max_tokens.saturating_mul(self.max_token_bytes);
+        // Content alone is a lower bound on the rendered text: refuse before copying or rendering.
+        let content_bytes: usize = conversation.messages().iter().map(|m| m.content.len()).sum();
+        if !limits.truncate && content_bytes > text_budget {
+            let (max, max_token_bytes) = (limits.max_tokens, self.max_token_bytes);
+            return Err(ConversationError::TextTooLong { bytes: content_bytes, max, max_token_bytes }.into());
+        }
         let mut conversation = conversation.clone();
         let mut truncated = false;
         if limits.truncate {
