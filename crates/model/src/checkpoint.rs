@@ -1,10 +1,8 @@
-//! Where a checkpoint's files come from (a local directory or the Hugging Face Hub) and how its
-//! safetensors shards are opened: memory-mapped, each tensor converted to its compute dtype once.
+//! Where a checkpoint's files come from: a local directory or the Hugging Face Hub (`weights`
+//! reads the tensors).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-use candle_core::{safetensors::MmapedSafetensors, DType, Device, Tensor};
 
 use crate::error::{ModelError, Result};
 
@@ -116,40 +114,6 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
         .ok_or_else(|| ModelError::Checkpoint(format!("{} has no weight_map", index.display())))?;
     let names: BTreeSet<String> = map.values().filter_map(|v| v.as_str().map(str::to_string)).collect();
     Ok(names.into_iter().collect())
-}
-
-/// The memory-mapped tensors of a checkpoint.
-pub struct Weights {
-    tensors: MmapedSafetensors,
-    device: Device,
-}
-
-impl Weights {
-    pub fn open(files: &[PathBuf], device: &Device) -> Result<Self> {
-        // SAFETY: the mapping is read-only and the files are not modified while the server runs;
-        // a checkpoint rewritten underneath a running process is outside what any loader can guard.
-        let tensors = unsafe { MmapedSafetensors::multi(files)? };
-        Ok(Self { tensors, device: device.clone() })
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.tensors.get(name).is_ok()
-    }
-
-    /// Loads `name`, checks its shape, and converts it to `dtype` on the target device.
-    pub fn get(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        if !self.contains(name) {
-            return Err(ModelError::Checkpoint(format!("missing tensor {name}")));
-        }
-        let tensor = self.tensors.load(name, &self.device)?;
-        if tensor.dims() != shape {
-            return Err(ModelError::Checkpoint(format!(
-                "tensor {name} has shape {:?}, the config implies {shape:?}",
-                tensor.dims()
-            )));
-        }
-        Ok(tensor.to_dtype(dtype)?)
-    }
 }
 
 mod hub {

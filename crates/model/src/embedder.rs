@@ -7,15 +7,17 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use crate::anchor::GatingPattern;
-use crate::checkpoint::{ModelSource, Weights};
+use crate::checkpoint::ModelSource;
 use crate::config::ModelConfig;
 use crate::conversation::Conversation;
-use crate::error::Result;
+use crate::error::{ModelError, Result};
 use crate::llama::Backbone;
+use crate::memory;
 use crate::packed::{PackedBatch, PackedBatchBuilder};
 use crate::scorer::{ComputeDType, LoadOptions};
 use crate::template::ChatTemplate;
 use crate::tokenize::{EncodeLimits, Encoded, Encoder};
+use crate::weights::Weights;
 
 /// Final-norm hidden states (f32) of a batch, one row per conversation, in batch order.
 pub struct HiddenStates {
@@ -49,8 +51,60 @@ impl OpenCheckpoint {
         let device = options.device.open()?;
         let dtype = options.dtype.unwrap_or(options.device.default_dtype());
         let weights = Weights::open(&files.weights, &device)?;
+        if matches!(device, Device::Cpu) {
+            check_memory(&weights, dtype)?;
+        }
         Ok(Self { cfg, weights, files, device, dtype })
     }
+
+    /// Logs what loading cost against the checkpoint's size (call once the model is built).
+    pub fn log_memory(&self) {
+        let stored = self.weights.stored_bytes();
+        if let Some(r) = memory::resident() {
+            tracing::info!(
+                checkpoint_gib = memory::gib(stored),
+                peak_gib = memory::gib(r.peak),
+                resident_gib = memory::gib(r.now),
+                peak_over_checkpoint = r.peak as f64 / stored.max(1) as f64,
+                "load memory"
+            );
+        }
+    }
+}
+
+/// Bytes per element of the weights in `dtype` (the heads, a few MB, are f32 whatever the dtype).
+fn weight_bytes(weights: &Weights, dtype: ComputeDType) -> u64 {
+    let size = match dtype {
+        ComputeDType::F32 => 4,
+        ComputeDType::Bf16 | ComputeDType::F16 => 2,
+    };
+    weights.parameters() as u64 * size
+}
+
+/// Refuses a load that cannot fit before it starts, rather than being killed halfway through it.
+/// Needed: the weights in the compute dtype, plus a tenth for the load's one-tensor transients,
+/// the tokenizer and the first batches.
+fn check_memory(weights: &Weights, dtype: ComputeDType) -> Result<()> {
+    memory::available().map_or(Ok(()), |available| fits(weights, dtype, available))
+}
+
+fn fits(weights: &Weights, dtype: ComputeDType, available: u64) -> Result<()> {
+    let needed = |d| weight_bytes(weights, d) + weight_bytes(weights, d) / 10;
+    if needed(dtype) <= available {
+        return Ok(());
+    }
+    let smaller = [ComputeDType::Bf16, ComputeDType::F16]
+        .into_iter()
+        .find(|&d| d != dtype && needed(d) <= available)
+        .map(|d| format!("; --dtype {} would need {:.1} GiB", d.name(), memory::gib(needed(d))))
+        .unwrap_or_default();
+    Err(ModelError::OutOfMemory(format!(
+        "{} parameters as {} need about {:.1} GiB, and {:.1} GiB is available{smaller}",
+        weights.parameters(),
+        dtype.name(),
+        memory::gib(needed(dtype)),
+        memory::gib(available),
+    )))
 }
 
 /// A packed batch plus, per conversation, the packed rows the heads read.
@@ -65,7 +119,9 @@ impl Embedder {
     /// Bradley-Terry or none). The gating pattern is always resolved, so every encoding has a gate.
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let ckpt = OpenCheckpoint::open(source, options)?;
-        Self::from_checkpoint(&ckpt, options, true)
+        let embedder = Self::from_checkpoint(&ckpt, options, true)?;
+        ckpt.log_memory();
+        Ok(embedder)
     }
 
     /// `gated`: whether encodings must locate the gating pattern (derived from the template unless
@@ -169,5 +225,25 @@ impl Embedder {
             gate_rows.push(gate as u32);
         }
         Ok(Layout { packed: builder.build(&self.device)?, last_rows, gate_rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_that_cannot_fit_are_refused_naming_a_dtype_that_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let t = Tensor::zeros((1000, 1000), candle_core::DType::BF16, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&[("w".to_string(), t)].into_iter().collect(), &path).unwrap();
+        let weights = Weights::open(&[path], &Device::Cpu).unwrap();
+        // 1e6 parameters: 4.4 MB as f32 with the margin, 2.2 MB as bf16.
+        assert!(fits(&weights, ComputeDType::F32, 5_000_000).is_ok());
+        let err = fits(&weights, ComputeDType::F32, 3_000_000).unwrap_err().to_string();
+        assert!(err.contains("as f32 need about") && err.contains("--dtype bf16 would need"), "{err}");
+        let err = fits(&weights, ComputeDType::Bf16, 1_000_000).unwrap_err().to_string();
+        assert!(!err.contains("would need"), "nothing smaller fits: {err}");
     }
 }

@@ -60,6 +60,8 @@ pub enum ModelError {
     Tokenizer(String),
     #[error("downloading from the Hugging Face Hub: {0}")]
     Hub(String),
+    #[error("not enough memory: {0}")]
+    OutOfMemory(String),
     #[error("tensor computation: {0}")]
     Compute(#[from] candle_core::Error),
     #[error("{path}: {source}")]

@@ -3,9 +3,9 @@
 
 use candle_core::{DType, Tensor, D};
 
-use crate::checkpoint::Weights;
 use crate::config::{GatingConfig, ModelConfig};
 use crate::error::{ModelError, Result};
+use crate::weights::Weights;
 
 /// Linear(hidden -> gh), ReLU, (Linear(gh -> gh), ReLU) x (n_hidden - 1), Linear(gh -> k); then
 /// softmax(logits / temperature) * logit_scale.

@@ -21,6 +21,7 @@ pub mod heads;
 pub mod linear;
 pub mod llama;
 pub mod matmul;
+pub mod memory;
 pub mod packed;
 pub mod pystr;
 pub mod residual;
@@ -31,6 +32,7 @@ pub mod special_text;
 pub mod template;
 pub mod tiles;
 pub mod tokenize;
+pub mod weights;
 
 pub use anchor::GatingPattern;
 pub use checkpoint::ModelSource;

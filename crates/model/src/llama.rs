@@ -7,13 +7,13 @@
 use candle_core::{DType, Device, Tensor};
 
 use crate::attention::{Heads, Plan};
-use crate::checkpoint::Weights;
 use crate::config::LlamaConfig;
 use crate::error::{ModelError, Result};
 use crate::linear::Linear;
 use crate::packed::PackedBatch;
 use crate::residual::{self, RmsNorm};
 use crate::rope::Rope;
+use crate::weights::Weights;
 
 struct Layer {
     input_norm: RmsNorm,

@@ -10,9 +10,9 @@ use half::{bf16, f16};
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::checkpoint::Weights;
 use crate::error::Result;
 use crate::simd::{self, filled, Element};
+use crate::weights::Weights;
 
 /// Elements per parallel task of the element-wise passes.
 const CHUNK: usize = 1 << 14;

@@ -87,6 +87,15 @@ impl FromStr for ComputeDType {
 }
 
 impl ComputeDType {
+    /// The name `--dtype` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+
     pub(crate) fn candle(self) -> DType {
         match self {
             Self::F32 => DType::F32,
@@ -150,6 +159,7 @@ impl RewardModel {
             gating_pattern = ?embedder.encoder().pattern().map(|p| p.ids()),
             "model loaded"
         );
+        ckpt.log_memory();
         Ok(Self { source: source.clone(), embedder, head })
     }
 

@@ -32,7 +32,9 @@ impl Drop for Telemetry {
 /// `http://otel-collector:4318` (spans go to `/v1/traces` under it).
 pub fn init(json_logs: bool, otlp_endpoint: Option<&str>) -> anyhow::Result<Telemetry> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour codes only for a person at a terminal, never in files, pipes or a cluster's log store.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi);
     let logs = if json_logs { logs.json().boxed() } else { logs.boxed() };
     let provider = match otlp_endpoint {
         None => None,

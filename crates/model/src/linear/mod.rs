@@ -9,10 +9,10 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape
 use half::bf16;
 
 use crate::activation::swiglu;
-use crate::checkpoint::Weights;
 use crate::error::Result;
 use crate::matmul::{product, Out, View};
 use crate::simd::filled;
+use crate::weights::Weights;
 use amx::{Epilogue, PackedWeight};
 
 pub enum Linear {
