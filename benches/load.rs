@@ -2,11 +2,14 @@
 //! process's peak and steady resident memory against the checkpoint's size, per compute dtype.
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
+//!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python   # optional: transformers, same run
 //!     cargo bench -p armorm-server --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32]
 //!
 //! Writes the random checkpoint once under target/bench-checkpoints (1b: Llama-3.2-1B's shape,
 //! 2.4 GB; 8b: Llama-3-8B's, 16 GB, needing ~48 GB to generate), then runs the release `armorm
-//! score` on one conversation per dtype and reads the "load memory" line it logs.
+//! score` on one conversation per dtype and reads the "load memory" line it logs; with a reference
+//! Python, `benches/load_reference.py` loads the same backbone with transformers and runs one
+//! forward pass, in the same run.
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
@@ -56,8 +59,10 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = checkpoint::write(&root.join(dir_name), shape, Path::new(&tokenizer))?;
     println!("checkpoint {} ready in {:.0?}", dir.display(), started.elapsed());
-    println!("| dtype | load to first score | peak RSS | RSS after load | peak / checkpoint |");
-    println!("|---|---|---|---|---|");
+    let reference = std::env::var("ARMORM_REFERENCE_PYTHON").ok();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/load_reference.py");
+    println!("| dtype | armorm load to first score | armorm peak RSS | armorm RSS after load | peak / checkpoint | PyTorch load to first forward | PyTorch peak RSS |");
+    println!("|---|---|---|---|---|---|---|");
     for dtype in dtypes.split(',') {
         let started = Instant::now();
         let mut child = Command::new(env!("CARGO_BIN_EXE_armorm"))
@@ -77,7 +82,19 @@ fn main() -> anyhow::Result<()> {
             (field(line, "checkpoint_gib"), field(line, "peak_gib"), field(line, "resident_gib"));
         let gb = |x: Option<f64>| x.map_or("?".into(), |v| format!("{:.2} GB", v * 1.073741824));
         let ratio = peak.zip(ckpt).map_or("?".into(), |(p, c)| format!("{:.2}x", p / c));
-        println!("| {dtype} | {:.1} s | {} | {} | {ratio} |", elapsed.as_secs_f64(), gb(peak), gb(resident));
+        let torch = match &reference {
+            None => "(no ARMORM_REFERENCE_PYTHON) | ".to_string(),
+            Some(python) => {
+                let out = Command::new(python).arg(&script).arg(&dir).arg(dtype).stderr(Stdio::null()).output()?;
+                let line = String::from_utf8_lossy(&out.stdout);
+                let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
+                match (v["seconds"].as_f64(), v["peak_bytes"].as_f64()) {
+                    (Some(s), Some(b)) => format!("{s:.1} s | {:.2} GB", b / 1e9),
+                    _ => "failed | ".to_string(),
+                }
+            }
+        };
+        println!("| {dtype} | {:.1} s | {} | {} | {ratio} | {torch} |", elapsed.as_secs_f64(), gb(peak), gb(resident));
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ fn score_command_annotates_jsonl_in_order_on_every_fixture() {
         let out = Command::new(env!("CARGO_BIN_EXE_armorm"))
             .args(["score", "--model"])
             .arg(fixtures().join("models").join(model))
-            .args(["--batch-size", "5"])
+            .args(["--batch-size", "5", "--dtype", "f32"])
             .stdin(std::fs::File::open(fixtures().join("conversations.jsonl")).unwrap())
             .stderr(Stdio::null())
             .output()

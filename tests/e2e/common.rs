@@ -36,6 +36,10 @@ impl TestServer {
         let dir = fixtures().join("models").join(model);
         let mut args = vec!["armorm", "serve", "--model", dir.to_str().unwrap(), "--port", "0", "--no-warmup"];
         args.extend_from_slice(&["--max-batch-tokens", "4096"]);
+        // The references are f32; `--dtype auto` would pick bf16 on CPUs with native bf16.
+        if !extra.contains(&"--dtype") {
+            args.extend_from_slice(&["--dtype", "f32"]);
+        }
         args.extend_from_slice(extra);
         let Command::Serve(serve) = Cli::try_parse_from(args).unwrap().command else { unreachable!() };
         let server = start(&serve).await.unwrap();

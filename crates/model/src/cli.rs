@@ -13,9 +13,11 @@ pub struct ModelArgs {
     /// Hub revision (branch, tag or commit).
     #[arg(long, env = "ARMORM_REVISION")]
     pub revision: Option<String>,
-    /// Backbone compute dtype: f32, bf16 or f16 [default: f32 on cpu, bf16 on cuda].
-    #[arg(long, env = "ARMORM_DTYPE")]
-    pub dtype: Option<ComputeDType>,
+    /// Backbone compute dtype: auto, f32, bf16 or f16. auto: bf16 on GPUs, and on CPUs with native
+    /// bf16 (AMX, AVX512-BF16) or too little memory for f32 weights; else f32. `train` and `eval`
+    /// read auto as f32 (their numbers are compared across runs and tools).
+    #[arg(long, env = "ARMORM_DTYPE", default_value = "auto")]
+    pub dtype: DTypeChoice,
     /// cpu, cuda or cuda:N [default: cuda:0 in CUDA builds, else cpu].
     #[arg(long, env = "ARMORM_DEVICE")]
     pub device: Option<DeviceChoice>,
@@ -29,6 +31,24 @@ pub struct ModelArgs {
     pub no_prefix_sharing: bool,
 }
 
+/// `--dtype`: a compute dtype, or `auto` to let the device and the model decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DTypeChoice {
+    Auto,
+    Fixed(ComputeDType),
+}
+
+impl std::str::FromStr for DTypeChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            other => other.parse().map(Self::Fixed).map_err(|e| format!("{e} (or auto)")),
+        }
+    }
+}
+
 impl ModelArgs {
     pub fn source(&self) -> ModelSource {
         ModelSource::parse(&self.model, self.revision.as_deref())
@@ -37,7 +57,10 @@ impl ModelArgs {
     pub fn load_options(&self) -> LoadOptions {
         LoadOptions {
             device: self.device.unwrap_or_default(),
-            dtype: self.dtype,
+            dtype: match self.dtype {
+                DTypeChoice::Auto => None,
+                DTypeChoice::Fixed(dtype) => Some(dtype),
+            },
             gating_pattern: self.gating_pattern.clone(),
             share_prefixes: !self.no_prefix_sharing,
         }

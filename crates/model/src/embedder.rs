@@ -49,8 +49,15 @@ impl OpenCheckpoint {
         let files = source.resolve()?;
         let cfg = ModelConfig::from_file(&files.config)?;
         let device = options.device.open()?;
-        let dtype = options.dtype.unwrap_or(options.device.default_dtype());
         let weights = Weights::open(&files.weights, &device)?;
+        let dtype = match options.dtype {
+            Some(dtype) => dtype,
+            None => {
+                let (dtype, why) = options.device.auto_dtype(weights.parameters(), memory::available());
+                tracing::info!(dtype = dtype.name(), why, "--dtype auto");
+                dtype
+            }
+        };
         if matches!(device, Device::Cpu) {
             check_memory(&weights, dtype)?;
         }

@@ -54,13 +54,43 @@ impl DeviceChoice {
         }
     }
 
-    /// bf16 on GPUs (what the checkpoint stores), f32 on CPUs (exact parity; bf16 is faster on CPUs
-    /// with AMX, at the GPU's bf16 tolerance, when asked for).
-    pub fn default_dtype(self) -> ComputeDType {
-        match self {
-            Self::Cpu => ComputeDType::F32,
-            Self::Cuda(_) => ComputeDType::Bf16,
+    /// The compute dtype `--dtype auto` picks, and why. GPUs: bf16, what the checkpoint stores.
+    /// CPUs: bf16 where the CPU computes it natively (AMX tiles or AVX512-BF16, about twice f32's
+    /// speed there) or where f32 weights of `parameters` would take more than half of `available`
+    /// memory; else f32, the exact reference.
+    pub fn auto_dtype(self, parameters: usize, available: Option<u64>) -> (ComputeDType, String) {
+        if let Self::Cuda(_) = self {
+            return (ComputeDType::Bf16, "GPU".into());
         }
+        if cpu_computes_bf16() {
+            return (ComputeDType::Bf16, "the CPU computes bf16 natively (AMX or AVX512-BF16)".into());
+        }
+        let f32_bytes = parameters as u64 * 4;
+        match available {
+            Some(a) if f32_bytes > a / 2 => (
+                ComputeDType::Bf16,
+                format!(
+                    "f32 weights ({:.1} GiB) would take more than half the {:.1} GiB available",
+                    crate::memory::gib(f32_bytes),
+                    crate::memory::gib(a)
+                ),
+            ),
+            _ => (ComputeDType::F32, "the CPU has no native bf16 and f32 fits".into()),
+        }
+    }
+}
+
+/// AMX bf16 tiles, or AVX512-BF16 (CPUID.(7,1):EAX bit 5) with the OS saving AVX-512 state.
+fn cpu_computes_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512_bf16 = std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::x86_64::__cpuid_count(7, 1).eax & (1 << 5) != 0;
+        avx512_bf16 || crate::tiles::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
@@ -108,7 +138,7 @@ impl ComputeDType {
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: DeviceChoice,
-    /// `None`: the device's default.
+    /// `None`: chosen for the device and the model (`DeviceChoice::auto_dtype`).
     pub dtype: Option<ComputeDType>,
     /// Overrides the gating pattern derived from the chat template.
     pub gating_pattern: Option<Vec<u32>>,
@@ -261,5 +291,22 @@ impl RewardModel {
     /// Encodes one conversation and checks it fits the position table.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
         self.embedder.encode(conversation)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_dtype_follows_the_device_the_cpu_and_the_memory() {
+        let params = 1_000_000_000; // 4 GB as f32
+        assert_eq!(DeviceChoice::Cuda(0).auto_dtype(params, None).0, ComputeDType::Bf16);
+        let (tight, why) = DeviceChoice::Cpu.auto_dtype(params, Some(6 << 30));
+        assert_eq!(tight, ComputeDType::Bf16, "f32 would take over half of 6 GiB");
+        assert!(why.contains("native") || why.contains("more than half"), "{why}");
+        let roomy = DeviceChoice::Cpu.auto_dtype(params, Some(64 << 30)).0;
+        let native = if cpu_computes_bf16() { ComputeDType::Bf16 } else { ComputeDType::F32 };
+        assert_eq!(roomy, native);
     }
 }

@@ -105,65 +105,126 @@ impl Weights {
 
     /// Reads `name`, checks its shape, and converts it to `dtype` on the target device.
     pub fn get(&self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor> {
-        let t = self.tensors.get(name).ok_or_else(|| ModelError::Checkpoint(format!("missing tensor {name}")))?;
-        if t.entry.shape != shape {
-            return Err(ModelError::Checkpoint(format!(
-                "tensor {name} has shape {:?}, the config implies {shape:?}",
-                t.entry.shape
-            )));
+        self.get_stacked(&[(name, shape)], dtype)
+    }
+
+    /// Tensors whose shapes differ only in their first dimension, stacked along it (fused q/k/v,
+    /// gate/up) and converted to `dtype`: each part is read or converted straight into its rows
+    /// of the one output buffer, never concatenated afterwards.
+    pub fn get_stacked(&self, parts: &[(&str, &[usize])], dtype: DType) -> Result<Tensor> {
+        let Some(&(_, first)) = parts.first() else {
+            return Err(ModelError::Checkpoint("no tensors to stack".into()));
+        };
+        let rest = first.get(1..).unwrap_or_default();
+        let mut located = Vec::with_capacity(parts.len());
+        for &(name, shape) in parts {
+            let t = self.tensors.get(name).ok_or_else(|| ModelError::Checkpoint(format!("missing tensor {name}")))?;
+            if t.entry.shape != shape || shape.get(1..).unwrap_or_default() != rest {
+                return Err(ModelError::Checkpoint(format!(
+                    "tensor {name} has shape {:?}, the config implies {shape:?}",
+                    t.entry.shape
+                )));
+            }
+            located.push((name, t));
         }
+        let mut shape = first.to_vec();
+        if let Some(rows) = shape.first_mut() {
+            *rows = parts.iter().map(|(_, s)| s.first().copied().unwrap_or(1)).sum();
+        }
+        let tensor = match dtype {
+            DType::F32 => Tensor::from_vec(self.stacked::<f32>(&located)?, shape, &Device::Cpu)?,
+            DType::BF16 => Tensor::from_vec(self.stacked::<bf16>(&located)?, shape, &Device::Cpu)?,
+            DType::F16 => Tensor::from_vec(self.stacked::<f16>(&located)?, shape, &Device::Cpu)?,
+            other => return Err(ModelError::Checkpoint(format!("cannot load weights as {other:?}"))),
+        };
+        Ok(tensor.to_device(&self.device)?)
+    }
+
+    fn stacked<T: Stored>(&self, parts: &[(&str, &Located)]) -> Result<Vec<T>> {
+        let total: usize = parts.iter().map(|(_, t)| t.entry.shape.iter().product::<usize>()).sum();
+        let mut out = vec![T::zeroed(); total];
+        let mut rest = out.as_mut_slice();
+        for &(name, t) in parts {
+            let (mine, others) = rest.split_at_mut(t.entry.shape.iter().product());
+            self.read_into(name, t, mine)?;
+            rest = others;
+        }
+        Ok(out)
+    }
+
+    /// One tensor into `out` (its exact length), converted from its stored type to `T`.
+    fn read_into<T: Stored>(&self, name: &str, t: &Located, out: &mut [T]) -> Result<()> {
         let (path, file) = &self.shards[t.shard];
-        let n: usize = shape.iter().product();
         let io = |e| ModelError::io(path, e);
-        let tensor = match (t.entry.dtype.as_str(), dtype) {
-            ("F32", DType::F32) => {
-                Tensor::from_vec(read_typed::<f32>(file, n, t.offset).map_err(io)?, shape, &Device::Cpu)?
-            }
-            ("BF16", DType::BF16) => {
-                Tensor::from_vec(read_typed::<bf16>(file, n, t.offset).map_err(io)?, shape, &Device::Cpu)?
-            }
-            ("F16", DType::F16) => {
-                Tensor::from_vec(read_typed::<f16>(file, n, t.offset).map_err(io)?, shape, &Device::Cpu)?
-            }
-            ("BF16", DType::F32) => {
-                let stored = read_typed::<bf16>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, bf16::to_f32), shape, &Device::Cpu)?
-            }
-            ("F16", DType::F32) => {
-                let stored = read_typed::<f16>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, f16::to_f32), shape, &Device::Cpu)?
-            }
-            ("F32", DType::BF16) => {
-                let stored = read_typed::<f32>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, bf16::from_f32), shape, &Device::Cpu)?
-            }
-            ("F32", DType::F16) => {
-                let stored = read_typed::<f32>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, f16::from_f32), shape, &Device::Cpu)?
-            }
-            ("BF16", DType::F16) => {
-                let stored = read_typed::<bf16>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, |x| f16::from_f32(x.to_f32())), shape, &Device::Cpu)?
-            }
-            ("F16", DType::BF16) => {
-                let stored = read_typed::<f16>(file, n, t.offset).map_err(io)?;
-                Tensor::from_vec(convert(&stored, |x| bf16::from_f32(x.to_f32())), shape, &Device::Cpu)?
-            }
-            (stored, _) => {
+        let n = out.len();
+        match t.entry.dtype.as_str() {
+            stored if stored == T::NAME => read_at(file, bytemuck::cast_slice_mut(out), t.offset).map_err(io)?,
+            "F32" => convert_into(&read_typed::<f32>(file, n, t.offset).map_err(io)?, out, T::from_f32),
+            "BF16" => convert_into(&read_typed::<bf16>(file, n, t.offset).map_err(io)?, out, T::from_bf16),
+            "F16" => convert_into(&read_typed::<f16>(file, n, t.offset).map_err(io)?, out, T::from_f16),
+            stored => {
                 return Err(ModelError::Checkpoint(format!(
                     "{}: tensor {name} is {stored}; checkpoints must store F32, BF16 or F16",
                     path.display()
                 )))
             }
-        };
-        Ok(tensor.to_device(&self.device)?)
+        }
+        Ok(())
+    }
+}
+
+/// A compute element type weights are loaded as, and how each stored type converts to it.
+trait Stored: bytemuck::Pod + Send + Sync + candle_core::WithDType {
+    /// The safetensors name of this type (stored as this, a tensor is read with no conversion).
+    const NAME: &'static str;
+    fn from_f32(x: f32) -> Self;
+    fn from_bf16(x: bf16) -> Self;
+    fn from_f16(x: f16) -> Self;
+}
+
+impl Stored for f32 {
+    const NAME: &'static str = "F32";
+    fn from_f32(x: f32) -> Self {
+        x
+    }
+    fn from_bf16(x: bf16) -> Self {
+        x.to_f32()
+    }
+    fn from_f16(x: f16) -> Self {
+        x.to_f32()
+    }
+}
+
+impl Stored for bf16 {
+    const NAME: &'static str = "BF16";
+    fn from_f32(x: f32) -> Self {
+        bf16::from_f32(x)
+    }
+    fn from_bf16(x: bf16) -> Self {
+        x
+    }
+    fn from_f16(x: f16) -> Self {
+        bf16::from_f32(x.to_f32())
+    }
+}
+
+impl Stored for f16 {
+    const NAME: &'static str = "F16";
+    fn from_f32(x: f32) -> Self {
+        f16::from_f32(x)
+    }
+    fn from_bf16(x: bf16) -> Self {
+        f16::from_f32(x.to_f32())
+    }
+    fn from_f16(x: f16) -> Self {
+        x
     }
 }
 
 /// Element-wise conversion across the rayon pool (single-threaded conversion made f32 loading of a
 /// bf16 checkpoint three times slower than PyTorch's).
-fn convert<A: Copy + Sync, B: Send>(stored: &[A], f: impl Fn(A) -> B + Sync) -> Vec<B> {
-    stored.par_iter().with_min_len(1 << 16).map(|&x| f(x)).collect()
+fn convert_into<A: Copy + Sync, B: Send>(stored: &[A], out: &mut [B], f: impl Fn(A) -> B + Sync) {
+    out.par_iter_mut().zip(stored.par_iter()).with_min_len(1 << 16).for_each(|(o, &x)| *o = f(x));
 }
 
 /// `n` elements of `T` from `offset` of `file`, read straight into their final buffer.
@@ -226,6 +287,10 @@ mod tests {
                 assert!(same(&got, &stored.to_dtype(dtype).unwrap()), "{name} as {dtype:?}");
             }
         }
+        let stacked = w.get_stacked(&[("a", &[30, 100]), ("b", &[30, 100])], DType::F32).unwrap();
+        let cat = Tensor::cat(&[f32s.clone(), bf16s.to_dtype(DType::F32).unwrap()], 0).unwrap();
+        assert_eq!(stacked.dims(), &[60, 100]);
+        assert!(same(&stacked, &cat));
         assert!(w.get("a", &[100, 30], DType::F32).unwrap_err().to_string().contains("the config implies"));
         assert!(w.get("zzz", &[1], DType::F32).unwrap_err().to_string().contains("missing tensor"));
     }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use armorm_model::{Conversation, LoadOptions, ModelSource, RawMessage, RewardModel};
+use armorm_model::{ComputeDType, Conversation, LoadOptions, ModelSource, RawMessage, RewardModel};
 use common::*;
 
 #[test]
@@ -28,7 +28,11 @@ fn export_scores_like_the_pytorch_reference_and_reruns_skip_stages() {
     train(Some("export"), &args).unwrap();
     assert!(!work.join("features").exists(), "export recomputed an up-to-date stage");
 
-    let model = RewardModel::load(&ModelSource::Local(out.clone()), &LoadOptions::default()).unwrap();
+    let model = RewardModel::load(
+        &ModelSource::Local(out.clone()),
+        &LoadOptions { dtype: Some(ComputeDType::F32), ..Default::default() },
+    )
+    .unwrap();
     let exp = json(&train_fixture("export_expected.json"));
     let names: Vec<String> = json(&train_fixture("expected.json"))["objectives"]
         .as_array()

@@ -7,6 +7,7 @@ pub mod amx;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::bf16;
+use rayon::prelude::*;
 
 use crate::activation::swiglu;
 use crate::error::Result;
@@ -27,26 +28,27 @@ pub enum Linear {
 impl Linear {
     /// Concatenates several projections that read the same input (q/k/v, gate/up) into one matmul.
     pub fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
-        let parts = names.iter().map(|(n, out)| w.get(n, &[*out, input], dtype)).collect::<Result<Vec<_>>>()?;
-        Self::new(&Tensor::cat(&parts, 0)?, Epilogue::Plain)
+        let shapes: Vec<[usize; 2]> = names.iter().map(|(_, out)| [*out, input]).collect();
+        let parts: Vec<(&str, &[usize])> = names.iter().zip(&shapes).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
+        Self::new(&w.get_stacked(&parts, dtype)?, Epilogue::Plain)
     }
 
     /// The MLP's gate and up projections, whose output is silu(gate) * up.
     pub fn load_gated(w: &Weights, gate: &str, up: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
-        let parts = [w.get(gate, &[out, input], dtype)?, w.get(up, &[out, input], dtype)?];
-        Self::new(&Tensor::cat(&parts, 0)?, Epilogue::SwiGlu)
+        let shape = [out, input];
+        Self::new(&w.get_stacked(&[(gate, &shape), (up, &shape)], dtype)?, Epilogue::SwiGlu)
     }
 
     /// From a weight (out, in) in the compute dtype, on its device.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
         let (out, input) = weight.dims2()?;
-        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) {
+        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && crate::tiles::available() {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
             if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
                 return Ok(Self::Amx(packed));
             }
         }
-        Ok(Self::Matmul { weight_t: weight.t()?.contiguous()?, epilogue })
+        Ok(Self::Matmul { weight_t: transposed(weight)?, epilogue })
     }
 
     pub fn load(w: &Weights, name: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
@@ -68,6 +70,43 @@ impl Linear {
             }
             Self::Amx(packed) => x.apply_op1_no_bwd(&AmxMatmul(packed))?,
         })
+    }
+}
+
+/// (rows, cols) -> (cols, rows), contiguous. On the CPU a blocked transpose across the rayon pool:
+/// candle's strided copy, one element at a time on one thread, was a third of a 1B model's load.
+fn transposed(weight: &Tensor) -> Result<Tensor> {
+    let (rows, cols) = weight.dims2()?;
+    fn blocked<T: Copy + Send + Sync + candle_core::WithDType>(w: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
+        const BLOCK: usize = 32;
+        let w = w.contiguous()?;
+        let (storage, layout) = w.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Err(candle_core::Error::Msg("transposing a non-CPU tensor on the CPU".into()).into());
+        };
+        let src = &T::cpu_storage_as_slice(cpu)?[layout.start_offset()..][..rows * cols];
+        let mut dst = vec![T::zero(); rows * cols];
+        // Each task owns BLOCK output rows (input columns), reading the input in BLOCK x BLOCK tiles.
+        dst.par_chunks_mut(BLOCK * rows).enumerate().for_each(|(b, out)| {
+            let c0 = b * BLOCK;
+            let width = out.len() / rows;
+            for r0 in (0..rows).step_by(BLOCK) {
+                for r in r0..(r0 + BLOCK).min(rows) {
+                    let row = &src[r * cols + c0..][..width];
+                    for (c, &x) in row.iter().enumerate() {
+                        out[c * rows + r] = x;
+                    }
+                }
+            }
+        });
+        drop(storage);
+        Ok(Tensor::from_vec(dst, (cols, rows), w.device())?)
+    }
+    match (weight.device(), weight.dtype()) {
+        (Device::Cpu, DType::F32) => blocked::<f32>(weight, rows, cols),
+        (Device::Cpu, DType::BF16) => blocked::<bf16>(weight, rows, cols),
+        (Device::Cpu, DType::F16) => blocked::<half::f16>(weight, rows, cols),
+        _ => Ok(weight.t()?.contiguous()?),
     }
 }
 
