@@ -32,6 +32,7 @@ pub mod special_text;
 pub mod template;
 pub mod tiles;
 pub mod tokenize;
+pub mod transpose;
 pub mod weights;
 
 pub use anchor::GatingPattern;

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::mem::MaybeUninit;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -17,6 +18,8 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::{ModelError, Result};
+use crate::simd::filled;
+use crate::transpose::transpose_into;
 
 /// One tensor's entry in a safetensors header.
 #[derive(Debug, Clone, Deserialize)]
@@ -32,6 +35,9 @@ struct Located {
     offset: u64,
     entry: Entry,
 }
+
+/// Tensors to stack, each with its entry.
+type Parts<'a> = Vec<(&'a str, &'a Located)>;
 
 /// The tensors of a checkpoint, by name, and the device they go to.
 pub struct Weights {
@@ -89,6 +95,11 @@ impl Weights {
         Ok(Self { shards, tensors, device: device.clone() })
     }
 
+    /// Where loaded tensors go.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
     }
@@ -112,6 +123,40 @@ impl Weights {
     /// gate/up) and converted to `dtype`: each part is read or converted straight into its rows
     /// of the one output buffer, never concatenated afterwards.
     pub fn get_stacked(&self, parts: &[(&str, &[usize])], dtype: DType) -> Result<Tensor> {
+        let (located, shape) = self.locate(parts)?;
+        let tensor = match dtype {
+            DType::F32 => Tensor::from_vec(self.stacked::<f32>(&located)?, shape, &Device::Cpu)?,
+            DType::BF16 => Tensor::from_vec(self.stacked::<bf16>(&located)?, shape, &Device::Cpu)?,
+            DType::F16 => Tensor::from_vec(self.stacked::<f16>(&located)?, shape, &Device::Cpu)?,
+            other => return Err(ModelError::Checkpoint(format!("cannot load weights as {other:?}"))),
+        };
+        Ok(tensor.to_device(&self.device)?)
+    }
+
+    /// Matrices (rows_i, cols) stacked by rows, then transposed: (cols, sum of rows_i), contiguous,
+    /// on the CPU. Each part is converted and transposed straight from its stored buffer into its
+    /// columns of the output, so the weight is materialised once, in its final layout.
+    pub fn get_stacked_transposed(&self, parts: &[(&str, &[usize])], dtype: DType) -> Result<Tensor> {
+        let (located, shape) = self.locate(parts)?;
+        let [rows, cols] = shape[..] else {
+            return Err(ModelError::Checkpoint(format!("{:?} is not a matrix", parts[0].0)));
+        };
+        Ok(match dtype {
+            DType::F32 => {
+                Tensor::from_vec(self.stacked_transposed::<f32>(&located, rows, cols)?, (cols, rows), &Device::Cpu)?
+            }
+            DType::BF16 => {
+                Tensor::from_vec(self.stacked_transposed::<bf16>(&located, rows, cols)?, (cols, rows), &Device::Cpu)?
+            }
+            DType::F16 => {
+                Tensor::from_vec(self.stacked_transposed::<f16>(&located, rows, cols)?, (cols, rows), &Device::Cpu)?
+            }
+            other => return Err(ModelError::Checkpoint(format!("cannot load weights as {other:?}"))),
+        })
+    }
+
+    /// Each part's entry, checked against its expected shape, and the stacked shape.
+    fn locate<'a>(&'a self, parts: &[(&'a str, &[usize])]) -> Result<(Parts<'a>, Vec<usize>)> {
         let Some(&(_, first)) = parts.first() else {
             return Err(ModelError::Checkpoint("no tensors to stack".into()));
         };
@@ -131,13 +176,63 @@ impl Weights {
         if let Some(rows) = shape.first_mut() {
             *rows = parts.iter().map(|(_, s)| s.first().copied().unwrap_or(1)).sum();
         }
-        let tensor = match dtype {
-            DType::F32 => Tensor::from_vec(self.stacked::<f32>(&located)?, shape, &Device::Cpu)?,
-            DType::BF16 => Tensor::from_vec(self.stacked::<bf16>(&located)?, shape, &Device::Cpu)?,
-            DType::F16 => Tensor::from_vec(self.stacked::<f16>(&located)?, shape, &Device::Cpu)?,
-            other => return Err(ModelError::Checkpoint(format!("cannot load weights as {other:?}"))),
+        Ok((located, shape))
+    }
+
+    fn stacked_transposed<T: Stored>(&self, parts: &[(&str, &Located)], rows: usize, cols: usize) -> Result<Vec<T>> {
+        let mut result = Ok(());
+        // SAFETY: the parts' row counts sum to `rows` (locate checked their shapes), so their column
+        // ranges [first_col, first_col + part_rows) tile the output and transpose_into writes every
+        // element of each; on a read error the buffer is discarded below, never read.
+        let out = unsafe {
+            filled(rows * cols, |out| {
+                let mut first_col = 0;
+                for &(name, t) in parts {
+                    let part_rows = t.entry.shape[0];
+                    if let Err(e) = self.transpose_part(name, t, cols, out, rows, first_col) {
+                        result = Err(e);
+                        // Leave nothing uninitialised, as `filled` requires.
+                        out.iter_mut().for_each(|o| {
+                            o.write(T::zeroed());
+                        });
+                        return;
+                    }
+                    first_col += part_rows;
+                }
+            })
         };
-        Ok(tensor.to_device(&self.device)?)
+        result.map(|()| out)
+    }
+
+    fn transpose_part<T: Stored>(
+        &self,
+        name: &str,
+        t: &Located,
+        cols: usize,
+        out: &mut [MaybeUninit<T>],
+        out_cols: usize,
+        first_col: usize,
+    ) -> Result<()> {
+        let (path, file) = &self.shards[t.shard];
+        let io = |e| ModelError::io(path, e);
+        let rows = t.entry.shape[0];
+        let n = rows * cols;
+        match t.entry.dtype.as_str() {
+            "F32" => {
+                let src = read_typed::<f32>(file, n, t.offset).map_err(io)?;
+                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_f32)
+            }
+            "BF16" => {
+                let src = read_typed::<bf16>(file, n, t.offset).map_err(io)?;
+                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_bf16)
+            }
+            "F16" => {
+                let src = read_typed::<f16>(file, n, t.offset).map_err(io)?;
+                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_f16)
+            }
+            stored => return Err(unsupported(path, name, stored)),
+        }
+        Ok(())
     }
 
     fn stacked<T: Stored>(&self, parts: &[(&str, &Located)]) -> Result<Vec<T>> {
@@ -162,15 +257,17 @@ impl Weights {
             "F32" => convert_into(&read_typed::<f32>(file, n, t.offset).map_err(io)?, out, T::from_f32),
             "BF16" => convert_into(&read_typed::<bf16>(file, n, t.offset).map_err(io)?, out, T::from_bf16),
             "F16" => convert_into(&read_typed::<f16>(file, n, t.offset).map_err(io)?, out, T::from_f16),
-            stored => {
-                return Err(ModelError::Checkpoint(format!(
-                    "{}: tensor {name} is {stored}; checkpoints must store F32, BF16 or F16",
-                    path.display()
-                )))
-            }
+            stored => return Err(unsupported(path, name, stored)),
         }
         Ok(())
     }
+}
+
+fn unsupported(path: &std::path::Path, name: &str, stored: &str) -> ModelError {
+    ModelError::Checkpoint(format!(
+        "{}: tensor {name} is {stored}; checkpoints must store F32, BF16 or F16",
+        path.display()
+    ))
 }
 
 /// A compute element type weights are loaded as, and how each stored type converts to it.
@@ -291,6 +388,11 @@ mod tests {
         let cat = Tensor::cat(&[f32s.clone(), bf16s.to_dtype(DType::F32).unwrap()], 0).unwrap();
         assert_eq!(stacked.dims(), &[60, 100]);
         assert!(same(&stacked, &cat));
+        for dtype in [DType::F32, DType::BF16] {
+            let t = w.get_stacked_transposed(&[("a", &[30, 100]), ("b", &[30, 100])], dtype).unwrap();
+            assert_eq!(t.dims(), &[100, 60]);
+            assert!(same(&t, &cat.to_dtype(dtype).unwrap().t().unwrap()), "{dtype:?}");
+        }
         assert!(w.get("a", &[100, 30], DType::F32).unwrap_err().to_string().contains("the config implies"));
         assert!(w.get("zzz", &[1], DType::F32).unwrap_err().to_string().contains("missing tensor"));
     }

@@ -7,12 +7,12 @@ pub mod amx;
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::bf16;
-use rayon::prelude::*;
 
 use crate::activation::swiglu;
 use crate::error::Result;
 use crate::matmul::{product, Out, View};
 use crate::simd::filled;
+use crate::transpose::transpose_into;
 use crate::weights::Weights;
 use amx::{Epilogue, PackedWeight};
 
@@ -30,13 +30,23 @@ impl Linear {
     pub fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
         let shapes: Vec<[usize; 2]> = names.iter().map(|(_, out)| [*out, input]).collect();
         let parts: Vec<(&str, &[usize])> = names.iter().zip(&shapes).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
-        Self::new(&w.get_stacked(&parts, dtype)?, Epilogue::Plain)
+        Self::from_parts(w, &parts, dtype, Epilogue::Plain)
     }
 
     /// The MLP's gate and up projections, whose output is silu(gate) * up.
     pub fn load_gated(w: &Weights, gate: &str, up: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
         let shape = [out, input];
-        Self::new(&w.get_stacked(&[(gate, &shape), (up, &shape)], dtype)?, Epilogue::SwiGlu)
+        Self::from_parts(w, &[(gate, &shape), (up, &shape)], dtype, Epilogue::SwiGlu)
+    }
+
+    /// The CPU matmul's weights are read straight into their transposed layout (one buffer, one
+    /// pass); AMX packing and GPUs start from the stacked (out, in) weight.
+    fn from_parts(w: &Weights, parts: &[(&str, &[usize])], dtype: DType, epilogue: Epilogue) -> Result<Self> {
+        let amx = dtype == DType::BF16 && crate::tiles::available();
+        if matches!(w.device(), Device::Cpu) && !amx {
+            return Ok(Self::Matmul { weight_t: w.get_stacked_transposed(parts, dtype)?, epilogue });
+        }
+        Self::new(&w.get_stacked(parts, dtype)?, epilogue)
     }
 
     /// From a weight (out, in) in the compute dtype, on its device.
@@ -73,32 +83,19 @@ impl Linear {
     }
 }
 
-/// (rows, cols) -> (cols, rows), contiguous. On the CPU a blocked transpose across the rayon pool:
-/// candle's strided copy, one element at a time on one thread, was a third of a 1B model's load.
+/// (rows, cols) -> (cols, rows), contiguous: on the CPU through the blocked parallel transpose
+/// (candle's strided copy goes one element at a time on one thread).
 fn transposed(weight: &Tensor) -> Result<Tensor> {
     let (rows, cols) = weight.dims2()?;
     fn blocked<T: Copy + Send + Sync + candle_core::WithDType>(w: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
-        const BLOCK: usize = 32;
         let w = w.contiguous()?;
         let (storage, layout) = w.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else {
             return Err(candle_core::Error::Msg("transposing a non-CPU tensor on the CPU".into()).into());
         };
         let src = &T::cpu_storage_as_slice(cpu)?[layout.start_offset()..][..rows * cols];
-        let mut dst = vec![T::zero(); rows * cols];
-        // Each task owns BLOCK output rows (input columns), reading the input in BLOCK x BLOCK tiles.
-        dst.par_chunks_mut(BLOCK * rows).enumerate().for_each(|(b, out)| {
-            let c0 = b * BLOCK;
-            let width = out.len() / rows;
-            for r0 in (0..rows).step_by(BLOCK) {
-                for r in r0..(r0 + BLOCK).min(rows) {
-                    let row = &src[r * cols + c0..][..width];
-                    for (c, &x) in row.iter().enumerate() {
-                        out[c * rows + r] = x;
-                    }
-                }
-            }
-        });
+        // SAFETY: one source of `rows` rows fills all `rows` columns of the output.
+        let dst = unsafe { filled(rows * cols, |out| transpose_into(src, rows, cols, out, rows, 0, |x| x)) };
         drop(storage);
         Ok(Tensor::from_vec(dst, (cols, rows), w.device())?)
     }
