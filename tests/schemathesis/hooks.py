@@ -33,7 +33,8 @@ ROLES = {"system", "user", "assistant"}
 
 
 def is_message(m):
-    return isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str)
+    role = m.get("role") if isinstance(m, dict) else None
+    return isinstance(role, str) and role in ROLES and isinstance(m.get("content"), str)
 
 
 def is_messages(v):
