@@ -213,24 +213,11 @@ impl Weights {
         out_cols: usize,
         first_col: usize,
     ) -> Result<()> {
-        let (path, file) = &self.shards[t.shard];
-        let io = |e| ModelError::io(path, e);
         let rows = t.entry.shape[0];
-        let n = rows * cols;
-        match t.entry.dtype.as_str() {
-            "F32" => {
-                let src = read_typed::<f32>(file, n, t.offset).map_err(io)?;
-                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_f32)
-            }
-            "BF16" => {
-                let src = read_typed::<bf16>(file, n, t.offset).map_err(io)?;
-                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_bf16)
-            }
-            "F16" => {
-                let src = read_typed::<f16>(file, n, t.offset).map_err(io)?;
-                transpose_into(&src, rows, cols, out, out_cols, first_col, T::from_f16)
-            }
-            stored => return Err(unsupported(path, name, stored)),
+        match self.read_stored(name, t, rows * cols)? {
+            StoredData::F32(v) => transpose_into(&v, rows, cols, out, out_cols, first_col, T::from_f32),
+            StoredData::Bf16(v) => transpose_into(&v, rows, cols, out, out_cols, first_col, T::from_bf16),
+            StoredData::F16(v) => transpose_into(&v, rows, cols, out, out_cols, first_col, T::from_f16),
         }
         Ok(())
     }
@@ -249,17 +236,28 @@ impl Weights {
 
     /// One tensor into `out` (its exact length), converted from its stored type to `T`.
     fn read_into<T: Stored>(&self, name: &str, t: &Located, out: &mut [T]) -> Result<()> {
-        let (path, file) = &self.shards[t.shard];
-        let io = |e| ModelError::io(path, e);
-        let n = out.len();
-        match t.entry.dtype.as_str() {
-            stored if stored == T::NAME => read_at(file, bytemuck::cast_slice_mut(out), t.offset).map_err(io)?,
-            "F32" => convert_into(&read_typed::<f32>(file, n, t.offset).map_err(io)?, out, T::from_f32),
-            "BF16" => convert_into(&read_typed::<bf16>(file, n, t.offset).map_err(io)?, out, T::from_bf16),
-            "F16" => convert_into(&read_typed::<f16>(file, n, t.offset).map_err(io)?, out, T::from_f16),
-            stored => return Err(unsupported(path, name, stored)),
+        if t.entry.dtype == T::NAME {
+            let (path, file) = &self.shards[t.shard];
+            return read_at(file, bytemuck::cast_slice_mut(out), t.offset).map_err(|e| ModelError::io(path, e));
+        }
+        match self.read_stored(name, t, out.len())? {
+            StoredData::F32(v) => convert_into(&v, out, T::from_f32),
+            StoredData::Bf16(v) => convert_into(&v, out, T::from_bf16),
+            StoredData::F16(v) => convert_into(&v, out, T::from_f16),
         }
         Ok(())
+    }
+
+    /// A tensor's `n` elements in the type it is stored as.
+    fn read_stored(&self, name: &str, t: &Located, n: usize) -> Result<StoredData> {
+        let (path, file) = &self.shards[t.shard];
+        let io = |e| ModelError::io(path, e);
+        Ok(match t.entry.dtype.as_str() {
+            "F32" => StoredData::F32(read_typed(file, n, t.offset).map_err(io)?),
+            "BF16" => StoredData::Bf16(read_typed(file, n, t.offset).map_err(io)?),
+            "F16" => StoredData::F16(read_typed(file, n, t.offset).map_err(io)?),
+            stored => return Err(unsupported(path, name, stored)),
+        })
     }
 }
 
@@ -268,6 +266,13 @@ fn unsupported(path: &std::path::Path, name: &str, stored: &str) -> ModelError {
         "{}: tensor {name} is {stored}; checkpoints must store F32, BF16 or F16",
         path.display()
     ))
+}
+
+/// A tensor as read from its file, before any conversion.
+enum StoredData {
+    F32(Vec<f32>),
+    Bf16(Vec<bf16>),
+    F16(Vec<f16>),
 }
 
 /// A compute element type weights are loaded as, and how each stored type converts to it.

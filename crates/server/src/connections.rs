@@ -77,15 +77,7 @@ pub async fn serve(
             }
             continue;
         };
-        // A second handle on the socket, to answer 408 after hyper gives up on the request head.
-        let spare = match stream.into_std().and_then(|s| Ok((s.try_clone()?, s))) {
-            Ok((spare, s)) => match TcpStream::from_std(s) {
-                Ok(stream) => (stream, spare),
-                Err(_) => continue,
-            },
-            Err(_) => continue,
-        };
-        let (stream, spare) = spare;
+        let Ok((stream, spare)) = with_spare(stream) else { continue };
         let mut builder = http1::Builder::new();
         builder
             .timer(TokioTimer::new())
@@ -112,6 +104,14 @@ pub async fn serve(
         });
     }
     graceful
+}
+
+/// The stream, and a second handle on its socket to answer 408 after hyper gives up on the
+/// request head (hyper owns the first).
+fn with_spare(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std_stream = stream.into_std()?;
+    let spare = std_stream.try_clone()?;
+    Ok((TcpStream::from_std(std_stream)?, spare))
 }
 
 fn response_bytes(error: &ApiError) -> Vec<u8> {
