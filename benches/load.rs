@@ -3,7 +3,7 @@
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python   # optional: transformers, same run
-//!     cargo bench -p armorm-server --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32]
+//!     cargo bench -p armorm-server --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32] [--repeat 3]
 //!
 //! Writes the random checkpoint once under target/bench-checkpoints (1b: Llama-3.2-1B's shape,
 //! 2.4 GB; 8b: Llama-3-8B's, 16 GB, needing ~48 GB to generate), then runs the release `armorm
@@ -19,23 +19,85 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Llama-3.2-1B: the shape of a 1.2B-parameter ArmoRM (2.4 GB in bf16).
-const LLAMA32_1B: checkpoint::Shape = checkpoint::Shape {
-    hidden: 2048,
-    layers: 16,
-    heads: 32,
-    kv_heads: 8,
-    intermediate: 8192,
-    vocab: 128256,
-    rope_theta: 500000.0,
-    objectives: 19,
-    gating_hidden: 1024,
-    gating_layers: 3,
-};
-
 fn arg(name: &str) -> Option<String> {
     let argv: Vec<String> = std::env::args().collect();
     argv.iter().position(|a| a == name).and_then(|i| argv.get(i + 1).cloned())
+}
+
+/// What one load logged, in bytes.
+struct LoadMemory {
+    checkpoint: f64,
+    peak: f64,
+    resident: f64,
+    /// f32 weights over the checkpoint's stored bytes (2 for a bf16 checkpoint).
+    f32_over_stored: f64,
+}
+
+/// Runs `armorm score` on one conversation: seconds from process start to its score, and the
+/// "load memory" line it logged.
+fn armorm_load(dir: &Path, dtype: &str) -> anyhow::Result<(f64, LoadMemory)> {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_armorm"))
+        .args(["score", "--model", dir.to_str().unwrap(), "--dtype", dtype])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child.stdin.take().unwrap().write_all(b"{\"prompt\": \"What is 2+2?\", \"response\": \"4\"}\n")?;
+    let out = child.wait_with_output()?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(out.status.success(), "armorm score failed: {}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log.lines().find(|l| l.contains("load memory")).unwrap_or_default();
+    let gib =
+        |key| field(line, key).map(|v| v * (1u64 << 30) as f64).ok_or_else(|| anyhow::anyhow!("no {key} in {line:?}"));
+    let checkpoint = gib("checkpoint_gib")?;
+    let f32_weights = gib("f32_weights_gib")?;
+    Ok((
+        seconds,
+        LoadMemory {
+            checkpoint,
+            peak: gib("peak_gib")?,
+            resident: gib("resident_gib")?,
+            f32_over_stored: f32_weights / checkpoint,
+        },
+    ))
+}
+
+/// benches/load_reference.py: seconds to its first forward pass and its peak RSS in bytes.
+fn torch_load(python: &str, script: &Path, dir: &Path, dtype: &str) -> anyhow::Result<(f64, f64)> {
+    let out = Command::new(python).arg(script).arg(dir).arg(dtype).output()?;
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| {
+        anyhow::anyhow!("load_reference.py printed {line:?} ({e}): {}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    match (v["seconds"].as_f64(), v["peak_bytes"].as_f64()) {
+        (Some(s), Some(b)) => Ok((s, b)),
+        _ => anyhow::bail!("load_reference.py printed {line:?}"),
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn min(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: impl Iterator<Item = f64>) -> f64 {
+    values.fold(f64::NEG_INFINITY, f64::max)
+}
+
+fn gb(bytes: f64) -> String {
+    format!("{:.2} GB", bytes / 1e9)
 }
 
 /// `key=value` from a tracing line.
@@ -48,7 +110,7 @@ fn main() -> anyhow::Result<()> {
     let shape_name = arg("--shape").unwrap_or_else(|| "1b".into());
     let (shape, dir_name) = match shape_name.as_str() {
         "135m" => (&checkpoint::SMOLLM2_135M, "smollm2-135m-armorm"),
-        "1b" => (&LLAMA32_1B, "llama32-1b-armorm"),
+        "1b" => (&checkpoint::LLAMA32_1B, "llama32-1b-armorm"),
         "8b" => (&checkpoint::LLAMA3_8B, "llama3-8b-armorm"),
         other => anyhow::bail!("--shape 135m, 1b or 8b, not {other}"),
     };
@@ -61,40 +123,50 @@ fn main() -> anyhow::Result<()> {
     println!("checkpoint {} ready in {:.0?}", dir.display(), started.elapsed());
     let reference = std::env::var("ARMORM_REFERENCE_PYTHON").ok();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/load_reference.py");
-    println!("| dtype | armorm load to first score | armorm peak RSS | armorm RSS after load | peak / checkpoint | PyTorch load to first forward | PyTorch peak RSS |");
-    println!("|---|---|---|---|---|---|---|");
+    let repeat: usize = arg("--repeat").map_or(Ok(3), |r| r.parse())?;
+    println!("{repeat} alternating rounds per dtype; medians, (min-max) for times");
+    println!("| dtype | armorm load to first score | PyTorch load to first forward | armorm / PyTorch time | armorm peak RSS | armorm RSS after load | peak / weights at dtype | PyTorch peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|");
     for dtype in dtypes.split(',') {
-        let started = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_armorm"))
-            .args(["score", "--model", dir.to_str().unwrap(), "--dtype", dtype])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        child.stdin.take().unwrap().write_all(b"{\"prompt\": \"What is 2+2?\", \"response\": \"4\"}\n")?;
-        let out = child.wait_with_output()?;
-        let elapsed = started.elapsed();
-        anyhow::ensure!(out.status.success(), "armorm score failed: {}", String::from_utf8_lossy(&out.stderr));
-        let log = String::from_utf8_lossy(&out.stderr);
-        let line = log.lines().find(|l| l.contains("load memory")).unwrap_or_default();
-        let (ckpt, peak, resident) =
-            (field(line, "checkpoint_gib"), field(line, "peak_gib"), field(line, "resident_gib"));
-        let gb = |x: Option<f64>| x.map_or("?".into(), |v| format!("{:.2} GB", v * 1.073741824));
-        let ratio = peak.zip(ckpt).map_or("?".into(), |(p, c)| format!("{:.2}x", p / c));
-        let torch = match &reference {
-            None => "(no ARMORM_REFERENCE_PYTHON) | ".to_string(),
-            Some(python) => {
-                let out = Command::new(python).arg(&script).arg(&dir).arg(dtype).stderr(Stdio::null()).output()?;
-                let line = String::from_utf8_lossy(&out.stdout);
-                let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_default();
-                match (v["seconds"].as_f64(), v["peak_bytes"].as_f64()) {
-                    (Some(s), Some(b)) => format!("{s:.1} s | {:.2} GB", b / 1e9),
-                    _ => "failed | ".to_string(),
-                }
+        let mut ours = Vec::new();
+        let mut theirs = Vec::new();
+        let mut memory = None;
+        for _ in 0..repeat {
+            let (seconds, load) = armorm_load(&dir, dtype)?;
+            ours.push(seconds);
+            memory = Some(load);
+            if let Some(python) = &reference {
+                theirs.push(torch_load(python, &script, &dir, dtype)?);
             }
+        }
+        let load = memory.expect("at least one round");
+        let times = |v: &[f64]| match v {
+            [] => "(no ARMORM_REFERENCE_PYTHON)".to_string(),
+            v => format!(
+                "{:.1} s ({:.1}-{:.1})",
+                median(v.iter().copied()),
+                min(v.iter().copied()),
+                max(v.iter().copied())
+            ),
         };
-        println!("| {dtype} | {:.1} s | {} | {} | {ratio} | {torch} |", elapsed.as_secs_f64(), gb(peak), gb(resident));
+        let torch_time: Vec<f64> = theirs.iter().map(|t| t.0).collect();
+        let ratio = if theirs.is_empty() {
+            "?".to_string()
+        } else {
+            format!("{:.2}x", median(ours.iter().copied()) / median(torch_time.iter().copied()))
+        };
+        let torch_peak = if theirs.is_empty() { "?".into() } else { gb(max(theirs.iter().map(|t| t.1))) };
+        // The bound is against the weights at the compute dtype: the checkpoint for bf16,
+        // twice a bf16 checkpoint for f32.
+        let at_dtype = load.checkpoint * if dtype == "f32" { load.f32_over_stored } else { 1.0 };
+        println!(
+            "| {dtype} | {} | {} | {ratio} | {} | {} | {:.2}x | {torch_peak} |",
+            times(&ours),
+            times(&torch_time),
+            gb(load.peak),
+            gb(load.resident),
+            load.peak / at_dtype
+        );
     }
     Ok(())
 }

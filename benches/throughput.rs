@@ -2,13 +2,15 @@
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python      # optional: torch + transformers
-//!     cargo bench -p armorm-server --bench throughput [-- --scale N] [--skip-bf16] [--forward-only]
+//!     cargo bench -p armorm-server --bench throughput [-- --scale N] [--skip-bf16] [--forward-only] [--shape 1b]
 //!     benches/gpu.sh                                  # CUDA machines: 8B-shaped model, tokens/s and MFU
 //!
 //! Builds a SmolLM2-135M-shaped ArmoRM with random weights (not committed), runs the reference's
-//! bare forward loop (benches/reference.py, padded batches of 8 and 32, 2 threads), then armorm's
-//! forward pass and its HTTP server under a load generator on the same token ids, and prints
-//! conversations/s, latency percentiles, ratios, GEMM efficiency, prompt sharing and peak RSS.
+//! bare forward loop (benches/reference.py: padded batches of 8, 32 and 8 sorted by length, 2
+//! threads), then armorm's forward pass and its HTTP server under a load generator on the same token
+//! ids, and prints conversations/s, latency percentiles, ratios, GEMM efficiency, prompt sharing and
+//! peak RSS. Every timing is warmed up and the median of three. `--shape 1b` runs the
+//! Llama-3.2-1B-shaped model's forward passes on the ~256-token workload instead.
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
@@ -35,6 +37,9 @@ static ALLOCATOR: armorm_server::allocator::Allocator = mimalloc::MiMalloc;
 
 struct Args {
     scale: usize,
+    /// `--shape 1b`: the Llama-3.2-1B-shaped model on the ~256-token workload only, forward passes
+    /// against the reference (the model is written once under target/bench-checkpoints).
+    shape: Option<&'static checkpoint::Shape>,
     skip_bf16: bool,
     gpu: bool,
     /// Only armorm's own forward passes (no reference or HTTP): for quick iteration.
@@ -46,7 +51,15 @@ fn args() -> Args {
     let scale = argv.iter().position(|a| a == "--scale").and_then(|i| argv.get(i + 1)?.parse().ok()).unwrap_or(1);
     let flag = |name: &str| argv.iter().any(|a| a == name);
     let forward_only = flag("--forward-only");
-    Args { scale, skip_bf16: flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
+    let shape = match argv.iter().position(|a| a == "--shape").and_then(|i| argv.get(i + 1)).map(String::as_str) {
+        None | Some("135m") => None,
+        Some("1b") => Some(&checkpoint::LLAMA32_1B),
+        Some(other) => {
+            eprintln!("--shape 135m or 1b, not {other}");
+            std::process::exit(2)
+        }
+    };
+    Args { scale, shape, skip_bf16: flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,9 +73,16 @@ fn main() -> anyhow::Result<()> {
         eprintln!("set ARMORM_LLAMA3_TOKENIZER (scripts/fetch-llama3-tokenizer.sh): the bench model uses vocab 128256");
         return Ok(());
     };
-    let dir = checkpoint::write(&root.join("smollm2-135m-armorm"), &checkpoint::SMOLLM2_135M, Path::new(&tokenizer))?;
+    let (shape, dir) = match args.shape {
+        None => (&checkpoint::SMOLLM2_135M, root.join("smollm2-135m-armorm")),
+        Some(shape) => (shape, root.join("../bench-checkpoints/llama32-1b-armorm")),
+    };
+    let dir = checkpoint::write(&dir, shape, Path::new(&tokenizer))?;
     let f32_model = load(&dir, ComputeDType::F32)?;
-    let workloads = workload::all(args.scale);
+    let mut workloads = workload::all(args.scale);
+    if args.shape.is_some() {
+        workloads.truncate(1);
+    }
     let encoded: Vec<Vec<Encoded>> = workloads.iter().map(|w| workload::encode(&f32_model, w)).collect();
 
     let long = long_input(&f32_model)?;
@@ -77,7 +97,7 @@ fn main() -> anyhow::Result<()> {
     println!("\n== GEMM on the model's linear shapes (1024 tokens), GFLOP/s ==");
     let mut gemm = HashMap::new();
     for &(dtype, _, name) in dtypes {
-        let gflops = gemm_gflops(dtype)?;
+        let gflops = gemm_gflops(shape, dtype)?;
         gemm.insert(name, gflops);
         let torch = reference
             .get(&format!("gemm {name}"))
@@ -95,7 +115,7 @@ fn main() -> anyhow::Result<()> {
                 forward.insert(w.name, cps);
             }
             let tokens: usize = enc.iter().map(Encoded::len).sum();
-            let linear_gflops = cps * linear_flops(tokens as f64 / enc.len() as f64, 1.0) / 1e9;
+            let linear_gflops = cps * linear_flops(shape, tokens as f64 / enc.len() as f64, 1.0) / 1e9;
             println!(
                 "{:<16} {name:<4} {cps:>6.2}  {}  linear layers at {linear_gflops:.1} GFLOP/s = {:.0}% of the GEMM",
                 w.name,
@@ -105,6 +125,10 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
+    if args.shape.is_some() {
+        println!("\npeak RSS of this process (two models): {:.0} MiB", load::peak_rss_mib());
+        return Ok(());
+    }
     if !args.forward_only {
         println!("\n== HTTP end to end (16 concurrent clients, /score), conversations/s and latency ==");
         tokio::runtime::Runtime::new()?.block_on(http(&dir, &workloads, &reference))?;
@@ -135,21 +159,34 @@ fn load_with(dir: &Path, options: LoadOptions) -> anyhow::Result<RewardModel> {
     Ok(RewardModel::load(&ModelSource::Local(dir.to_path_buf()), &options)?)
 }
 
-/// Conversations/s with the server's default batching: packed batches of up to 16384 tokens.
+/// Conversations/s with the server's default batching (packed batches of up to 16384 tokens): the
+/// median of three timed passes after a warm-up batch, as the reference is timed.
 fn forward_cps(model: &RewardModel, encoded: &[Encoded]) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    let mut batch: Vec<&Encoded> = Vec::new();
+    let mut batches: Vec<Vec<&Encoded>> = vec![Vec::new()];
     let mut tokens = 0;
     for e in encoded {
-        if tokens + e.len() > 16384 && !batch.is_empty() {
-            model.forward(&batch)?;
-            (batch, tokens) = (Vec::new(), 0);
+        if tokens + e.len() > 16384 && !batches.last().is_some_and(Vec::is_empty) {
+            batches.push(Vec::new());
+            tokens = 0;
         }
         tokens += e.len();
-        batch.push(e);
+        batches.last_mut().expect("one batch at least").push(e);
     }
-    model.forward(&batch)?;
-    Ok(encoded.len() as f64 / started.elapsed().as_secs_f64())
+    model.forward(&batches[0])?;
+    let mut rates = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        for batch in &batches {
+            model.forward(batch)?;
+        }
+        rates.push(encoded.len() as f64 / started.elapsed().as_secs_f64());
+    }
+    Ok(median(rates))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// Extra peak memory for one 8k-token conversation, in MiB (runs before anything else grows RSS).
@@ -188,7 +225,7 @@ fn reference(
     std::fs::write(&inputs_path, serde_json::to_vec(&json!({ "workloads": inputs }))?)?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/reference.py");
     let dtypes = if skip_bf16 { "f32" } else { "f32,bf16" };
-    println!("running the PyTorch reference ({dtypes}, batches 8 and 32, 2 threads) ...");
+    println!("running the PyTorch reference ({dtypes}, batches of 8, 32 and 8 sorted by length; warmed up, median of 3; 2 threads) ...");
     let output = std::process::Command::new(python)
         .arg(script)
         .args(["--model", dir.to_str().unwrap_or_default(), "--inputs", inputs_path.to_str().unwrap_or_default()])
@@ -201,29 +238,32 @@ fn reference(
         if let Some(g) = v["gemm_gflops"].as_f64() {
             out.insert(format!("gemm {dtype}"), g);
         } else {
-            let key = format!("{} {dtype} {}", v["workload"].as_str().unwrap_or_default(), v["batch"]);
+            let batching = v["batching"].as_str().unwrap_or_default();
+            let key = format!("{} {dtype} {batching}", v["workload"].as_str().unwrap_or_default());
             out.insert(key, v["conv_per_s"].as_f64().unwrap_or_default());
         }
     }
     Ok(out)
 }
 
-/// "ref b8 x  ref b32 y  ratio z" against the faster reference batch size.
+/// The reference's batchings (benches/reference.py), as printed.
+const BATCHINGS: [&str; 3] = ["8", "32", "8-sorted"];
+
+/// "ref 8 x  ref 32 y  ref 8-sorted z  armorm / best ref = r" (medians of warmed-up repeats).
 fn ratios(reference: &HashMap<String, f64>, workload: &str, dtype: &str, ours: f64) -> String {
-    let (b8, b32) = (reference.get(&format!("{workload} {dtype} 8")), reference.get(&format!("{workload} {dtype} 32")));
-    match (b8, b32) {
-        (Some(a), Some(b)) => {
-            format!("ref b8 {a:>6.2}  ref b32 {b:>6.2}  armorm / best ref = {:.2}x", ours / a.max(*b))
-        }
-        _ => String::new(),
-    }
+    let rates: Vec<(&str, f64)> =
+        BATCHINGS.iter().filter_map(|b| Some((*b, *reference.get(&format!("{workload} {dtype} {b}"))?))).collect();
+    let Some(best) = rates.iter().map(|r| r.1).reduce(f64::max) else {
+        return String::new();
+    };
+    let each: Vec<String> = rates.iter().map(|(b, r)| format!("ref {b} {r:>6.2}")).collect();
+    format!("{}  armorm / best ref = {:.2}x", each.join("  "), ours / best)
 }
 
 /// Projection FLOPs of armorm's forward pass for `tokens` tokens of `conversations` conversations:
 /// every layer's projections for every token, except that the last layer's output projection and
 /// MLP run only on the two rows per conversation that the heads read.
-fn linear_flops(tokens: f64, conversations: f64) -> f64 {
-    let s = &checkpoint::SMOLLM2_135M;
+fn linear_flops(s: &checkpoint::Shape, tokens: f64, conversations: f64) -> f64 {
     let hd = s.hidden / s.heads;
     let qkv = (s.hidden * (s.heads * hd + 2 * s.kv_heads * hd)) as f64;
     let rest = (s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate) as f64;
@@ -232,8 +272,7 @@ fn linear_flops(tokens: f64, conversations: f64) -> f64 {
 
 /// GFLOP/s of armorm's projections alone (the gemm crate's kernels for f32; AMX tiles for bf16 where
 /// the CPU has them) on the model's shapes.
-fn gemm_gflops(dtype: DType) -> anyhow::Result<f64> {
-    let s = &checkpoint::SMOLLM2_135M;
+fn gemm_gflops(s: &checkpoint::Shape, dtype: DType) -> anyhow::Result<f64> {
     let hd = s.hidden / s.heads;
     let tokens = 1024;
     let shapes = [
@@ -266,7 +305,14 @@ async fn http(dir: &Path, workloads: &[workload::Workload], reference: &HashMap<
     let url = format!("http://{}/score", server.addr);
     for w in workloads {
         let bodies: Vec<Value> = w.conversations.iter().map(|c| json!({ "messages": c.messages() })).collect();
-        let r = load::run(&url, &bodies, 16, 1).await;
+        // Warm-up, then the median round (by throughput) of three.
+        load::run(&url, &bodies[..bodies.len().min(4)], 4, 1).await;
+        let mut rounds = Vec::new();
+        for _ in 0..3 {
+            rounds.push(load::run(&url, &bodies, 16, 1).await);
+        }
+        rounds.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        let r = &rounds[1];
         println!(
             "{:<16} {:>7.2} conv/s  p50 {:>7.0} ms  p95 {:>7.0} ms  p99 {:>7.0} ms  {}",
             w.name,

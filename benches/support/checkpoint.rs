@@ -2,10 +2,8 @@
 //! (never committed): hidden 576, 30 layers, 9 heads / 3 kv heads, intermediate 1536, rope_theta
 //! 100000, vocab 128256 (the Llama-3 tokenizer), ArmoRM heads with gating width 1024 x 3.
 
-use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-
-use candle_core::{DType, Device, Tensor};
 
 pub const LLAMA3_TEMPLATE: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
@@ -29,6 +27,20 @@ pub const LLAMA3_8B: Shape = Shape {
     heads: 32,
     kv_heads: 8,
     intermediate: 14336,
+    vocab: 128256,
+    rope_theta: 500000.0,
+    objectives: 19,
+    gating_hidden: 1024,
+    gating_layers: 3,
+};
+
+/// Llama-3.2-1B: the shape of a 1.2B-parameter ArmoRM (2.4 GB in bf16).
+pub const LLAMA32_1B: Shape = Shape {
+    hidden: 2048,
+    layers: 16,
+    heads: 32,
+    kv_heads: 8,
+    intermediate: 8192,
     vocab: 128256,
     rope_theta: 500000.0,
     objectives: 19,
@@ -62,11 +74,124 @@ impl Rng {
         (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 
-    fn tensor(&mut self, shape: &[usize], scale: f32, offset: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| offset + scale * self.next()).collect();
-        Tensor::from_vec(data, shape, &Device::Cpu).expect("shape matches data")
+    /// `n` values `offset + scale * U(-1, 1)`, written as `dtype` in chunks: an 8B checkpoint is
+    /// generated with a few MB of memory.
+    fn write(&mut self, out: &mut impl Write, n: usize, init: Init, dtype: Stored) -> std::io::Result<()> {
+        const CHUNK: usize = 1 << 20;
+        let mut bytes = Vec::with_capacity(CHUNK * 4);
+        let mut done = 0;
+        while done < n {
+            bytes.clear();
+            for i in done..n.min(done + CHUNK) {
+                let x = match init {
+                    Init::Uniform { scale, offset } => offset + scale * self.next(),
+                    // Identity plus noise, for a k x k matrix.
+                    Init::NearIdentity { k } => f32::from(i / k == i % k) + 0.1 * self.next(),
+                };
+                match dtype {
+                    Stored::F32 => bytes.extend_from_slice(&x.to_le_bytes()),
+                    Stored::Bf16 => bytes.extend_from_slice(&half::bf16::from_f32(x).to_le_bytes()),
+                }
+            }
+            out.write_all(&bytes)?;
+            done = n.min(done + CHUNK);
+        }
+        Ok(())
     }
+}
+
+#[derive(Clone, Copy)]
+enum Init {
+    Uniform { scale: f32, offset: f32 },
+    NearIdentity { k: usize },
+}
+
+#[derive(Clone, Copy)]
+enum Stored {
+    F32,
+    Bf16,
+}
+
+struct Spec {
+    name: String,
+    shape: Vec<usize>,
+    init: Init,
+    dtype: Stored,
+}
+
+/// Every tensor of an ArmoRM of shape `s`, in file order. The published checkpoint stores the
+/// backbone in bf16 and the heads in f32.
+fn specs(s: &Shape) -> Vec<Spec> {
+    let hd = s.hidden / s.heads;
+    let mut t = Vec::new();
+    let mut add =
+        |name: String, shape: &[usize], init, dtype| t.push(Spec { name, shape: shape.to_vec(), init, dtype });
+    let lin = |inp: usize| Init::Uniform { scale: (3.0 / inp as f32).sqrt(), offset: 0.0 };
+    let norm = Init::Uniform { scale: 0.1, offset: 1.0 };
+    add(
+        "model.embed_tokens.weight".into(),
+        &[s.vocab, s.hidden],
+        Init::Uniform { scale: 1.0, offset: 0.0 },
+        Stored::Bf16,
+    );
+    for l in 0..s.layers {
+        let p = format!("model.layers.{l}");
+        add(format!("{p}.input_layernorm.weight"), &[s.hidden], norm, Stored::Bf16);
+        add(format!("{p}.post_attention_layernorm.weight"), &[s.hidden], norm, Stored::Bf16);
+        add(format!("{p}.self_attn.q_proj.weight"), &[s.heads * hd, s.hidden], lin(s.hidden), Stored::Bf16);
+        add(format!("{p}.self_attn.k_proj.weight"), &[s.kv_heads * hd, s.hidden], lin(s.hidden), Stored::Bf16);
+        add(format!("{p}.self_attn.v_proj.weight"), &[s.kv_heads * hd, s.hidden], lin(s.hidden), Stored::Bf16);
+        add(format!("{p}.self_attn.o_proj.weight"), &[s.hidden, s.heads * hd], lin(s.heads * hd), Stored::Bf16);
+        add(format!("{p}.mlp.gate_proj.weight"), &[s.intermediate, s.hidden], lin(s.hidden), Stored::Bf16);
+        add(format!("{p}.mlp.up_proj.weight"), &[s.intermediate, s.hidden], lin(s.hidden), Stored::Bf16);
+        add(format!("{p}.mlp.down_proj.weight"), &[s.hidden, s.intermediate], lin(s.intermediate), Stored::Bf16);
+    }
+    add("model.norm.weight".into(), &[s.hidden], norm, Stored::Bf16);
+    let k = s.objectives;
+    add("regression_layer.weight".into(), &[k, s.hidden], lin(s.hidden), Stored::F32);
+    add("reward_transform_matrix".into(), &[k, k], Init::NearIdentity { k }, Stored::F32);
+    let mut dims = vec![s.hidden];
+    dims.extend(std::iter::repeat_n(s.gating_hidden, s.gating_layers));
+    dims.push(k);
+    for (i, io) in dims.windows(2).enumerate() {
+        add(format!("gating.layers.{i}.weight"), &[io[1], io[0]], lin(io[0]), Stored::F32);
+        add(format!("gating.layers.{i}.bias"), &[io[1]], Init::Uniform { scale: 0.1, offset: 0.0 }, Stored::F32);
+    }
+    add("gating.logit_scale".into(), &[1], Init::Uniform { scale: 0.0, offset: 1.0 }, Stored::F32);
+    t
+}
+
+/// Writes the safetensors file tensor by tensor (header first, from the specs' sizes), into a
+/// temporary name renamed at the end, so an interrupted write never passes for a checkpoint.
+fn write_safetensors(path: &Path, specs: &[Spec]) -> anyhow::Result<()> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for spec in specs {
+        let (name, size) = match spec.dtype {
+            Stored::F32 => ("F32", 4),
+            Stored::Bf16 => ("BF16", 2),
+        };
+        let end = offset + spec.shape.iter().product::<usize>() * size;
+        header.insert(
+            spec.name.clone(),
+            serde_json::json!({"dtype": name, "shape": spec.shape, "data_offsets": [offset, end]}),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&header)?;
+    // The format wants the data 8-byte aligned; the header is padded with spaces.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let partial = path.with_extension("partial");
+    let mut out = std::io::BufWriter::with_capacity(8 << 20, std::fs::File::create(&partial)?);
+    out.write_all(&(header.len() as u64).to_le_bytes())?;
+    out.write_all(&header)?;
+    let mut rng = Rng(0xA4E0_4A11);
+    for spec in specs {
+        rng.write(&mut out, spec.shape.iter().product(), spec.init, spec.dtype)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    std::fs::rename(partial, path)?;
+    Ok(())
 }
 
 /// Writes the checkpoint into `dir` (skipped when already there) and returns it. `tokenizer` must
@@ -76,42 +201,8 @@ pub fn write(dir: &Path, s: &Shape, tokenizer: &Path) -> anyhow::Result<PathBuf>
         return Ok(dir.to_path_buf());
     }
     std::fs::create_dir_all(dir)?;
-    let mut rng = Rng(0xA4E0_4A11);
-    let hd = s.hidden / s.heads;
-    let mut t: HashMap<String, Tensor> = HashMap::new();
-    let lin = |rng: &mut Rng, out: usize, inp: usize| rng.tensor(&[out, inp], (3.0 / inp as f32).sqrt(), 0.0);
-    // The published checkpoint stores the backbone in bf16 and the heads in f32; converting each
-    // tensor as it is made keeps an 8B model's generation within ~2x its bf16 size.
-    let bf16 = |t: Tensor| t.to_dtype(DType::BF16).expect("f32 converts to bf16");
-    t.insert("model.embed_tokens.weight".into(), bf16(rng.tensor(&[s.vocab, s.hidden], 1.0, 0.0)));
-    for l in 0..s.layers {
-        let p = format!("model.layers.{l}");
-        t.insert(format!("{p}.input_layernorm.weight"), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
-        t.insert(format!("{p}.post_attention_layernorm.weight"), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
-        t.insert(format!("{p}.self_attn.q_proj.weight"), bf16(lin(&mut rng, s.heads * hd, s.hidden)));
-        t.insert(format!("{p}.self_attn.k_proj.weight"), bf16(lin(&mut rng, s.kv_heads * hd, s.hidden)));
-        t.insert(format!("{p}.self_attn.v_proj.weight"), bf16(lin(&mut rng, s.kv_heads * hd, s.hidden)));
-        t.insert(format!("{p}.self_attn.o_proj.weight"), bf16(lin(&mut rng, s.hidden, s.heads * hd)));
-        t.insert(format!("{p}.mlp.gate_proj.weight"), bf16(lin(&mut rng, s.intermediate, s.hidden)));
-        t.insert(format!("{p}.mlp.up_proj.weight"), bf16(lin(&mut rng, s.intermediate, s.hidden)));
-        t.insert(format!("{p}.mlp.down_proj.weight"), bf16(lin(&mut rng, s.hidden, s.intermediate)));
-    }
-    t.insert("model.norm.weight".into(), bf16(rng.tensor(&[s.hidden], 0.1, 1.0)));
+    write_safetensors(&dir.join("model.safetensors"), &specs(s))?;
     let k = s.objectives;
-    t.insert("regression_layer.weight".into(), lin(&mut rng, k, s.hidden));
-    t.insert(
-        "reward_transform_matrix".into(),
-        rng.tensor(&[k, k], 0.1, 0.0).add(&Tensor::eye(k, DType::F32, &Device::Cpu)?)?,
-    );
-    let mut dims = vec![s.hidden];
-    dims.extend(std::iter::repeat_n(s.gating_hidden, s.gating_layers));
-    dims.push(k);
-    for (i, io) in dims.windows(2).enumerate() {
-        t.insert(format!("gating.layers.{i}.weight"), lin(&mut rng, io[1], io[0]));
-        t.insert(format!("gating.layers.{i}.bias"), rng.tensor(&[io[1]], 0.1, 0.0));
-    }
-    t.insert("gating.logit_scale".into(), Tensor::new(&[1.0f32], &Device::Cpu)?);
-    candle_core::safetensors::save(&t, dir.join("model.safetensors"))?;
     let config = serde_json::json!({
         "architectures": ["LlamaForRewardModelWithGating"], "model_type": "llama",
         "hidden_size": s.hidden, "intermediate_size": s.intermediate, "num_hidden_layers": s.layers,

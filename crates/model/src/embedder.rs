@@ -70,6 +70,7 @@ impl OpenCheckpoint {
         if let Some(r) = memory::resident() {
             tracing::info!(
                 checkpoint_gib = memory::gib(stored),
+                f32_weights_gib = memory::gib(4 * self.weights.parameters() as u64),
                 peak_gib = memory::gib(r.peak),
                 resident_gib = memory::gib(r.now),
                 peak_over_checkpoint = r.peak as f64 / stored.max(1) as f64,

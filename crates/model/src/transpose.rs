@@ -5,14 +5,16 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-/// Columns per parallel task; each reads its input in (BLOCK x BLOCK) tiles.
+/// Columns per parallel task, and the side of the square tiles each task moves through a local
+/// buffer: reads and writes both run along rows, 32 elements (64 or 128 bytes) at a time. Writing
+/// element by element down the output's columns instead made this a third of a bf16 load's time.
 const BLOCK: usize = 32;
 
 /// Writes `src` (rows x cols, row-major), converted by `f`, transposed into columns
 /// `[first_col, first_col + rows)` of `out` (cols x out_cols, row-major): out[c][first_col + r] =
 /// f(src[r][c]). Several sources stacked by rows become side-by-side column ranges of one output.
 /// The output may be uninitialised: this writes every element of those columns and reads none.
-pub fn transpose_into<S: Copy + Sync, T: Send>(
+pub fn transpose_into<S: Copy + Sync, T: Copy + Send>(
     src: &[S],
     rows: usize,
     cols: usize,
@@ -25,11 +27,17 @@ pub fn transpose_into<S: Copy + Sync, T: Send>(
     out.par_chunks_mut(BLOCK * out_cols).enumerate().for_each(|(b, chunk)| {
         let c0 = b * BLOCK;
         let width = chunk.len() / out_cols;
+        // tile[c][r] = f(src[r0 + r][c0 + c]): converted and turned in L1.
+        let mut tile: Vec<MaybeUninit<T>> = vec![MaybeUninit::uninit(); BLOCK * BLOCK];
         for r0 in (0..rows).step_by(BLOCK) {
-            for r in r0..(r0 + BLOCK).min(rows) {
-                for (c, &x) in src[r * cols + c0..][..width].iter().enumerate() {
-                    chunk[c * out_cols + first_col + r].write(f(x));
+            let height = BLOCK.min(rows - r0);
+            for r in 0..height {
+                for (c, &x) in src[(r0 + r) * cols + c0..][..width].iter().enumerate() {
+                    tile[c * BLOCK + r].write(f(x));
                 }
+            }
+            for c in 0..width {
+                chunk[c * out_cols + first_col + r0..][..height].copy_from_slice(&tile[c * BLOCK..][..height]);
             }
         }
     });
