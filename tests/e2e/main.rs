@@ -14,3 +14,4 @@ mod protocols;
 mod score;
 mod tracing;
 mod train;
+mod ui;

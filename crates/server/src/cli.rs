@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// Also require the API key on /health and /metrics.
     #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS")]
     pub auth_health_and_metrics: bool,
+    /// Do not serve the explain page at /ui (it is static and asks for the API key itself, so it is
+    /// served without one).
+    #[arg(long, env = "ARMORM_NO_UI")]
+    pub no_ui: bool,
     /// Skip the full-size warm-up batch at start (faster start, but a too-large budget then fails
     /// under load instead of at start).
     #[arg(long, env = "ARMORM_NO_WARMUP")]

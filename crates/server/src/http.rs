@@ -195,7 +195,8 @@ const OPEN_PATHS: &[&str] = &["/health", "/metrics"];
 
 pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
     let Some(key) = &state.api_key else { return Ok(next.run(req).await) };
-    if !state.auth_health_and_metrics && OPEN_PATHS.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    if crate::ui::is_ui_path(path) || (!state.auth_health_and_metrics && OPEN_PATHS.contains(&path)) {
         return Ok(next.run(req).await);
     }
     let presented = req

@@ -20,3 +20,4 @@ pub mod serve;
 pub mod state;
 pub mod telemetry;
 pub mod types;
+pub mod ui;

@@ -10,6 +10,7 @@ use crate::http::{authorize, method_not_allowed, not_found, observe};
 use crate::ops;
 use crate::protocols;
 use crate::state::AppState;
+use crate::ui;
 
 type Handler = MethodRouter<Arc<AppState>>;
 
@@ -29,6 +30,9 @@ pub fn table() -> Vec<(Method, &'static str, Handler)> {
         (Method::GET, "/health", get(ops::health)),
         (Method::GET, "/metrics", get(ops::metrics)),
         (Method::GET, "/openapi.yaml", get(ops::openapi)),
+        (Method::GET, "/ui", get(ui::page)),
+        (Method::GET, "/ui/app.js", get(ui::script)),
+        (Method::GET, "/ui/app.css", get(ui::style)),
     ]
 }
 
@@ -38,7 +42,8 @@ pub fn paths() -> Vec<&'static str> {
 
 pub fn router(state: Arc<AppState>) -> Router {
     let mut router = Router::new();
-    for (method, path, handler) in table() {
+    let served = table().into_iter().filter(|(_, path, _)| state.ui || !ui::is_ui_path(path));
+    for (method, path, handler) in served {
         router = router.route(path, handler.fallback(move |req| method_not_allowed(method.clone(), req)));
     }
     router

@@ -75,6 +75,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         content_special_tokens: args.content_special_tokens,
         api_key,
         auth_health_and_metrics: args.auth_health_and_metrics,
+        ui: !args.no_ui,
         tokenizer_permits: Arc::new(Semaphore::new(workers.max(1))),
         ready: true.into(),
         in_flight: 0.into(),

@@ -32,6 +32,8 @@ pub struct AppState {
     pub content_special_tokens: ContentSpecialTokens,
     pub api_key: Option<String>,
     pub auth_health_and_metrics: bool,
+    /// Serve the explain page (`/ui`); `--no-ui` turns it off.
+    pub ui: bool,
     /// One permit per tokenizer worker. The blocking task holds it until it returns, so however many
     /// clients hang up, no more than this many threads ever render and tokenize.
     pub tokenizer_permits: Arc<Semaphore>,
