@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use armorm_model::{
-    ComputeDType, Conversation, EncodeLimits, Encoded, LoadOptions, ModelSource, RawMessage, RewardModel, RewardOutput,
+    ComputeDType, Conversation, DeviceChoice, EncodeLimits, Encoded, LoadOptions, ModelSource, RawMessage, RewardModel,
+    RewardOutput,
 };
 use serde_json::Value;
 
@@ -59,8 +60,12 @@ fn conversations() -> Vec<Result<Conversation, String>> {
 }
 
 fn load(name: &str, dtype: ComputeDType) -> RewardModel {
+    load_on(name, dtype, DeviceChoice::Cpu)
+}
+
+fn load_on(name: &str, dtype: ComputeDType, device: DeviceChoice) -> RewardModel {
     let source = ModelSource::Local(fixtures().join("models").join(name));
-    RewardModel::load(&source, &LoadOptions { dtype: Some(dtype), ..Default::default() }).unwrap()
+    RewardModel::load(&source, &LoadOptions { device, dtype: Some(dtype), ..Default::default() }).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -139,7 +144,11 @@ fn check_outputs(outputs: &[RewardOutput], cases: &[&Value], tol: Tol) -> f32 {
 
 /// Scores the fixture's conversations as one batch and each alone; both must match the reference.
 fn parity(name: &str, dtype: ComputeDType, key: &str, tol: Tol) {
-    let model = load(name, dtype);
+    parity_on(name, dtype, key, tol, DeviceChoice::Cpu)
+}
+
+fn parity_on(name: &str, dtype: ComputeDType, key: &str, tol: Tol, device: DeviceChoice) {
+    let model = load_on(name, dtype, device);
     let exp = expected(name);
     let pattern: Vec<u32> = exp["pattern"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
     if let Some(p) = model.encoder().pattern() {
@@ -191,7 +200,11 @@ fn bradley_terry_checkpoint_matches_transformers_sequence_classification() {
 
 #[test]
 fn batch_composition_does_not_change_a_score() {
-    let model = load("tiny-f32", ComputeDType::F32);
+    batch_invariance(&load("tiny-f32", ComputeDType::F32), 1e-5);
+}
+
+/// Each conversation's score and gating, alone and in batches of other orders, agree within `tol`.
+fn batch_invariance(model: &RewardModel, tol: f32) {
     let encoded: Vec<Encoded> = conversations().iter().flatten().filter_map(|c| model.encode(c).ok()).collect();
     let alone: Vec<RewardOutput> = encoded.iter().map(|e| model.forward(&[e]).unwrap().remove(0)).collect();
     // Reversed, rotated and a duplicated subset: every position and neighbour changes.
@@ -202,10 +215,10 @@ fn batch_composition_does_not_change_a_score() {
         let batch: Vec<&Encoded> = order.iter().map(|&i| &encoded[i]).collect();
         for (&i, out) in order.iter().zip(model.forward(&batch).unwrap()) {
             let a = &alone[i];
-            assert!((out.score - a.score).abs() <= 1e-5, "conversation {i}: {} alone, {} in batch", a.score, out.score);
+            assert!((out.score - a.score).abs() <= tol, "conversation {i}: {} alone, {} in batch", a.score, out.score);
             let (o, ao) = (out.objectives.unwrap(), a.objectives.as_ref().unwrap());
             for (x, y) in o.gating.iter().zip(&ao.gating) {
-                assert!((x - y).abs() <= 1e-5);
+                assert!((x - y).abs() <= tol);
             }
         }
     }
@@ -275,5 +288,45 @@ fn shared_prompts_give_the_same_numbers_as_unshared_and_the_reference() {
         for (p, q) in x.rewards.iter().chain(&x.gating).zip(y.rewards.iter().chain(&y.gating)) {
             assert!((p - q).abs() <= 1e-5, "{p} vs {q}");
         }
+    }
+}
+
+/// The same references on an NVIDIA GPU (`--features cuda`): f32 within 1e-4, bf16 within the bf16
+/// tolerance, and batch-invariant. Skipped, saying so, where no GPU can be opened; the binary itself
+/// needs the NVIDIA driver's libcuda to start.
+#[cfg(feature = "cuda")]
+mod gpu {
+    use super::*;
+
+    fn gpu() -> Option<DeviceChoice> {
+        match candle_core::Device::new_cuda(0) {
+            Ok(_) => Some(DeviceChoice::Cuda(0)),
+            Err(e) => {
+                eprintln!("skipping the GPU parity test: no CUDA device 0 ({e})");
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn cuda_f32_matches_the_reference() {
+        let Some(device) = gpu() else { return };
+        for name in ["tiny-f32", "tiny-bf16", "tiny-sharded", "tiny-bt"] {
+            parity_on(name, ComputeDType::F32, "f32", F32_TOL, device);
+        }
+    }
+
+    #[test]
+    fn cuda_bf16_matches_the_reference_bf16_forward() {
+        let Some(device) = gpu() else { return };
+        parity_on("tiny-bf16", ComputeDType::Bf16, "bf16", BF16_TOL, device);
+        parity_on("tiny-bf16", ComputeDType::Bf16, "f32", BF16_TOL, device);
+    }
+
+    #[test]
+    fn cuda_batches_do_not_change_a_score() {
+        let Some(device) = gpu() else { return };
+        // cuBLAS may pick other kernels for other batch shapes: f32 sums in another order.
+        batch_invariance(&load_on("tiny-f32", ComputeDType::F32, device), 1e-4);
     }
 }
