@@ -3,6 +3,7 @@
 //! under target/ui-screenshots. Without a browser the tests say so and pass, unless
 //! ARMORM_REQUIRE_BROWSER is set (as `.ci/run` does, after installing Chromium and its driver).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,8 +31,10 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// Chromium outlives a killed chromedriver, so the whole process group goes (chromedriver was
+    /// started as its leader): a failed test leaves no browser behind.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.driver.id())]).status();
         let _ = self.driver.wait();
     }
 }
@@ -52,6 +55,7 @@ impl Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new(driver)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -68,6 +72,8 @@ impl Browser {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
+            "--disable-crash-reporter".into(),
+            "--disable-breakpad".into(),
             format!("--window-size={width},{height}"),
             format!("--user-data-dir={}", profile.path().display()),
         ];
