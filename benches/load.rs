@@ -29,8 +29,8 @@ struct LoadMemory {
     checkpoint: f64,
     peak: f64,
     resident: f64,
-    /// f32 weights over the checkpoint's stored bytes (2 for a bf16 checkpoint).
-    f32_over_stored: f64,
+    /// The weights' size in f32 (twice a bf16 checkpoint).
+    f32_weights: f64,
 }
 
 /// Runs `armorm score` on one conversation: seconds from process start to its score, and the
@@ -52,17 +52,13 @@ fn armorm_load(dir: &Path, dtype: &str) -> anyhow::Result<(f64, LoadMemory)> {
     let line = log.lines().find(|l| l.contains("load memory")).unwrap_or_default();
     let gib =
         |key| field(line, key).map(|v| v * (1u64 << 30) as f64).ok_or_else(|| anyhow::anyhow!("no {key} in {line:?}"));
-    let checkpoint = gib("checkpoint_gib")?;
-    let f32_weights = gib("f32_weights_gib")?;
-    Ok((
-        seconds,
-        LoadMemory {
-            checkpoint,
-            peak: gib("peak_gib")?,
-            resident: gib("resident_gib")?,
-            f32_over_stored: f32_weights / checkpoint,
-        },
-    ))
+    let memory = LoadMemory {
+        checkpoint: gib("checkpoint_gib")?,
+        f32_weights: gib("f32_weights_gib")?,
+        peak: gib("peak_gib")?,
+        resident: gib("resident_gib")?,
+    };
+    Ok((seconds, memory))
 }
 
 /// benches/load_reference.py: seconds to its first forward pass and its peak RSS in bytes.
@@ -158,7 +154,7 @@ fn main() -> anyhow::Result<()> {
         let torch_peak = if theirs.is_empty() { "?".into() } else { gb(max(theirs.iter().map(|t| t.1))) };
         // The bound is against the weights at the compute dtype: the checkpoint for bf16,
         // twice a bf16 checkpoint for f32.
-        let at_dtype = load.checkpoint * if dtype == "f32" { load.f32_over_stored } else { 1.0 };
+        let at_dtype = if dtype == "f32" { load.f32_weights } else { load.checkpoint };
         println!(
             "| {dtype} | {} | {} | {ratio} | {} | {} | {:.2}x | {torch_peak} |",
             times(&ours),

@@ -93,6 +93,12 @@ impl Browser {
         Some(Self { client, driver, _profile: profile })
     }
 
+    /// Opens `url` and waits until the page's phase is `phase`.
+    async fn open(&self, url: &str, phase: &str) {
+        self.client.goto(url).await.unwrap();
+        self.phase(phase).await;
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
@@ -172,8 +178,7 @@ fn formatted(v: &Value) -> String {
 async fn a_shared_link_scores_at_once_with_the_apis_numbers_and_nothing_external() {
     let server = TestServer::start("tiny-f32", &[]).await;
     let Some(browser) = Browser::start(1280, 1000, &[]).await else { return };
-    browser.client.goto(&link(&server, &[("user", PROMPT)], &RESPONSES)).await.unwrap();
-    browser.phase("scored").await;
+    browser.open(&link(&server, &[("user", PROMPT)], &RESPONSES), "scored").await;
     for (i, response) in RESPONSES.iter().enumerate() {
         let api = api_score(&server, response, None).await;
         assert_eq!(browser.text(&format!("score-{i}")).await, formatted(&api["score"]), "response {i}");
@@ -212,8 +217,7 @@ async fn a_shared_link_scores_at_once_with_the_apis_numbers_and_nothing_external
 async fn moving_a_slider_by_keyboard_gives_the_custom_score_the_api_returns() {
     let server = TestServer::start("tiny-f32", &[]).await;
     let Some(browser) = Browser::start(1280, 1000, &[]).await else { return };
-    browser.client.goto(&link(&server, &[("user", PROMPT)], &RESPONSES)).await.unwrap();
-    browser.phase("scored").await;
+    browser.open(&link(&server, &[("user", PROMPT)], &RESPONSES), "scored").await;
     let slider = browser.client.find(Locator::Id("weight-8")).await.unwrap();
     for _ in 0..20 {
         slider.send_keys(&Key::Right.to_string()).await.unwrap();
@@ -241,8 +245,7 @@ async fn moving_a_slider_by_keyboard_gives_the_custom_score_the_api_returns() {
     assert!(url.contains("/ui#z"), "{url}");
     browser.screenshot("reweighted").await;
     browser.client.goto("about:blank").await.unwrap();
-    browser.client.goto(&url).await.unwrap();
-    browser.phase("scored").await;
+    browser.open(&url, "scored").await;
     assert_eq!(browser.text("custom-0").await, custom_before);
     // Reset: back to the model's gating, no custom score.
     browser.client.find(Locator::Id("reset-weights")).await.unwrap().click().await.unwrap();
@@ -253,8 +256,7 @@ async fn moving_a_slider_by_keyboard_gives_the_custom_score_the_api_returns() {
 async fn an_invalid_conversation_shows_the_servers_422_message() {
     let server = TestServer::start("tiny-f32", &[]).await;
     let Some(browser) = Browser::start(1280, 900, &[]).await else { return };
-    browser.client.goto(&link(&server, &[("moderator", PROMPT)], &RESPONSES[..1])).await.unwrap();
-    browser.phase("error").await;
+    browser.open(&link(&server, &[("moderator", PROMPT)], &RESPONSES[..1]), "error").await;
     let (status, api) = server
         .post("/rank", &json!({"messages": [{"role": "moderator", "content": PROMPT}], "responses": [RESPONSES[0]]}))
         .await;
@@ -270,8 +272,7 @@ async fn an_invalid_conversation_shows_the_servers_422_message() {
 async fn a_bradley_terry_model_shows_score_and_rank_with_the_reason_there_is_no_breakdown() {
     let server = TestServer::start("tiny-bt", &[]).await;
     let Some(browser) = Browser::start(390, 844, &[]).await else { return };
-    browser.client.goto(&link(&server, &[("user", PROMPT)], &RESPONSES)).await.unwrap();
-    browser.phase("scored").await;
+    browser.open(&link(&server, &[("user", PROMPT)], &RESPONSES), "scored").await;
     let (_, api) = server.post("/score", &json!({"prompt": PROMPT, "response": RESPONSES[1]})).await;
     assert_eq!(browser.text("score-1").await, formatted(&api["score"]));
     assert!(browser.text("no-breakdown").await.contains("Bradley-Terry"));
@@ -290,8 +291,7 @@ async fn the_page_asks_for_the_api_key_once_and_keeps_it_out_of_the_url() {
     let server = TestServer::start("tiny-f32", &["--api-key", "s3cret-key"]).await;
     let Some(browser) = Browser::start(1280, 900, &[]).await else { return };
     let url = link(&server, &[("user", PROMPT)], &RESPONSES[..1]);
-    browser.client.goto(&url).await.unwrap();
-    browser.phase("error").await;
+    browser.open(&url, "error").await;
     assert!(browser.text("error").await.contains("401"));
     let input = browser.client.find(Locator::Id("key-input")).await.unwrap();
     input.send_keys("s3cret-key").await.unwrap();
@@ -312,8 +312,7 @@ async fn the_page_asks_for_the_api_key_once_and_keeps_it_out_of_the_url() {
 async fn the_page_follows_the_systems_dark_mode() {
     let server = TestServer::start("tiny-f32", &[]).await;
     let Some(browser) = Browser::start(1280, 900, &["--force-dark-mode"]).await else { return };
-    browser.client.goto(&link(&server, &[("user", PROMPT)], &RESPONSES)).await.unwrap();
-    browser.phase("scored").await;
+    browser.open(&link(&server, &[("user", PROMPT)], &RESPONSES), "scored").await;
     let background = browser.js("return getComputedStyle(document.body).backgroundColor").await;
     assert_eq!(background, "rgb(15, 17, 21)", "the dark palette's background");
     browser.screenshot("dark").await;
