@@ -382,6 +382,8 @@
       state.weights = Object.fromEntries(objectives().map((name, k) => [name, Number($(`weight-${k}`).value ?? coefficients[k])]));
     }
     state.weights[objectives()[j]] = Number(input.value);
+    // The shown custom scores are stale from now until the debounced request answers.
+    setPhase('scoring', 'Re-scoring with your weights…');
     clearTimeout(sliderTimer);
     sliderTimer = setTimeout(score, SLIDER_DEBOUNCE_MS);
   }
