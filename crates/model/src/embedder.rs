@@ -71,6 +71,8 @@ impl OpenCheckpoint {
             tracing::info!(
                 checkpoint_gib = memory::gib(stored),
                 f32_weights_gib = memory::gib(4 * self.weights.parameters() as u64),
+                // Counted in resident: the page cache's own pages, shared and reclaimable.
+                mapped_gib = memory::gib(self.weights.mapped_bytes()),
                 peak_gib = memory::gib(r.peak),
                 resident_gib = memory::gib(r.now),
                 peak_over_checkpoint = r.peak as f64 / stored.max(1) as f64,

@@ -80,18 +80,9 @@ impl DeviceChoice {
     }
 }
 
-/// AMX bf16 tiles, or AVX512-BF16 (CPUID.(7,1):EAX bit 5) with the OS saving AVX-512 state.
+/// A bf16 kernel of ours runs here: AMX tiles, or AVX512-BF16 dot products.
 fn cpu_computes_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let avx512_bf16 = std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::x86_64::__cpuid_count(7, 1).eax & (1 << 5) != 0;
-        avx512_bf16 || crate::tiles::available()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    crate::tiles::available() || crate::linear::dot::available()
 }
 
 /// The dtype the backbone computes in; the heads always compute in f32.

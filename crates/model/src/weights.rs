@@ -6,15 +6,22 @@
 //! positioned read straight into an owned buffer of its stored type, converted (in parallel) when
 //! the compute dtype differs, and the stored copy dropped before the next tensor: the file's pages
 //! stay in the page cache, never in the process, and at most one tensor exists twice.
+//!
+//! bf16 weights that a kernel can use in their stored layout ([`Weights::bf16_rows`]) are not read
+//! at all: they are used from a read-only memory map of the shard, the page cache's own pages, as
+//! PyTorch uses safetensors. Copying them into fresh memory was most of a bf16 load, because first
+//! touching anonymous pages is slow (and on a VM, slower still).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
+use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -43,6 +50,10 @@ type Parts<'a> = Vec<(&'a str, &'a Located)>;
 /// The tensors of a checkpoint, by name, and the device they go to.
 pub struct Weights {
     shards: Vec<(PathBuf, File)>,
+    /// Each shard's read-only map, made when a tensor is first used from it.
+    maps: Vec<OnceLock<Arc<Mmap>>>,
+    /// Bytes of tensors used from the maps.
+    mapped: AtomicU64,
     tensors: HashMap<String, Located>,
     device: Device,
     /// Where tensors that need converting or transposing are read, kept from one tensor to the
@@ -101,7 +112,15 @@ impl Weights {
             }
             shards.push((path.clone(), file));
         }
-        Ok(Self { shards, tensors, device: device.clone(), scratch: Mutex::new(Vec::new()) })
+        let maps = shards.iter().map(|_| OnceLock::new()).collect();
+        Ok(Self {
+            shards,
+            maps,
+            mapped: AtomicU64::new(0),
+            tensors,
+            device: device.clone(),
+            scratch: Mutex::new(Vec::new()),
+        })
     }
 
     /// Where loaded tensors go.
@@ -121,6 +140,11 @@ impl Weights {
     /// Bytes the checkpoint's tensors take on disk.
     pub fn stored_bytes(&self) -> u64 {
         self.tensors.values().map(|t| t.entry.data_offsets[1] - t.entry.data_offsets[0]).sum()
+    }
+
+    /// Bytes of tensors used in place from the memory-mapped shards so far.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.mapped.load(Ordering::Relaxed)
     }
 
     /// Reads `name`, checks its shape, and converts it to `dtype` on the target device.
@@ -162,6 +186,41 @@ impl Weights {
             }
             other => return Err(ModelError::Checkpoint(format!("cannot load weights as {other:?}"))),
         })
+    }
+
+    /// A (rows, cols) matrix as bf16 rows in its stored layout, for the kernels that read W row by
+    /// row ([`crate::linear::dot`]): a view of the shard's memory map when stored as bf16 (no copy),
+    /// otherwise read and converted into memory of its own.
+    pub fn bf16_rows(&self, name: &str, rows: usize, cols: usize) -> Result<Bf16Rows> {
+        let (located, _) = self.locate(&[(name, &[rows, cols])])?;
+        let [(_, t)] = located[..] else { unreachable!("one part in, one out") };
+        if t.entry.dtype != bf16::NAME || t.offset % 2 != 0 {
+            return Ok(Bf16Rows::owned(self.stacked::<bf16>(&[(name, t)])?, rows, cols));
+        }
+        let (path, file) = &self.shards[t.shard];
+        let map = match self.maps[t.shard].get() {
+            Some(map) => map.clone(),
+            None => {
+                // SAFETY: the map is read-only and private; it stays valid while the file is not
+                // truncated, the same condition under which safetensors' and PyTorch's memory-mapped
+                // loading work (checkpoints are not rewritten under a running server; the hub
+                // cache's blobs never are). A truncated file would fault the process on access.
+                let map = unsafe { Mmap::map(file) }.map_err(|e| ModelError::io(path, e))?;
+                self.maps[t.shard].get_or_init(|| Arc::new(map)).clone()
+            }
+        };
+        let (start, bytes) = (t.offset as usize, rows * cols * 2);
+        // Read the tensor's pages in now, not during the first request (best effort: an older
+        // kernel without MADV_POPULATE_READ gets a read-ahead hint).
+        #[cfg(target_os = "linux")]
+        let populated = map.advise_range(memmap2::Advice::PopulateRead, start, bytes).is_ok();
+        #[cfg(not(target_os = "linux"))]
+        let populated = false;
+        if !populated {
+            let _ = map.advise_range(memmap2::Advice::WillNeed, start, bytes);
+        }
+        self.mapped.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(Bf16Rows { data: Bf16Data::Mapped { map, start }, rows, cols })
     }
 
     /// Each part's entry, checked against its expected shape, and the stacked shape.
@@ -285,6 +344,51 @@ fn unsupported(path: &std::path::Path, name: &str, stored: &str) -> ModelError {
         "{}: tensor {name} is {stored}; checkpoints must store F32, BF16 or F16",
         path.display()
     ))
+}
+
+/// A row-major bf16 matrix, in memory of its own or inside a shard's memory map.
+pub struct Bf16Rows {
+    data: Bf16Data,
+    rows: usize,
+    cols: usize,
+}
+
+enum Bf16Data {
+    Owned(Vec<bf16>),
+    /// `rows * cols` values from byte `start` of the map (2-aligned: checked when made).
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+    },
+}
+
+impl Bf16Rows {
+    /// # Panics
+    /// When `values` is not `rows * cols` long.
+    pub fn owned(values: Vec<bf16>, rows: usize, cols: usize) -> Self {
+        assert_eq!(values.len(), rows * cols, "not a ({rows}, {cols}) matrix");
+        Self { data: Bf16Data::Owned(values), rows, cols }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Whether the values are the shard's mapped pages rather than a copy.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.data, Bf16Data::Mapped { .. })
+    }
+
+    pub fn as_slice(&self) -> &[bf16] {
+        match &self.data {
+            Bf16Data::Owned(v) => v,
+            Bf16Data::Mapped { map, start } => bytemuck::cast_slice(&map[*start..][..self.rows * self.cols * 2]),
+        }
+    }
 }
 
 /// A tensor as read from its file, before any conversion.
@@ -412,6 +516,24 @@ mod tests {
         }
         assert!(w.get("a", &[100, 30], DType::F32).unwrap_err().to_string().contains("the config implies"));
         assert!(w.get("zzz", &[1], DType::F32).unwrap_err().to_string().contains("missing tensor"));
+    }
+
+    #[test]
+    fn bf16_rows_are_the_mapped_file_when_stored_as_bf16_and_a_converted_copy_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let values: Vec<f32> = (0..600).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let f32s = Tensor::from_vec(values, (20, 30), &Device::Cpu).unwrap();
+        let bf16s = f32s.to_dtype(DType::BF16).unwrap();
+        let path = write(dir.path(), vec![("a", f32s), ("b", bf16s.clone())]);
+        let w = Weights::open(&[path], &Device::Cpu).unwrap();
+        let want = bf16s.flatten_all().unwrap().to_vec1::<bf16>().unwrap();
+        let (a, b) = (w.bf16_rows("a", 20, 30).unwrap(), w.bf16_rows("b", 20, 30).unwrap());
+        assert!(!a.is_mapped() && b.is_mapped());
+        assert_eq!((b.rows(), b.cols()), (20, 30));
+        assert_eq!(a.as_slice(), &want[..], "f32 rounded to bf16 as candle rounds it");
+        assert_eq!(b.as_slice(), &want[..]);
+        assert_eq!(w.mapped_bytes(), 600 * 2);
+        assert!(w.bf16_rows("b", 30, 20).is_err(), "shape checked");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::tiles::{self, BLOCK, TILE};
 
 /// Whether the tiles can run attention with these heads.
 pub fn supports(heads: Heads) -> bool {
-    heads.head_dim % BLOCK == 0 && tiles::available()
+    heads.head_dim.is_multiple_of(BLOCK) && tiles::available()
 }
 
 /// Every segment's keys and values as B tiles, each (segment, kv head) padded to whole 32-key blocks

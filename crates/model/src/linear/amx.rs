@@ -40,14 +40,14 @@ impl PackedWeight {
     /// Packs W (n, k) row-major; `None` when AMX is unavailable or the shape does not tile
     /// (n and k must be multiples of 32, which every Llama projection is).
     pub fn pack(w: &[bf16], n: usize, k: usize, epilogue: Epilogue) -> Option<Self> {
-        if !available() || n % BLOCK != 0 || k % BLOCK != 0 || w.len() != n * k {
+        if !available() || !n.is_multiple_of(BLOCK) || !k.is_multiple_of(BLOCK) || w.len() != n * k {
             return None;
         }
         let k_blocks = k / 32;
         // SwiGLU interleaves gate row blocks (first half of W) with the matching up row blocks.
         let source = |j: usize| match epilogue {
             Epilogue::Plain => j,
-            Epilogue::SwiGlu if j % 2 == 0 => j / 2,
+            Epilogue::SwiGlu if j.is_multiple_of(2) => j / 2,
             Epilogue::SwiGlu => n / 32 + j / 2,
         };
         let mut tiles = vec![bf16::ZERO; n * k];

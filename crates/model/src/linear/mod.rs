@@ -1,8 +1,10 @@
 //! y = x W^T for the backbone's projections, with W stored (out, in) as in the checkpoint, and the
 //! MLP's gate/up projection fused with its SwiGLU activation. bf16 on a CPU with AMX runs on the
-//! tiles ([`amx`]); everything else is a candle matmul.
+//! tiles ([`amx`]), on one with AVX512-BF16 as dot products over the stored rows ([`dot`]);
+//! everything else is a candle matmul.
 
 pub mod amx;
+pub mod dot;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
@@ -13,8 +15,9 @@ use crate::error::Result;
 use crate::matmul::{product, Out, View};
 use crate::simd::filled;
 use crate::transpose::transpose_into;
-use crate::weights::Weights;
+use crate::weights::{self, Weights};
 use amx::{Epilogue, PackedWeight};
+use dot::DotWeight;
 
 pub enum Linear {
     /// Transposed and contiguous, so the matmul streams the weight row-major.
@@ -23,6 +26,11 @@ pub enum Linear {
         epilogue: Epilogue,
     },
     Amx(PackedWeight),
+    /// bf16 rows as stored (memory-mapped when the checkpoint is bf16), on `vdpbf16ps`.
+    Dot {
+        weight: DotWeight,
+        epilogue: Epilogue,
+    },
 }
 
 impl Linear {
@@ -39,11 +47,20 @@ impl Linear {
         Self::from_parts(w, &[(gate, &shape), (up, &shape)], dtype, Epilogue::SwiGlu)
     }
 
-    /// The CPU matmul's weights are read straight into their transposed layout (one buffer, one
-    /// pass); AMX packing and GPUs start from the stacked (out, in) weight.
+    /// The dot-product kernel takes the stored rows as they are; the CPU matmul's weights are read
+    /// straight into their transposed layout (one buffer, one pass); AMX packing and GPUs start
+    /// from the stacked (out, in) weight.
     fn from_parts(w: &Weights, parts: &[(&str, &[usize])], dtype: DType, epilogue: Epilogue) -> Result<Self> {
+        let cpu = matches!(w.device(), Device::Cpu);
         let amx = dtype == DType::BF16 && crate::tiles::available();
-        if matches!(w.device(), Device::Cpu) && !amx {
+        if cpu && dtype == DType::BF16 && !amx && dot::available() {
+            let rows =
+                parts.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
+            if let Some(weight) = DotWeight::new(rows) {
+                return Ok(Self::Dot { weight, epilogue });
+            }
+        }
+        if cpu && !amx {
             return Ok(Self::Matmul { weight_t: w.get_stacked_transposed(parts, dtype)?, epilogue });
         }
         Self::new(&w.get_stacked(parts, dtype)?, epilogue)
@@ -52,10 +69,14 @@ impl Linear {
     /// From a weight (out, in) in the compute dtype, on its device.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
         let (out, input) = weight.dims2()?;
-        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && crate::tiles::available() {
+        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
-            if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
-                return Ok(Self::Amx(packed));
+            if crate::tiles::available() {
+                if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
+                    return Ok(Self::Amx(packed));
+                }
+            } else if let Some(weight) = DotWeight::new(vec![weights::Bf16Rows::owned(values, out, input)]) {
+                return Ok(Self::Dot { weight, epilogue });
             }
         }
         Ok(Self::Matmul { weight_t: transposed(weight)?, epilogue })
@@ -79,6 +100,13 @@ impl Linear {
                 }
             }
             Self::Amx(packed) => x.apply_op1_no_bwd(&AmxMatmul(packed))?,
+            Self::Dot { weight, epilogue } => {
+                let product = x.apply_op1_no_bwd(&DotMatmul(weight))?;
+                match epilogue {
+                    Epilogue::Plain => product,
+                    Epilogue::SwiGlu => swiglu(&product)?,
+                }
+            }
         })
     }
 }
@@ -154,6 +182,25 @@ impl CustomOp1 for AmxMatmul<'_> {
         let (CpuStorage::BF16(x), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
             candle_core::bail!("AMX matmul needs a contiguous bf16 input, got {:?}", storage.dtype())
         };
+        Ok((CpuStorage::BF16(self.0.matmul(&x[start..end], m)), Shape::from((m, self.0.out_features()))))
+    }
+}
+
+struct DotMatmul<'a>(&'a DotWeight);
+
+impl CustomOp1 for DotMatmul<'_> {
+    fn name(&self) -> &'static str {
+        "dot-bf16-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (m, k) = layout.shape().dims2()?;
+        let (CpuStorage::BF16(x), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
+            candle_core::bail!("dot matmul needs a contiguous bf16 input, got {:?}", storage.dtype())
+        };
+        if k != self.0.in_features() {
+            candle_core::bail!("dot matmul: input has {k} features, the weight {}", self.0.in_features())
+        }
         Ok((CpuStorage::BF16(self.0.matmul(&x[start..end], m)), Shape::from((m, self.0.out_features()))))
     }
 }

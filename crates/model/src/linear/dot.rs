@@ -1,0 +1,271 @@
+//! bf16 projections on CPUs with AVX512-BF16 but no AMX (AMD Zen 4/5, Intel Cooper Lake): x W^T as
+//! dot products of x's rows with W's rows, on `vdpbf16ps` (32 bf16 products summed into 16 f32
+//! lanes per instruction, twice the f32 FMA rate).
+//!
+//! W stays in the checkpoint's own (n, k) layout, unpacked, so a bf16 checkpoint's weights are
+//! used straight from the memory-mapped file ([`crate::weights::Bf16Rows`]): no load-time copy, no
+//! resident duplicate. candle instead widens both operands to f32 on every call, which left bf16 no
+//! faster than f32 here, at half PyTorch's (oneDNN's) bf16 speed. Accumulation is f32 throughout and
+//! each result is rounded to bf16 once, as oneDNN does.
+
+use std::mem::MaybeUninit;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use half::bf16;
+use rayon::prelude::*;
+
+use crate::simd::{filled, Disjoint, Element};
+use crate::weights::Bf16Rows;
+
+/// Rows of x per micro-tile, and rows of W: 4 x 6 accumulators, plus the 4 x vectors and one W
+/// vector, fill 29 of the 32 vector registers.
+const MR: usize = 4;
+const NR: usize = 4;
+/// W rows per parallel task: a multiple of NR.
+const NC: usize = 16 * NR;
+/// Bytes of x one task keeps in L2 while it walks its W rows.
+const X_BLOCK_BYTES: usize = 256 << 10;
+
+/// Whether this CPU runs `vdpbf16ps` (checked once).
+pub fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(imp::detect)
+}
+
+/// W as the row blocks it was stored in (q, k, v or gate, up), each (rows_i, k), stacked by rows:
+/// x W^T is (m, sum of rows_i).
+pub struct DotWeight {
+    parts: Vec<Bf16Rows>,
+    k: usize,
+}
+
+impl DotWeight {
+    /// `None` when the parts do not share one row length, or this CPU lacks AVX512-BF16.
+    pub fn new(parts: Vec<Bf16Rows>) -> Option<Self> {
+        let k = parts.first()?.cols();
+        (available() && k > 0 && parts.iter().all(|p| p.cols() == k)).then_some(Self { parts, k })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.parts.iter().map(Bf16Rows::rows).sum()
+    }
+
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
+    /// x (m, k) row-major -> x W^T, (m, out_features), rounded to bf16.
+    pub fn matmul(&self, x: &[bf16], m: usize) -> Vec<bf16> {
+        let (k, n) = (self.k, self.out_features());
+        assert_eq!(x.len(), m * k, "input is not (m, k)");
+        let row_block = (X_BLOCK_BYTES / (2 * k)).max(MR) / MR * MR;
+        // Tasks: (part, its W rows, x rows); together they cover every output element once.
+        let mut tasks: Vec<(usize, usize, Range<usize>, Range<usize>)> = Vec::new();
+        let mut first_col = 0;
+        for (p, part) in self.parts.iter().enumerate() {
+            for c0 in (0..part.rows()).step_by(NC) {
+                for r0 in (0..m).step_by(row_block) {
+                    tasks.push((p, first_col, c0..(c0 + NC).min(part.rows()), r0..(r0 + row_block).min(m)));
+                }
+            }
+            first_col += part.rows();
+        }
+        let fill = |out: &mut [MaybeUninit<bf16>]| {
+            let dst = Disjoint(out.as_mut_ptr());
+            tasks.par_iter().for_each(|(p, first_col, cols, rows)| {
+                let dst = &dst;
+                let w = self.parts[*p].as_slice();
+                // SAFETY: this task alone writes rows `rows` x columns first_col + `cols` of the
+                // (m, n) output; the ranges lie inside x, W and the output by construction.
+                unsafe { block(x, w, k, rows.clone(), cols.clone(), dst.0.add(*first_col), n) };
+            });
+        };
+        // SAFETY: the tasks tile the (m, n) output, and `block` writes every element of its tile.
+        unsafe { filled(m * n, fill) }
+    }
+}
+
+/// out[i][j] = x[i] . w[j] for i in `rows`, j in `cols`, into `out` (row stride `stride`, column 0
+/// being W's row 0).
+///
+/// # Safety
+/// x holds the rows (k each), w the columns (k each), and `out` is valid and this caller's alone for
+/// those rows and columns; `available()` is true.
+unsafe fn block(
+    x: &[bf16],
+    w: &[bf16],
+    k: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+    out: *mut MaybeUninit<bf16>,
+    stride: usize,
+) {
+    assert!(rows.end * k <= x.len() && cols.end * k <= w.len(), "tile outside its operands");
+    let mut j = cols.start;
+    while j < cols.end {
+        let nr = NR.min(cols.end - j);
+        let mut i = rows.start;
+        while i < rows.end {
+            let mr = MR.min(rows.end - i);
+            let (xp, wp) = (x[i * k..].as_ptr(), w[j * k..].as_ptr());
+            let mut acc = [[0.0f32; NR]; MR];
+            // SAFETY: x has mr rows from i and w has nr rows from j (the assert above); the caller
+            // checked the CPU.
+            unsafe {
+                match (mr, nr) {
+                    (MR, NR) => imp::tile::<MR, NR>(xp, wp, k, &mut acc),
+                    (_, NR) => (0..mr).for_each(|r| imp::tile::<1, NR>(xp.add(r * k), wp, k, &mut acc[r..])),
+                    _ => (0..mr).for_each(|r| {
+                        (0..nr).for_each(|c| {
+                            let mut one = [[0.0f32; NR]];
+                            imp::tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, &mut one);
+                            acc[r][c] = one[0][0];
+                        })
+                    }),
+                }
+            }
+            for (r, values) in acc.iter().enumerate().take(mr) {
+                for (c, &v) in values.iter().enumerate().take(nr) {
+                    // SAFETY: (i + r, j + c) is in the caller's rows and columns.
+                    unsafe { (*out.add((i + r) * stride + j + c)).write(<bf16 as Element>::from_f32(v)) };
+                }
+            }
+            i += mr;
+        }
+        j += nr;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod imp {
+    use std::arch::x86_64::{
+        __m512, __m512bh, __m512i, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_maskz_loadu_epi16,
+        _mm512_reduce_add_ps, _mm512_setzero_ps, _mm512_setzero_si512,
+    };
+
+    use half::bf16;
+
+    pub fn detect() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
+    }
+
+    /// A 512-bit integer vector read as 32 bf16 values (the same bits).
+    #[inline(always)]
+    fn as_bf16(v: __m512i) -> __m512bh {
+        // SAFETY: both are 64 plain bytes; every bit pattern is a valid bf16 vector.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    }
+
+    /// acc[r][c] (for r < R, c < C) = the dot product of x's row r with w's row c, over k values.
+    ///
+    /// # Safety
+    /// x must hold R rows and w C rows of k bf16 each, at row stride k; the CPU must have
+    /// AVX512-F/BW/BF16 (`detect`).
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn tile<const R: usize, const C: usize>(
+        x: *const bf16,
+        w: *const bf16,
+        k: usize,
+        acc: &mut [[f32; super::NR]],
+    ) {
+        // Index loops over the two fixed dimensions: with iterators (or the arrays the other way
+        // round) LLVM spilled accumulators to the stack, a quarter of the kernel's speed.
+        let mut sums: [[__m512; C]; R] = [[_mm512_setzero_ps(); C]; R];
+        let full = k / 32;
+        let load = |p: *const bf16, chunk: usize| {
+            // SAFETY: chunk < k / 32, so the 32 values lie inside the row (the caller's contract).
+            as_bf16(unsafe { _mm512_loadu_si512(p.add(chunk * 32).cast()) })
+        };
+        for chunk in 0..full {
+            let mut xs = [as_bf16(_mm512_setzero_si512()); R];
+            for (r, v) in xs.iter_mut().enumerate() {
+                *v = load(x.wrapping_add(r * k), chunk);
+            }
+            #[allow(clippy::needless_range_loop)]
+            for c in 0..C {
+                let wv = load(w.wrapping_add(c * k), chunk);
+                for r in 0..R {
+                    sums[r][c] = _mm512_dpbf16_ps(sums[r][c], xs[r], wv);
+                }
+            }
+        }
+        let tail = k % 32;
+        if tail > 0 {
+            let mask = (1u32 << tail) - 1;
+            let load = |p: *const bf16| {
+                // SAFETY: the mask reads only the row's last `tail` values; masked-off lanes are
+                // not accessed.
+                as_bf16(unsafe { _mm512_maskz_loadu_epi16(mask, p.add(full * 32).cast()) })
+            };
+            #[allow(clippy::needless_range_loop)]
+            for c in 0..C {
+                let wv = load(w.wrapping_add(c * k));
+                for r in 0..R {
+                    sums[r][c] = _mm512_dpbf16_ps(sums[r][c], load(x.wrapping_add(r * k)), wv);
+                }
+            }
+        }
+        for (r, row) in sums.iter().enumerate() {
+            for (c, &s) in row.iter().enumerate() {
+                acc[r][c] = _mm512_reduce_add_ps(s);
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod imp {
+    use half::bf16;
+
+    pub fn detect() -> bool {
+        false
+    }
+
+    /// Never called: `detect` is false.
+    pub unsafe fn tile<const R: usize, const C: usize>(
+        _: *const bf16,
+        _: *const bf16,
+        _: usize,
+        _: &mut [[f32; super::NR]],
+    ) {
+        unreachable!("AVX512-BF16 is x86-only")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Exact in f32 (small integers over powers of two), so any layout or edge mistake shows as a
+    /// wrong value, not a rounding difference; the shapes hit every tail of the tiling (m % 4,
+    /// columns % 6, k % 32) and several parts.
+    #[test]
+    fn matches_a_plain_product_on_every_edge() {
+        if !available() {
+            eprintln!("no AVX512-BF16 on this CPU: skipped");
+            return;
+        }
+        for (m, ns, k) in [(1, vec![1], 1), (5, vec![7, 13], 33), (9, vec![96, 5], 64), (130, vec![100, 31, 31], 2050)]
+        {
+            let x: Vec<bf16> = (0..m * k).map(|i| bf16::from_f32(((i * 7 % 11) as f32 - 5.0) / 4.0)).collect();
+            let ws: Vec<Vec<bf16>> = ns
+                .iter()
+                .enumerate()
+                .map(|(p, &n)| (0..n * k).map(|i| bf16::from_f32(((i * 5 + p) % 13) as f32 / 8.0 - 0.75)).collect())
+                .collect();
+            let parts = ns.iter().zip(&ws).map(|(&n, w)| Bf16Rows::owned(w.clone(), n, k)).collect();
+            let got = DotWeight::new(parts).expect("one row length").matmul(&x, m);
+            let n: usize = ns.iter().sum();
+            let rows: Vec<&[bf16]> = ws.iter().flat_map(|w| w.chunks_exact(k)).collect();
+            for i in 0..m {
+                for (j, row) in rows.iter().enumerate() {
+                    let exact: f32 = (0..k).map(|t| x[i * k + t].to_f32() * row[t].to_f32()).sum();
+                    assert_eq!(got[i * n + j], bf16::from_f32(exact), "({m}x{ns:?}x{k}) at ({i}, {j})");
+                }
+            }
+        }
+    }
+}
