@@ -31,6 +31,7 @@ mod simd;
 pub mod special_text;
 pub mod template;
 pub mod tiles;
+pub mod token_embedding;
 pub mod tokenize;
 pub mod transpose;
 pub mod weights;

@@ -13,6 +13,7 @@ use crate::linear::Linear;
 use crate::packed::PackedBatch;
 use crate::residual::{self, RmsNorm};
 use crate::rope::Rope;
+use crate::token_embedding::TokenEmbedding;
 use crate::weights::Weights;
 
 struct Layer {
@@ -26,7 +27,8 @@ struct Layer {
 
 pub struct Backbone {
     cfg: LlamaConfig,
-    embed: Tensor,
+    embed: TokenEmbedding,
+    device: Device,
     layers: Vec<Layer>,
     norm: RmsNorm,
     rope: Rope,
@@ -74,7 +76,8 @@ impl Backbone {
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embed: w.get("model.embed_tokens.weight", &[cfg.vocab_size, h], dtype)?,
+            embed: TokenEmbedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dtype)?,
+            device: device.clone(),
             layers,
             norm: RmsNorm::load(w, "model.norm.weight", h, cfg.rms_norm_eps, dtype)?,
             rope: Rope::new(cfg, dtype, device)?,
@@ -107,9 +110,9 @@ impl Backbone {
                 self.max_positions()
             )));
         }
-        let plan = Plan::new(batch, self.heads(), self.dtype, self.embed.device())?;
-        let rows = Tensor::from_slice(rows, rows.len(), self.embed.device())?;
-        let mut x = self.embed.index_select(&batch.ids, 0)?; // (tokens, hidden)
+        let plan = Plan::new(batch, self.heads(), self.dtype, &self.device)?;
+        let rows = Tensor::from_slice(rows, rows.len(), &self.device)?;
+        let mut x = self.embed.lookup(&batch.ids)?; // (tokens, hidden)
         for (i, layer) in self.layers.iter().enumerate() {
             let qkv = layer.qkv.forward(&layer.input_norm.forward(&x)?)?; // (tokens, (nh + 2 nkv) hd)
             let mut attn = plan.attend(&qkv, batch, self.heads(), &self.rope)?;

@@ -192,10 +192,22 @@ impl Weights {
     /// row ([`crate::linear::dot`]): a view of the shard's memory map when stored as bf16 (no copy),
     /// otherwise read and converted into memory of its own.
     pub fn bf16_rows(&self, name: &str, rows: usize, cols: usize) -> Result<Bf16Rows> {
+        match self.mapped_bf16(name, rows, cols)? {
+            Some(mapped) => Ok(mapped),
+            None => {
+                let (located, _) = self.locate(&[(name, &[rows, cols])])?;
+                Ok(Bf16Rows::owned(self.stacked::<bf16>(&located)?, rows, cols))
+            }
+        }
+    }
+
+    /// A (rows, cols) matrix stored as bf16, as a view of its shard's memory map; `None` when it is
+    /// stored as another type (or unaligned, which no safetensors writer produces).
+    pub fn mapped_bf16(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Bf16Rows>> {
         let (located, _) = self.locate(&[(name, &[rows, cols])])?;
         let [(_, t)] = located[..] else { unreachable!("one part in, one out") };
         if t.entry.dtype != bf16::NAME || t.offset % 2 != 0 {
-            return Ok(Bf16Rows::owned(self.stacked::<bf16>(&[(name, t)])?, rows, cols));
+            return Ok(None);
         }
         let (path, file) = &self.shards[t.shard];
         let map = match self.maps[t.shard].get() {
@@ -220,7 +232,7 @@ impl Weights {
             let _ = map.advise_range(memmap2::Advice::WillNeed, start, bytes);
         }
         self.mapped.fetch_add(bytes as u64, Ordering::Relaxed);
-        Ok(Bf16Rows { data: Bf16Data::Mapped { map, start }, rows, cols })
+        Ok(Some(Bf16Rows { data: Bf16Data::Mapped { map, start }, rows, cols }))
     }
 
     /// Each part's entry, checked against its expected shape, and the stacked shape.
