@@ -13,6 +13,8 @@
 
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
+#[path = "support/stats.rs"]
+mod stats;
 
 use std::io::Write;
 use std::path::Path;
@@ -74,16 +76,6 @@ fn torch_load(python: &str, script: &Path, dir: &Path, dtype: &str) -> anyhow::R
     }
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn min(values: impl Iterator<Item = f64>) -> f64 {
     values.fold(f64::INFINITY, f64::min)
 }
@@ -140,7 +132,7 @@ fn main() -> anyhow::Result<()> {
             [] => "(no ARMORM_REFERENCE_PYTHON)".to_string(),
             v => format!(
                 "{:.1} s ({:.1}-{:.1})",
-                median(v.iter().copied()),
+                stats::median(v.iter().copied()),
                 min(v.iter().copied()),
                 max(v.iter().copied())
             ),
@@ -149,7 +141,7 @@ fn main() -> anyhow::Result<()> {
         let ratio = if theirs.is_empty() {
             "?".to_string()
         } else {
-            format!("{:.2}x", median(ours.iter().copied()) / median(torch_time.iter().copied()))
+            format!("{:.2}x", stats::median(ours.iter().copied()) / stats::median(torch_time.iter().copied()))
         };
         let torch_peak = if theirs.is_empty() { "?".into() } else { gb(max(theirs.iter().map(|t| t.1))) };
         // The bound is against the weights at the compute dtype: the checkpoint for bf16,

@@ -12,12 +12,16 @@
 //! peak RSS. Every timing is warmed up and the median of three. `--shape 1b` runs the
 //! Llama-3.2-1B-shaped model's forward passes on the ~256-token workload instead.
 
+#[path = "support/batches.rs"]
+mod batches;
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
 #[path = "support/gpu.rs"]
 mod gpu;
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/stats.rs"]
+mod stats;
 #[path = "support/workload.rs"]
 mod workload;
 
@@ -162,16 +166,7 @@ fn load_with(dir: &Path, options: LoadOptions) -> anyhow::Result<RewardModel> {
 /// Conversations/s with the server's default batching (packed batches of up to 16384 tokens): the
 /// median of three timed passes after a warm-up batch, as the reference is timed.
 fn forward_cps(model: &RewardModel, encoded: &[Encoded]) -> anyhow::Result<f64> {
-    let mut batches: Vec<Vec<&Encoded>> = vec![Vec::new()];
-    let mut tokens = 0;
-    for e in encoded {
-        if tokens + e.len() > 16384 && !batches.last().is_some_and(Vec::is_empty) {
-            batches.push(Vec::new());
-            tokens = 0;
-        }
-        tokens += e.len();
-        batches.last_mut().expect("one batch at least").push(e);
-    }
+    let batches = batches::by_tokens(encoded, 16384);
     model.forward(&batches[0])?;
     let mut rates = Vec::new();
     for _ in 0..3 {
@@ -181,12 +176,7 @@ fn forward_cps(model: &RewardModel, encoded: &[Encoded]) -> anyhow::Result<f64> 
         }
         rates.push(encoded.len() as f64 / started.elapsed().as_secs_f64());
     }
-    Ok(median(rates))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    Ok(stats::median(rates))
 }
 
 /// Extra peak memory for one 8k-token conversation, in MiB (runs before anything else grows RSS).

@@ -74,16 +74,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
         let refs: Vec<&Encoded> = batch.iter().collect();
         model.forward(&refs[..refs.len().min(8)])?; // warm-up: kernels load, allocator fills
                                                     // Batches of up to 32768 tokens, in order (best-of-8 groups stay together).
-        let mut batches: Vec<Vec<&Encoded>> = vec![Vec::new()];
-        let mut tokens = 0;
-        for e in &refs {
-            if tokens + e.len() > 32768 && !batches.last().is_some_and(Vec::is_empty) {
-                batches.push(Vec::new());
-                tokens = 0;
-            }
-            tokens += e.len();
-            batches.last_mut().expect("one batch").push(e);
-        }
+        let batches = crate::batches::by_tokens(refs.iter().copied(), 32768);
         let mut rounds = Vec::new();
         for _ in 0..3 {
             let started = Instant::now();
@@ -92,8 +83,7 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
             }
             rounds.push(started.elapsed().as_secs_f64());
         }
-        rounds.sort_by(f64::total_cmp);
-        let seconds = rounds[1];
+        let seconds = crate::stats::median(rounds);
         let tokens: usize = refs.iter().map(|e| e.len()).sum();
         // The model's FLOPs: every token's as if computed (best-of-8 computes fewer: MFU over 100%
         // there is prompt sharing, not a miscount).

@@ -39,6 +39,8 @@ struct Entry {
 
 struct Located {
     shard: usize,
+    /// `None` for a type that cannot be loaded (refused if a weight of that type is asked for).
+    stored: Option<StoredType>,
     /// Offset of the tensor's first byte in the file.
     offset: u64,
     entry: Entry,
@@ -69,11 +71,30 @@ const MAX_SCRATCH_BYTES: usize = 256 << 20;
 /// Safetensors headers are JSON of at most this size (the format's own limit).
 const MAX_HEADER: u64 = 100 << 20;
 
-fn element_size(dtype: &str) -> Option<usize> {
-    match dtype {
-        "F32" => Some(4),
-        "BF16" | "F16" => Some(2),
-        _ => None,
+/// The element types weights can be stored as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredType {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl StoredType {
+    /// From a safetensors header's dtype; `None` for types weights are never stored as.
+    fn parse(dtype: &str) -> Option<Self> {
+        match dtype {
+            "F32" => Some(Self::F32),
+            "BF16" => Some(Self::Bf16),
+            "F16" => Some(Self::F16),
+            _ => None,
+        }
+    }
+
+    fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 | Self::F16 => 2,
+        }
     }
 }
 
@@ -104,11 +125,12 @@ impl Weights {
                 let entry: Entry = serde_json::from_value(value).map_err(|e| bad(format!("{name}: {e}")))?;
                 let [start, end] = entry.data_offsets;
                 let elements: usize = entry.shape.iter().product();
-                let expected = element_size(&entry.dtype).map(|s| (elements * s) as u64);
+                let stored = StoredType::parse(&entry.dtype);
+                let expected = stored.map(|t| (elements * t.size()) as u64);
                 if end < start || data_start + end > len || expected.is_some_and(|b| b != end - start) {
                     return Err(bad(format!("{name}: data offsets {start}..{end} do not fit its shape or the file")));
                 }
-                tensors.insert(name, Located { shard, offset: data_start + start, entry });
+                tensors.insert(name, Located { shard, stored, offset: data_start + start, entry });
             }
             shards.push((path.clone(), file));
         }
@@ -206,7 +228,7 @@ impl Weights {
     pub fn mapped_bf16(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Bf16Rows>> {
         let (located, _) = self.locate(&[(name, &[rows, cols])])?;
         let [(_, t)] = located[..] else { unreachable!("one part in, one out") };
-        if t.entry.dtype != bf16::NAME || t.offset % 2 != 0 {
+        if t.stored != Some(StoredType::Bf16) || t.offset % 2 != 0 {
             return Ok(None);
         }
         let (path, file) = &self.shards[t.shard];
@@ -315,7 +337,7 @@ impl Weights {
 
     /// One tensor into `out` (its exact length), converted from its stored type to `T`.
     fn read_into<T: Stored>(&self, name: &str, t: &Located, out: &mut [T]) -> Result<()> {
-        if t.entry.dtype == T::NAME {
+        if t.stored == Some(T::STORED) {
             let (path, file) = &self.shards[t.shard];
             return read_at(file, bytemuck::cast_slice_mut(out), t.offset).map_err(|e| ModelError::io(path, e));
         }
@@ -330,9 +352,10 @@ impl Weights {
     /// scratch buffer.
     fn with_stored<R>(&self, name: &str, t: &Located, n: usize, use_data: impl FnOnce(StoredData) -> R) -> Result<R> {
         let (path, file) = &self.shards[t.shard];
-        let Some(size) = element_size(&t.entry.dtype) else {
+        let Some(stored) = t.stored else {
             return Err(unsupported(path, name, &t.entry.dtype));
         };
+        let size = stored.size();
         let bytes = n * size;
         let mut kept = self.scratch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut own = Vec::new();
@@ -342,11 +365,10 @@ impl Weights {
         }
         let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes];
         read_at(file, buf, t.offset).map_err(|e| ModelError::io(path, e))?;
-        Ok(use_data(match t.entry.dtype.as_str() {
-            "F32" => StoredData::F32(bytemuck::cast_slice(buf)),
-            "BF16" => StoredData::Bf16(bytemuck::cast_slice(buf)),
-            // element_size admitted only these three.
-            _ => StoredData::F16(bytemuck::cast_slice(buf)),
+        Ok(use_data(match stored {
+            StoredType::F32 => StoredData::F32(bytemuck::cast_slice(buf)),
+            StoredType::Bf16 => StoredData::Bf16(bytemuck::cast_slice(buf)),
+            StoredType::F16 => StoredData::F16(bytemuck::cast_slice(buf)),
         }))
     }
 }
@@ -412,15 +434,15 @@ enum StoredData<'a> {
 
 /// A compute element type weights are loaded as, and how each stored type converts to it.
 trait Stored: bytemuck::Pod + Send + Sync + candle_core::WithDType {
-    /// The safetensors name of this type (stored as this, a tensor is read with no conversion).
-    const NAME: &'static str;
+    /// Stored as this, a tensor is read with no conversion.
+    const STORED: StoredType;
     fn from_f32(x: f32) -> Self;
     fn from_bf16(x: bf16) -> Self;
     fn from_f16(x: f16) -> Self;
 }
 
 impl Stored for f32 {
-    const NAME: &'static str = "F32";
+    const STORED: StoredType = StoredType::F32;
     fn from_f32(x: f32) -> Self {
         x
     }
@@ -433,7 +455,7 @@ impl Stored for f32 {
 }
 
 impl Stored for bf16 {
-    const NAME: &'static str = "BF16";
+    const STORED: StoredType = StoredType::Bf16;
     fn from_f32(x: f32) -> Self {
         bf16::from_f32(x)
     }
@@ -446,7 +468,7 @@ impl Stored for bf16 {
 }
 
 impl Stored for f16 {
-    const NAME: &'static str = "F16";
+    const STORED: StoredType = StoredType::F16;
     fn from_f32(x: f32) -> Self {
         f16::from_f32(x)
     }
