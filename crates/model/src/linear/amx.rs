@@ -64,6 +64,10 @@ impl PackedWeight {
         Some(Self { n, k, epilogue, tiles })
     }
 
+    pub fn in_features(&self) -> usize {
+        self.k
+    }
+
     pub fn out_features(&self) -> usize {
         match self.epilogue {
             Epilogue::Plain => self.n,

@@ -99,9 +99,9 @@ impl Linear {
                     Epilogue::SwiGlu => swiglu(&product)?,
                 }
             }
-            Self::Amx(packed) => x.apply_op1_no_bwd(&AmxMatmul(packed))?,
+            Self::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
             Self::Dot { weight, epilogue } => {
-                let product = x.apply_op1_no_bwd(&DotMatmul(weight))?;
+                let product = x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?;
                 match epilogue {
                     Epilogue::Plain => product,
                     Epilogue::SwiGlu => swiglu(&product)?,
@@ -170,37 +170,38 @@ impl CustomOp2 for CpuGemm {
     }
 }
 
-struct AmxMatmul<'a>(&'a PackedWeight);
-
-impl CustomOp1 for AmxMatmul<'_> {
-    fn name(&self) -> &'static str {
-        "amx-bf16-matmul"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (m, _) = layout.shape().dims2()?;
-        let (CpuStorage::BF16(x), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            candle_core::bail!("AMX matmul needs a contiguous bf16 input, got {:?}", storage.dtype())
-        };
-        Ok((CpuStorage::BF16(self.0.matmul(&x[start..end], m)), Shape::from((m, self.0.out_features()))))
-    }
+/// The bf16 CPU kernels, behind one candle op.
+#[derive(Clone, Copy)]
+enum Bf16Kernel<'a> {
+    Amx(&'a PackedWeight),
+    Dot(&'a DotWeight),
 }
 
-struct DotMatmul<'a>(&'a DotWeight);
-
-impl CustomOp1 for DotMatmul<'_> {
+impl CustomOp1 for Bf16Kernel<'_> {
     fn name(&self) -> &'static str {
-        "dot-bf16-matmul"
+        match self {
+            Self::Amx(_) => "amx-bf16-matmul",
+            Self::Dot(_) => "dot-bf16-matmul",
+        }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (m, k) = layout.shape().dims2()?;
         let (CpuStorage::BF16(x), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
-            candle_core::bail!("dot matmul needs a contiguous bf16 input, got {:?}", storage.dtype())
+            candle_core::bail!("{} needs a contiguous bf16 input, got {:?}", self.name(), storage.dtype())
         };
-        if k != self.0.in_features() {
-            candle_core::bail!("dot matmul: input has {k} features, the weight {}", self.0.in_features())
+        let (input, out) = match self {
+            Self::Amx(w) => (w.in_features(), w.out_features()),
+            Self::Dot(w) => (w.in_features(), w.out_features()),
+        };
+        if k != input {
+            candle_core::bail!("{}: the input has {k} features, the weight {input}", self.name())
         }
-        Ok((CpuStorage::BF16(self.0.matmul(&x[start..end], m)), Shape::from((m, self.0.out_features()))))
+        let x = &x[start..end];
+        let y = match self {
+            Self::Amx(w) => w.matmul(x, m),
+            Self::Dot(w) => w.matmul(x, m),
+        };
+        Ok((CpuStorage::BF16(y), Shape::from((m, out))))
     }
 }
