@@ -244,15 +244,7 @@ impl Weights {
             }
         };
         let (start, bytes) = (t.offset as usize, rows * cols * 2);
-        // Read the tensor's pages in now, not during the first request (best effort: an older
-        // kernel without MADV_POPULATE_READ gets a read-ahead hint).
-        #[cfg(target_os = "linux")]
-        let populated = map.advise_range(memmap2::Advice::PopulateRead, start, bytes).is_ok();
-        #[cfg(not(target_os = "linux"))]
-        let populated = false;
-        if !populated {
-            let _ = map.advise_range(memmap2::Advice::WillNeed, start, bytes);
-        }
+        prefetch(&map, start, bytes);
         self.mapped.fetch_add(bytes as u64, Ordering::Relaxed);
         Ok(Some(Bf16Rows { data: Bf16Data::Mapped { map, start }, rows, cols }))
     }
@@ -372,6 +364,20 @@ impl Weights {
         }))
     }
 }
+
+/// Reads a mapped range's pages in now, not during the first request (best effort).
+#[cfg(unix)]
+fn prefetch(map: &Mmap, start: usize, bytes: usize) {
+    #[cfg(target_os = "linux")]
+    if map.advise_range(memmap2::Advice::PopulateRead, start, bytes).is_ok() {
+        return;
+    }
+    // Kernels before 5.14 and other Unixes: a read-ahead hint.
+    let _ = map.advise_range(memmap2::Advice::WillNeed, start, bytes);
+}
+
+#[cfg(not(unix))]
+fn prefetch(_: &Mmap, _: usize, _: usize) {}
 
 fn unsupported(path: &std::path::Path, name: &str, stored: &str) -> ModelError {
     ModelError::Checkpoint(format!(
