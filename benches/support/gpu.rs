@@ -72,8 +72,9 @@ pub fn run(root: &Path) -> anyhow::Result<()> {
     for (name, convs) in workloads {
         let batch: Vec<Encoded> = convs.into_iter().map(|c| model.encoder().encode_ids(c)).collect::<Result<_, _>>()?;
         let refs: Vec<&Encoded> = batch.iter().collect();
-        model.forward(&refs[..refs.len().min(8)])?; // warm-up: kernels load, allocator fills
-                                                    // Batches of up to 32768 tokens, in order (best-of-8 groups stay together).
+        // Warm-up: kernels load, allocator fills.
+        model.forward(&refs[..refs.len().min(8)])?;
+        // Batches of up to 32768 tokens, in order (best-of-8 groups stay together).
         let batches = crate::batches::by_tokens(refs.iter().copied(), 32768);
         let mut rounds = Vec::new();
         for _ in 0..3 {

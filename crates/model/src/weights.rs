@@ -214,12 +214,10 @@ impl Weights {
     /// row ([`crate::linear::dot`]): a view of the shard's memory map when stored as bf16 (no copy),
     /// otherwise read and converted into memory of its own.
     pub fn bf16_rows(&self, name: &str, rows: usize, cols: usize) -> Result<Bf16Rows> {
-        match self.mapped_bf16(name, rows, cols)? {
+        let (located, _) = self.locate(&[(name, &[rows, cols])])?;
+        match self.map_bf16(located[0].1, rows, cols)? {
             Some(mapped) => Ok(mapped),
-            None => {
-                let (located, _) = self.locate(&[(name, &[rows, cols])])?;
-                Ok(Bf16Rows::owned(self.stacked::<bf16>(&located)?, rows, cols))
-            }
+            None => Ok(Bf16Rows::owned(self.stacked::<bf16>(&located)?, rows, cols)),
         }
     }
 
@@ -227,8 +225,12 @@ impl Weights {
     /// stored as another type (or unaligned, which no safetensors writer produces).
     pub fn mapped_bf16(&self, name: &str, rows: usize, cols: usize) -> Result<Option<Bf16Rows>> {
         let (located, _) = self.locate(&[(name, &[rows, cols])])?;
-        let [(_, t)] = located[..] else { unreachable!("one part in, one out") };
-        if t.stored != Some(StoredType::Bf16) || t.offset % 2 != 0 {
+        self.map_bf16(located[0].1, rows, cols)
+    }
+
+    /// `mapped_bf16` for a located tensor of `rows * cols` elements.
+    fn map_bf16(&self, t: &Located, rows: usize, cols: usize) -> Result<Option<Bf16Rows>> {
+        if t.stored != Some(StoredType::Bf16) || !t.offset.is_multiple_of(2) {
             return Ok(None);
         }
         let (path, file) = &self.shards[t.shard];

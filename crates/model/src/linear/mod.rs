@@ -69,7 +69,8 @@ impl Linear {
     /// From a weight (out, in) in the compute dtype, on its device.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
         let (out, input) = weight.dims2()?;
-        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) {
+        let bf16_kernel = crate::tiles::available() || dot::available();
+        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && bf16_kernel {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
             if crate::tiles::available() {
                 if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
@@ -94,21 +95,21 @@ impl Linear {
                     (Device::Cpu, DType::F32) => x.apply_op2_no_bwd(weight_t, &CpuGemm)?,
                     _ => x.matmul(weight_t)?,
                 };
-                match epilogue {
-                    Epilogue::Plain => product,
-                    Epilogue::SwiGlu => swiglu(&product)?,
-                }
+                epilogue_of(product, *epilogue)?
             }
+            // The AMX kernel applies its epilogue inside, before the product reaches memory.
             Self::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
-            Self::Dot { weight, epilogue } => {
-                let product = x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?;
-                match epilogue {
-                    Epilogue::Plain => product,
-                    Epilogue::SwiGlu => swiglu(&product)?,
-                }
-            }
+            Self::Dot { weight, epilogue } => epilogue_of(x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?, *epilogue)?,
         })
     }
+}
+
+/// A full (tokens, out) product after its epilogue.
+fn epilogue_of(product: Tensor, epilogue: Epilogue) -> Result<Tensor> {
+    Ok(match epilogue {
+        Epilogue::Plain => product,
+        Epilogue::SwiGlu => swiglu(&product)?,
+    })
 }
 
 /// (rows, cols) -> (cols, rows), contiguous: on the CPU through the blocked parallel transpose
