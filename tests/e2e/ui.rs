@@ -79,7 +79,15 @@ impl Browser {
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let mut caps = serde_json::Map::new();
-        caps.insert("goog:chromeOptions".into(), json!({ "binary": chromium, "args": args }));
+        let mut options = json!({ "binary": chromium, "args": args });
+        // Headless Chromium will not make a window narrower than 500 px, so a phone's viewport is
+        // emulated: the page then lays out at exactly `width` CSS pixels. (Its screenshots show the
+        // first screen only: the emulated viewport does not follow the window.)
+        if width < 500 {
+            options["mobileEmulation"] =
+                json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0, "mobile": true } });
+        }
+        caps.insert("goog:chromeOptions".into(), options);
         let url = format!("http://127.0.0.1:{port}");
         let started = Instant::now();
         let client = loop {
@@ -122,6 +130,16 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Nothing on the page is wider than the screen (no sideways scrolling on a phone).
+    async fn fits_the_screen(&self) {
+        // clientWidth is the layout viewport: a phone zooms out to fit wider content, so innerWidth
+        // would grow with the overflow and hide it.
+        let widths =
+            self.js("return [document.documentElement.scrollWidth, document.documentElement.clientWidth]").await;
+        let (content, screen) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+        assert!(content <= screen, "page is {} px wider than a {screen} px screen", content - screen);
     }
 
     async fn screenshot(&self, name: &str) {
@@ -280,9 +298,7 @@ async fn a_bradley_terry_model_shows_score_and_rank_with_the_reason_there_is_no_
         let shown = browser.client.find(Locator::Id(hidden)).await.unwrap().is_displayed().await.unwrap();
         assert!(!shown, "{hidden} is shown for a single-score model");
     }
-    // Phone width: nothing wider than the screen.
-    let overflow = browser.js("return document.documentElement.scrollWidth - window.innerWidth").await;
-    assert!(overflow.as_i64().unwrap() <= 0, "page is {overflow} px wider than a 390 px screen");
+    browser.fits_the_screen().await;
     browser.screenshot("bradley-terry-phone").await;
 }
 
@@ -309,12 +325,14 @@ async fn the_page_asks_for_the_api_key_once_and_keeps_it_out_of_the_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_page_follows_the_systems_dark_mode() {
+async fn the_page_follows_the_systems_dark_mode_and_fits_a_phone() {
     let server = TestServer::start("tiny-f32", &[]).await;
-    let Some(browser) = Browser::start(1280, 900, &["--force-dark-mode"]).await else { return };
+    // On a phone, so that the full explanation (bars, gating, sliders) is also held to its width.
+    let Some(browser) = Browser::start(390, 844, &["--force-dark-mode"]).await else { return };
     browser.open(&link(&server, &[("user", PROMPT)], &RESPONSES), "scored").await;
     let background = browser.js("return getComputedStyle(document.body).backgroundColor").await;
     assert_eq!(background, "rgb(15, 17, 21)", "the dark palette's background");
+    browser.fits_the_screen().await;
     browser.screenshot("dark").await;
 }
 
