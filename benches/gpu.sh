@@ -10,7 +10,9 @@
 #                               and CUDA 13 runtime libraries, e.g. a CUDA 13 PyTorch's wheels)
 #
 # CUDA_COMPUTE_CAP defaults to the GPU's (nvidia-smi) when there is one, else 90 (H100/H200). The
-# first run writes the ~16 GB checkpoint under target/bench. FLASH_ATTN=1 builds `flash-attn` too.
+# first run writes the ~16 GB checkpoint under target/bench. FLASH_ATTN=1 builds `flash-attn` too
+# (hours on 2 cores; rerun the same command after an interruption: ccache keeps every finished
+# kernel object, see scripts/nvcc-cached.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -23,7 +25,11 @@ build() {
     export CUDA_COMPUTE_CAP
   fi
   local cutlass="" features=cuda
-  if [[ "${FLASH_ATTN:-0}" == 1 ]]; then cutlass=--cutlass features=cuda,flash-attn; fi
+  if [[ "${FLASH_ATTN:-0}" == 1 ]]; then
+    cutlass=--cutlass features=cuda,flash-attn
+    # candle-flash-attn runs nvcc on half the cores unless told; ~2 GB of memory per job.
+    export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
+  fi
   eval "$(scripts/cuda-toolchain.sh target/cuda-toolchain $cutlass)"
   # One cargo command, always the same: candle-kernels' nvcc output is cached per build graph.
   cargo test --release --no-run --features "$features" -p armorm-model -p armorm-server \

@@ -11,6 +11,8 @@
 # - a stub libcuda.so (SONAME libcuda.so.1) exporting the driver symbols cudarc calls: no wheel ships
 #   the driver; the real one replaces the stub at run time, so the binary needs an NVIDIA driver to
 #   start at all (candle links the driver dynamically);
+# - NVCC pointing at scripts/nvcc-cached.sh: nvcc through ccache, so every compiled kernel object is
+#   kept as soon as it is finished and an interrupted build resumes (flash-attn's takes hours);
 # - with --cutlass, CUTLASS 3.5.0's headers where candle-flash-attn's build looks for its git
 #   checkout (CUDAFORGE_HOME), so building the flash-attn feature needs no network beyond PyPI.
 #
@@ -31,7 +33,7 @@ esac
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
-stamp="$dir/.done-$release$cutlass"
+stamp="$dir/.done-$release"
 if [[ ! -f "$stamp" ]]; then
   python3 -m venv "$dir/venv"
   # shellcheck disable=SC2086
@@ -53,23 +55,40 @@ if [[ ! -f "$stamp" ]]; then
     sed 's/.*/void &(void) {}/' > "$dir/libcuda-stub.c"
   mkdir -p "$dir/stubs"
   cc -shared -fPIC -o "$dir/stubs/libcuda.so" -Wl,-soname,libcuda.so.1 "$dir/libcuda-stub.c"
-  if [[ "$cutlass" == --cutlass ]]; then
-    # candle-flash-attn pins this commit (CUTLASS 3.5.0) and would git-clone it.
-    commit=7d49e6c7e2f8896c47f586706e67e1fb215529dc
+  touch "$stamp"
+fi
+checkouts="$dir/cudaforge/git/checkouts"
+if [[ "$cutlass" == --cutlass ]]; then
+  # candle-flash-attn pins this commit (CUTLASS 3.5.0) and would git-clone it; cudaforge takes a
+  # checkout whose `git rev-parse HEAD` is the commit, so a fresh repository with that detached HEAD
+  # and the wheel's headers serve. (A bare .git/HEAD is no repository: git would walk up to the
+  # repository around DIR and cudaforge would run its sparse checkout there, emptying that work tree.)
+  commit=7d49e6c7e2f8896c47f586706e67e1fb215529dc
+  checkout="$checkouts/cutlass-${commit:0:16}"
+  if [[ "$(GIT_CEILING_DIRECTORIES="$checkouts" git -C "$checkout" rev-parse HEAD 2>/dev/null)" != "$commit" ]]; then
+    rm -rf "$checkout" "$dir/cutlass-wheel"
     "$dir/venv/bin/pip" install -q --disable-pip-version-check --no-deps --target "$dir/cutlass-wheel" nvidia-cutlass==3.5.0.0 >&2
-    checkout="$dir/cudaforge/git/checkouts/cutlass-${commit:0:16}"
-    mkdir -p "$checkout/.git" "$checkout/tools/util"
+    mkdir -p "$checkout/tools/util"
     src="$dir/cutlass-wheel/cutlass_library/source"
     cp -r "$src/include" "$checkout/"
     cp -r "$src/tools/util/include" "$checkout/tools/util/"
-    echo "$commit" > "$checkout/.git/HEAD"
+    git init -q "$checkout"
+    echo "$commit" >"$checkout/.git/HEAD"
   fi
-  touch "$stamp"
 fi
+# Beside nvcc because cudaforge takes the toolkit's root from NVCC's path; copied on every run so
+# that it follows the repository's version.
+install -m 755 "$repo/scripts/nvcc-cached.sh" "$cuda/bin/nvcc-cached"
+command -v ccache >/dev/null ||
+  echo "cuda-toolchain: no ccache on PATH, so kernel objects are not kept between builds (apt-get install ccache)" >&2
 cat <<ENV
 export CUDA_HOME="$cuda" CUDA_PATH="$cuda" CUDA_ROOT="$cuda"
 export PATH="$cuda/bin:\$PATH"
+export NVCC="$cuda/bin/nvcc-cached"
 export LIBRARY_PATH="$cuda/lib:$dir/stubs\${LIBRARY_PATH:+:\$LIBRARY_PATH}"
 export CUDA_COMPUTE_CAP="\${CUDA_COMPUTE_CAP:-90}"
 ENV
-if [[ "$cutlass" == --cutlass ]]; then echo "export CUDAFORGE_HOME=\"$dir/cudaforge\""; fi
+if [[ "$cutlass" == --cutlass ]]; then
+  # No git command cudaforge runs in its checkouts may reach a repository around them.
+  echo "export CUDAFORGE_HOME=\"$dir/cudaforge\" GIT_CEILING_DIRECTORIES=\"$checkouts\${GIT_CEILING_DIRECTORIES:+:\$GIT_CEILING_DIRECTORIES}\""
+fi
