@@ -11,7 +11,7 @@
 #
 # CUDA_COMPUTE_CAP defaults to the GPU's (nvidia-smi) when there is one, else 90 (H100/H200). The
 # first run writes the ~16 GB checkpoint under target/bench. FLASH_ATTN=1 builds `flash-attn` too
-# (hours on 2 cores; rerun the same command after an interruption: ccache keeps every finished
+# (~75 min of nvcc on 2 cores; rerun the same command after an interruption: ccache keeps every finished
 # kernel object, see scripts/nvcc-cached.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ build() {
   local cutlass="" features=cuda
   if [[ "${FLASH_ATTN:-0}" == 1 ]]; then
     cutlass=--cutlass features=cuda,flash-attn
-    # candle-flash-attn runs nvcc on half the cores unless told; ~2 GB of memory per job.
+    # candle-flash-attn runs nvcc on half the cores unless told; up to 4 GB of memory per job.
     export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
   fi
   eval "$(scripts/cuda-toolchain.sh target/cuda-toolchain $cutlass)"
