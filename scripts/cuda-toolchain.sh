@@ -12,7 +12,7 @@
 #   the driver; the real one replaces the stub at run time, so the binary needs an NVIDIA driver to
 #   start at all (candle links the driver dynamically);
 # - NVCC pointing at scripts/nvcc-cached.sh: nvcc through ccache, so every compiled kernel object is
-#   kept as soon as it is finished and an interrupted build resumes (flash-attn's takes hours);
+#   kept as soon as it is finished and an interrupted build resumes (flash-attn's: ~75 min, 2 cores);
 # - with --cutlass, CUTLASS 3.5.0's headers where candle-flash-attn's build looks for its git
 #   checkout (CUDAFORGE_HOME), so building the flash-attn feature needs no network beyond PyPI.
 #

@@ -2,7 +2,7 @@
 # nvcc as candle's build scripts call it, through ccache. `scripts/cuda-toolchain.sh` installs this
 # beside nvcc (as `nvcc-cached`) and points NVCC at it.
 #
-# Why: candle-flash-attn compiles 53 kernel files (hours on 2 cores) and its build records them only
+# Why: candle-flash-attn compiles 53 kernel files (~75 min on 2 cores) and its build records them only
 # after the last one finished, in the build's OUT_DIR, so an interrupted build, a `cargo clean` or a
 # different build graph would start over. ccache keeps each object the moment nvcc finishes it, keyed
 # by nvcc, its arguments and every included file: rerunning the same build resumes where it stopped

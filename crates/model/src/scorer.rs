@@ -10,6 +10,7 @@ use crate::conversation::Conversation;
 use crate::embedder::{Embedder, OpenCheckpoint};
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
+use crate::linear::cpu_computes_bf16;
 use crate::tokenize::{Encoded, Encoder};
 
 /// Where the backbone runs.
@@ -78,11 +79,6 @@ impl DeviceChoice {
             _ => (ComputeDType::F32, "the CPU has no native bf16 and f32 fits".into()),
         }
     }
-}
-
-/// A bf16 kernel of ours runs here: AMX tiles, or AVX512-BF16 dot products.
-fn cpu_computes_bf16() -> bool {
-    crate::tiles::available() || crate::linear::dot::available()
 }
 
 /// The dtype the backbone computes in; the heads always compute in f32.

@@ -33,6 +33,12 @@ pub enum Linear {
     },
 }
 
+/// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16 dot products); without
+/// one, candle's bf16 matmul widens to f32 and is no faster than f32.
+pub fn cpu_computes_bf16() -> bool {
+    crate::tiles::available() || dot::available()
+}
+
 impl Linear {
     /// Concatenates several projections that read the same input (q/k/v, gate/up) into one matmul.
     pub fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
@@ -69,8 +75,7 @@ impl Linear {
     /// From a weight (out, in) in the compute dtype, on its device.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
         let (out, input) = weight.dims2()?;
-        let bf16_kernel = crate::tiles::available() || dot::available();
-        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && bf16_kernel {
+        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && cpu_computes_bf16() {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
             if crate::tiles::available() {
                 if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
