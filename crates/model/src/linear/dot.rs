@@ -161,7 +161,7 @@ unsafe fn strip_block_of(
         let wp = w[j * k..].as_ptr();
         for s in strips.clone() {
             let xp = packed[s * strip_len..].as_ptr();
-            let mut acc = [[0.0f32; STRIP]; WR];
+            let mut acc = [[bf16::ZERO; STRIP]; WR];
             // SAFETY: the strip is whole and w has nr rows from j (the assert above); the caller
             // checked the CPU.
             unsafe {
@@ -183,9 +183,7 @@ unsafe fn strip_block_of(
             for i in 0..STRIP {
                 for (c, values) in acc.iter().enumerate().take(nr) {
                     // SAFETY: (32 s + i, j + c) is in the caller's rows and columns.
-                    unsafe {
-                        (*out.add((s * STRIP + i) * stride + j + c)).write(<bf16 as Element>::from_f32(values[i]))
-                    };
+                    unsafe { (*out.add((s * STRIP + i) * stride + j + c)).write(values[i]) };
                 }
             }
         }
@@ -247,8 +245,8 @@ unsafe fn block(
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::{
-        __m512, __m512bh, __m512i, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_maskz_loadu_epi16,
-        _mm512_reduce_add_ps, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_ps,
+        __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_maskz_loadu_epi16,
+        _mm512_reduce_add_ps, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_si512,
     };
 
     use half::bf16;
@@ -257,6 +255,13 @@ mod imp {
         is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512bw")
             && is_x86_feature_detected!("avx512bf16")
+    }
+
+    /// 32 bf16 values as a 512-bit integer vector (the same bits).
+    #[inline(always)]
+    fn as_i512(v: __m512bh) -> __m512i {
+        // SAFETY: both are 64 plain bytes.
+        unsafe { std::mem::transmute::<__m512bh, __m512i>(v) }
     }
 
     /// A 512-bit integer vector read as 32 bf16 values (the same bits).
@@ -322,7 +327,8 @@ mod imp {
         }
     }
 
-    /// acc[c][i] (for c < C, i < 32) = the dot product of row i of the packed strip x with w's row c.
+    /// acc[c][i] (for c < C, i < 32) = the dot product of row i of the packed strip x with w's row c,
+    /// rounded to bf16 (to nearest even, as `vcvtne2ps2bf16` and oneDNN do).
     ///
     /// # Safety
     /// x must be one whole packed strip of k-long rows and w must hold C rows of k bf16 at row
@@ -332,7 +338,7 @@ mod imp {
         x: *const u32,
         w: *const bf16,
         k: usize,
-        acc: &mut [[f32; super::STRIP]; super::WR],
+        acc: &mut [[bf16; super::STRIP]; super::WR],
     ) {
         let mut sums: [[__m512; 2]; C] = [[_mm512_setzero_ps(); 2]; C];
         // One k-pair: the pair of 32 rows in two vectors, each W row's pair broadcast against them.
@@ -362,11 +368,8 @@ mod imp {
             step!(k / 2, |c: usize| unsafe { i32::from((*w.add(c * k + k - 1)).to_bits()) });
         }
         for (c, pair) in sums.iter().enumerate() {
-            // SAFETY: acc[c] is 32 f32 long.
-            unsafe {
-                _mm512_storeu_ps(acc[c].as_mut_ptr(), pair[0]);
-                _mm512_storeu_ps(acc[c].as_mut_ptr().add(16), pair[1]);
-            }
+            // SAFETY: acc[c] is 32 bf16, 64 bytes, long.
+            unsafe { _mm512_storeu_si512(acc[c].as_mut_ptr().cast(), as_i512(_mm512_cvtne2ps_pbh(pair[1], pair[0]))) };
         }
     }
 }
