@@ -260,8 +260,8 @@ fn linear_flops(s: &checkpoint::Shape, tokens: f64, conversations: f64) -> f64 {
     2.0 * ((qkv + rest) * tokens * (s.layers - 1) as f64 + qkv * tokens + rest * 2.0 * conversations)
 }
 
-/// GFLOP/s of armorm's projections alone (the gemm crate's kernels for f32; AMX tiles for bf16 where
-/// the CPU has them) on the model's shapes.
+/// GFLOP/s of armorm's projections alone (the gemm crate's kernels for f32; for bf16 AMX tiles, or
+/// `vdpbf16ps` strips and dot products, where the CPU has them) on the model's shapes.
 fn gemm_gflops(s: &checkpoint::Shape, dtype: DType) -> anyhow::Result<f64> {
     let hd = s.hidden / s.heads;
     let tokens = 1024;
