@@ -84,16 +84,11 @@ impl DotWeight {
         let mut row_tasks = Vec::new();
         let mut first_col = 0;
         for (p, part) in self.parts.iter().enumerate() {
-            for c0 in (0..part.rows()).step_by(STRIP_NC) {
-                for s0 in (0..strips).step_by(strip_block) {
-                    let cols = c0..(c0 + STRIP_NC).min(part.rows());
-                    strip_tasks.push((p, first_col, cols, s0..(s0 + strip_block).min(strips)));
-                }
+            for cols in blocks(0..part.rows(), STRIP_NC) {
+                strip_tasks.extend(blocks(0..strips, strip_block).map(|s| (p, first_col, cols.clone(), s)));
             }
-            for c0 in (0..part.rows()).step_by(NC) {
-                for r0 in (strips * STRIP..m).step_by(row_block) {
-                    row_tasks.push((p, first_col, c0..(c0 + NC).min(part.rows()), r0..(r0 + row_block).min(m)));
-                }
+            for cols in blocks(0..part.rows(), NC) {
+                row_tasks.extend(blocks(strips * STRIP..m, row_block).map(|r| (p, first_col, cols.clone(), r)));
             }
             first_col += part.rows();
         }
@@ -117,6 +112,12 @@ impl DotWeight {
         // and both kernels write every element of their tiles.
         unsafe { filled(m * n, fill) }
     }
+}
+
+/// `range` cut into consecutive blocks of `step` (the last one shorter).
+fn blocks(range: Range<usize>, step: usize) -> impl Iterator<Item = Range<usize>> {
+    let end = range.end;
+    range.step_by(step).map(move |start| start..(start + step).min(end))
 }
 
 /// x's whole strips, each as (k-pair, row) of u32: the pair (x[r][2p], x[r][2p + 1]) in the low and
@@ -328,7 +329,9 @@ mod imp {
     }
 
     /// acc[c][i] (for c < C, i < 32) = the dot product of row i of the packed strip x with w's row c,
-    /// rounded to bf16 (to nearest even, as `vcvtne2ps2bf16` and oneDNN do).
+    /// rounded to bf16 to nearest even by `vcvtne2ps2bf16`. A result below f32's normal range is
+    /// zero here, as in oneDNN: `vdpbf16ps` flushes it in the accumulator already (the dot kernel's
+    /// final horizontal sum, ordinary adds, can keep one).
     ///
     /// # Safety
     /// x must be one whole packed strip of k-long rows and w must hold C rows of k bf16 at row

@@ -1,6 +1,6 @@
 //! y = x W^T for the backbone's projections, with W stored (out, in) as in the checkpoint, and the
 //! MLP's gate/up projection fused with its SwiGLU activation. bf16 on a CPU with AMX runs on the
-//! tiles ([`amx`]), on one with AVX512-BF16 as dot products over the stored rows ([`dot`]);
+//! tiles ([`amx`]), on one with AVX512-BF16 on `vdpbf16ps` over the stored rows ([`dot`]);
 //! everything else is a candle matmul.
 
 pub mod amx;
@@ -33,7 +33,7 @@ pub enum Linear {
     },
 }
 
-/// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16 dot products); without
+/// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16's `vdpbf16ps`); without
 /// one, candle's bf16 matmul widens to f32 and is no faster than f32.
 pub fn cpu_computes_bf16() -> bool {
     crate::tiles::available() || dot::available()
