@@ -35,10 +35,8 @@ impl TestServer {
     pub async fn start(model: &str, extra: &[&str]) -> Self {
         let dir = fixtures().join("models").join(model);
         let mut args = vec!["armorm", "serve", "--model", dir.to_str().unwrap(), "--port", "0", "--no-warmup"];
-        args.extend_from_slice(&["--max-batch-tokens", "4096"]);
-        // The references are f32; `--dtype auto` would pick bf16 on CPUs with native bf16.
-        if !extra.contains(&"--dtype") {
-            args.extend_from_slice(&["--dtype", "f32"]);
+        if !extra.contains(&"--max-batch-tokens") {
+            args.extend_from_slice(&["--max-batch-tokens", "4096"]);
         }
         args.extend_from_slice(extra);
         let Command::Serve(serve) = Cli::try_parse_from(args).unwrap().command else { unreachable!() };

@@ -6,8 +6,9 @@ const TOL: f64 = 1e-4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_requests_match_the_reference() {
-    for model in ["tiny-f32", "tiny-sharded", "tiny-bt"] {
-        let server = TestServer::start(model, &[]).await;
+    // The f32 checkpoints by default (f32, their own dtype, on every CPU); the bf16 one asked for f32.
+    for (model, flags) in [("tiny-f32", &[][..]), ("tiny-sharded", &["--dtype", "f32"][..]), ("tiny-bt", &[][..])] {
+        let server = TestServer::start(model, flags).await;
         for (body, case) in scorable(model) {
             let (status, result) = server.post("/score", &body).await;
             assert_eq!(status, 200, "{model} {result}");
@@ -107,4 +108,52 @@ async fn bradley_terry_models_return_only_a_score() {
     let info: Value = serde_json::from_str(&server.get("/info").await.1).unwrap();
     assert_eq!(info["head"], "bradley_terry");
     server.stop().await;
+}
+
+/// Over HTTP, with batches cut small by `--max-batch-tokens` / `--max-batch-size` and requests
+/// merged by the queue: each conversation's numbers are the same JSON (so the same f32 bits) in
+/// batch requests, at random positions, beside random neighbours, some answering its own prompt,
+/// as when it is sent alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_gets_the_same_bits_alone_and_in_any_batch() {
+    let prompts = ["What is 2+2?", "Name a prime.", &"Explain rust ownership. ".repeat(4), "Hi"];
+    let responses = ["4", "Seven.", "It is four, of course.", &"Ownership moves values. ".repeat(3), "Hello!"];
+    let conversation = |p: usize, r: usize| json!([{"role": "user", "content": prompts[p]}, {"role": "assistant", "content": responses[r]}]);
+    let all: Vec<Value> = (0..prompts.len())
+        .flat_map(|p| (0..responses.len()).map(move |r| (p, r)))
+        .map(|(p, r)| conversation(p, r))
+        .collect();
+    let numbers = |result: &Value| ["score", "rewards", "gating", "coefficients"].map(|k| result[k].clone()).to_vec();
+    for dtype in ["f32", "bf16"] {
+        let flags =
+            ["--dtype", dtype, "--max-batch-tokens", "400", "--max-input-tokens", "400", "--max-batch-size", "5"];
+        let server = TestServer::start("tiny-f32", &flags).await;
+        let mut alone = Vec::new();
+        for c in &all {
+            let (status, result) = server.post("/score", &json!({ "messages": c })).await;
+            assert_eq!(status, 200, "{result}");
+            alone.push(numbers(&result));
+        }
+        let mut state = 0x1234_5678u64;
+        let mut below = move |n: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % n as u64) as usize
+        };
+        let batches: Vec<Vec<usize>> = (0..12).map(|_| (0..1 + below(9)).map(|_| below(all.len())).collect()).collect();
+        let requests = batches.iter().map(|picks| {
+            let server = &server;
+            let body = json!({ "conversations": picks.iter().map(|&i| &all[i]).collect::<Vec<_>>() });
+            async move { (picks, server.post("/score", &body).await) }
+        });
+        for (picks, (status, body)) in futures::future::join_all(requests).await {
+            assert_eq!(status, 200, "{body}");
+            for (position, (&i, result)) in picks.iter().zip(body["results"].as_array().unwrap()).enumerate() {
+                assert_eq!(numbers(result), alone[i], "{dtype}: conversation {i} at position {position} of {picks:?}");
+            }
+        }
+        let (_, info) = server.get("/info").await;
+        let info: Value = serde_json::from_str(&info).unwrap();
+        assert_eq!(info["batch_invariant"], true, "{info}");
+        server.stop().await;
+    }
 }

@@ -62,10 +62,7 @@ impl Indexed {
 
 /// Runs the evaluation; prints the table to stdout and writes the requested files.
 pub fn run(args: &EvalArgs) -> Result<Value> {
-    let mut options = args.model.load_options();
-    // Benchmark numbers are compared across runs and with reward-bench: f32 unless asked otherwise.
-    options.dtype.get_or_insert(armorm_model::ComputeDType::F32);
-    let model = RewardModel::load(&args.model.source(), &options)?;
+    let model = RewardModel::load(&args.model.source(), &args.model.load_options())?;
     let mut distinct = Distinct::default();
     let (mut examples, mut skipped) = (Vec::new(), Vec::new());
     let mut data = Vec::new();

@@ -3,7 +3,8 @@
 use clap::Args;
 
 use crate::checkpoint::ModelSource;
-use crate::scorer::{ComputeDType, DeviceChoice, LoadOptions};
+use crate::dtype::ComputeDType;
+use crate::scorer::{DeviceChoice, LoadOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
@@ -13,9 +14,9 @@ pub struct ModelArgs {
     /// Hub revision (branch, tag or commit).
     #[arg(long, env = "ARMORM_REVISION")]
     pub revision: Option<String>,
-    /// Backbone compute dtype: auto, f32, bf16 or f16. auto: bf16 on GPUs, and on CPUs with native
-    /// bf16 (AMX, AVX512-BF16) or too little memory for f32 weights; else f32. `train` and `eval`
-    /// read auto as f32 (their numbers are compared across runs and tools).
+    /// Backbone compute dtype: auto, f32, bf16 or f16. auto: the checkpoint's own dtype where the
+    /// device computes it (GPUs; bf16 on CPUs with AMX or AVX512-BF16), else f32; a smaller one only
+    /// when the weights would not fit the memory (with a warning).
     #[arg(long, env = "ARMORM_DTYPE", default_value = "auto")]
     pub dtype: DTypeChoice,
     /// cpu, cuda or cuda:N [default: cuda:0 in CUDA builds, else cpu].

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::dtype::{self, ComputeDType};
 use crate::error::{ModelError, Result};
 
 /// The 19 objectives of `RLHFlow/ArmoRM-Llama3-8B-v0.1`, in the order of its regression layer's rows.
@@ -79,6 +80,8 @@ pub struct ModelConfig {
     pub llama: LlamaConfig,
     /// Present when the config describes a gating reward model (it has `num_objectives`).
     pub gating: Option<GatingConfig>,
+    /// The dtype the checkpoint says it is stored in (`torch_dtype`, or `dtype`), when it names one.
+    pub stored_dtype: Option<ComputeDType>,
 }
 
 #[derive(Deserialize)]
@@ -100,6 +103,8 @@ struct RawConfig {
     gating_hidden_dim: Option<usize>,
     gating_n_hidden: Option<usize>,
     objective_names: Option<Vec<String>>,
+    torch_dtype: Option<serde_json::Value>,
+    dtype: Option<serde_json::Value>,
 }
 
 impl ModelConfig {
@@ -151,7 +156,9 @@ impl ModelConfig {
             n_hidden: raw.gating_n_hidden.unwrap_or(3),
             objective_names: raw.objective_names,
         });
-        Ok(Self { llama, gating })
+        let stored_dtype =
+            raw.dtype.iter().chain(&raw.torch_dtype).filter_map(|v| v.as_str()).find_map(dtype::from_config_name);
+        Ok(Self { llama, gating, stored_dtype })
     }
 }
 

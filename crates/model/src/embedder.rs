@@ -10,11 +10,13 @@ use crate::anchor::GatingPattern;
 use crate::checkpoint::ModelSource;
 use crate::config::ModelConfig;
 use crate::conversation::Conversation;
+use crate::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
 use crate::error::{ModelError, Result};
+use crate::linear::cpu_computes_bf16;
 use crate::llama::Backbone;
 use crate::memory;
 use crate::packed::{PackedBatch, PackedBatchBuilder};
-use crate::scorer::{ComputeDType, LoadOptions};
+use crate::scorer::LoadOptions;
 use crate::template::ChatTemplate;
 use crate::tokenize::{EncodeLimits, Encoded, Encoder};
 use crate::weights::Weights;
@@ -31,7 +33,7 @@ pub struct Embedder {
     backbone: Backbone,
     encoder: Encoder,
     device: Device,
-    dtype: ComputeDType,
+    dtype: DTypeChoice,
     share_prefixes: bool,
 }
 
@@ -41,7 +43,7 @@ pub(crate) struct OpenCheckpoint {
     pub weights: Weights,
     files: crate::checkpoint::CheckpointFiles,
     device: Device,
-    dtype: ComputeDType,
+    dtype: DTypeChoice,
 }
 
 impl OpenCheckpoint {
@@ -50,16 +52,14 @@ impl OpenCheckpoint {
         let cfg = ModelConfig::from_file(&files.config)?;
         let device = options.device.open()?;
         let weights = Weights::open(&files.weights, &device)?;
-        let dtype = match options.dtype {
-            Some(dtype) => dtype,
-            None => {
-                let (dtype, why) = options.device.auto_dtype(weights.parameters(), memory::available());
-                tracing::info!(dtype = dtype.name(), why, "--dtype auto");
-                dtype
-            }
-        };
+        let dtype = choose_dtype(&cfg, &weights, options, &device);
+        if dtype.narrowed {
+            tracing::warn!(dtype = dtype.dtype.name(), reason = dtype.reason, "compute dtype");
+        } else {
+            tracing::info!(dtype = dtype.dtype.name(), reason = dtype.reason, "compute dtype");
+        }
         if matches!(device, Device::Cpu) {
-            check_memory(&weights, dtype)?;
+            check_memory(&weights, dtype.dtype)?;
         }
         Ok(Self { cfg, weights, files, device, dtype })
     }
@@ -82,13 +82,29 @@ impl OpenCheckpoint {
     }
 }
 
-/// Bytes per element of the weights in `dtype` (the heads, a few MB, are f32 whatever the dtype).
-fn weight_bytes(weights: &Weights, dtype: ComputeDType) -> u64 {
-    let size = match dtype {
-        ComputeDType::F32 => 4,
-        ComputeDType::Bf16 | ComputeDType::F16 => 2,
+/// The compute dtype for this checkpoint on this device ([`dtype::choose`]).
+fn choose_dtype(cfg: &ModelConfig, weights: &Weights, options: &LoadOptions, device: &Device) -> DTypeChoice {
+    let hardware = match device {
+        Device::Cpu if cpu_computes_bf16() => Hardware::CpuWithBf16,
+        Device::Cpu => Hardware::CpuF32Only,
+        _ => Hardware::Gpu,
     };
-    weights.parameters() as u64 * size
+    dtype::choose(Inputs {
+        requested: options.dtype,
+        stored: cfg.stored_dtype.or_else(|| weights.stored_dtype()).unwrap_or(ComputeDType::F32),
+        hardware,
+        parameters: weights.parameters() as u64,
+        available: matches!(device, Device::Cpu).then(memory::available).flatten(),
+    })
+}
+
+/// The dtype a load of `source` with `options` computes in, and why, without loading it (reads
+/// config.json and the safetensors headers): what training keys its cached features on.
+pub fn resolve_dtype(source: &ModelSource, options: &LoadOptions) -> Result<DTypeChoice> {
+    let files = source.resolve()?;
+    let cfg = ModelConfig::from_file(&files.config)?;
+    let device = options.device.open()?;
+    Ok(choose_dtype(&cfg, &Weights::open(&files.weights, &device)?, options, &device))
 }
 
 /// Refuses a load that cannot fit before it starts, rather than being killed halfway through it.
@@ -99,7 +115,7 @@ fn check_memory(weights: &Weights, dtype: ComputeDType) -> Result<()> {
 }
 
 fn fits(weights: &Weights, dtype: ComputeDType, available: u64) -> Result<()> {
-    let needed = |d| weight_bytes(weights, d) + weight_bytes(weights, d) / 10;
+    let needed = |d| dtype::needed_bytes(weights.parameters() as u64, d);
     if needed(dtype) <= available {
         return Ok(());
     }
@@ -137,7 +153,7 @@ impl Embedder {
     /// `gated`: whether encodings must locate the gating pattern (derived from the template unless
     /// the options give it).
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
-        let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.llama, ckpt.dtype.candle(), &ckpt.device)?;
+        let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.llama, ckpt.dtype.dtype.candle(), &ckpt.device)?;
         let tokenizer = Encoder::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
         let pattern = gated
@@ -148,7 +164,7 @@ impl Embedder {
             backbone,
             encoder,
             device: ckpt.device.clone(),
-            dtype: ckpt.dtype,
+            dtype: ckpt.dtype.clone(),
             share_prefixes: options.share_prefixes,
         })
     }
@@ -157,8 +173,9 @@ impl Embedder {
         &self.encoder
     }
 
-    pub fn dtype(&self) -> ComputeDType {
-        self.dtype
+    /// The compute dtype and why it was chosen.
+    pub fn dtype(&self) -> &DTypeChoice {
+        &self.dtype
     }
 
     pub fn device(&self) -> &Device {

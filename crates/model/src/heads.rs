@@ -5,6 +5,7 @@ use candle_core::{DType, Tensor, D};
 
 use crate::config::{GatingConfig, ModelConfig};
 use crate::error::{ModelError, Result};
+use crate::linear::matmul;
 use crate::weights::Weights;
 
 /// Linear(hidden -> gh), ReLU, (Linear(gh -> gh), ReLU) x (n_hidden - 1), Linear(gh -> k); then
@@ -37,7 +38,7 @@ impl GatingNetwork {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
-            x = x.matmul(weight_t)?.broadcast_add(bias)?;
+            x = matmul(&x, weight_t)?.broadcast_add(bias)?;
             if i + 1 < self.layers.len() {
                 x = x.relu()?;
             }
@@ -52,6 +53,8 @@ pub struct ArmoHead {
     regression_t: Tensor,
     /// (k, k), applied as `rewards @ T`
     transform: Tensor,
+    /// T^T, contiguous: `gating @ T^T` are the coefficients.
+    transform_t: Tensor,
     gating: GatingNetwork,
     objectives: Vec<String>,
 }
@@ -77,9 +80,9 @@ impl ArmoHead {
     /// `last` and `gate` are the final-norm hidden states (n, hidden) at each conversation's last token
     /// and gate position.
     pub fn forward(&self, last: &Tensor, gate: &Tensor) -> Result<ArmoOutputs> {
-        let rewards = last.matmul(&self.regression_t)?; // (n, k)
+        let rewards = matmul(last, &self.regression_t)?; // (n, k)
         let gating = self.gating.forward(gate)?; // (n, k)
-        let coefficients = gating.matmul(&self.transform.t()?)?; // gating @ T^T
+        let coefficients = matmul(&gating, &self.transform_t)?; // gating @ T^T
         let score = (&rewards * &coefficients)?.sum(D::Minus1)?;
         Ok(ArmoOutputs { score, rewards, gating, coefficients })
     }
@@ -101,9 +104,11 @@ impl Head {
                 ModelError::Checkpoint("regression_layer.weight present but config.json has no num_objectives".into())
             })?;
             let k = g.num_objectives;
+            let transform = w.get("reward_transform_matrix", &[k, k], DType::F32)?;
             return Ok(Self::Armo(ArmoHead {
                 regression_t: w.get("regression_layer.weight", &[k, hidden], DType::F32)?.t()?.contiguous()?,
-                transform: w.get("reward_transform_matrix", &[k, k], DType::F32)?,
+                transform_t: transform.t()?.contiguous()?,
+                transform,
                 gating: GatingNetwork::load(w, hidden, g)?,
                 objectives: g.objective_names()?,
             }));

@@ -1,6 +1,16 @@
 //! Strided f32 matrix products on the gemm crate, behind one safe, bounds-checked function: every
 //! caller states its operands as [`View`]s (a slice plus shape and strides), and the one `unsafe`
 //! call below relies only on what [`product`] checks.
+//!
+//! Row invariance: gemm's main path computes every output as one FMA chain over k, in k blocks
+//! whose size follows from k and the CPU's caches alone, so a row's result does not depend on the
+//! other rows of the product, and extra zero terms at the end of k leave it unchanged. gemm's
+//! shortcuts break that: one row or one column goes to a gemv, k <= 2 to a "gevv", a product of at
+//! most 256 outputs to "horizontal" kernels that sum lanes, and m, n <= 64 to other k blocks.
+//! [`product`] pads the operands with zeros so that gemm never takes them, which makes each row of
+//! every product here the same bits whether it is computed alone or among any others, and an
+//! attention row's the same however many masked keys its tile has (what batch invariance rests
+//! on).
 
 use std::mem::MaybeUninit;
 
@@ -54,6 +64,10 @@ pub fn product(out: Out<'_>, lhs: View<'_>, rhs: View<'_>, threads: usize) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "inner dimensions differ: ({m} x {k}) * ({} x {n})", rhs.rows);
     assert!(lhs.in_bounds() && rhs.in_bounds(), "a matrix view runs past its slice");
+    let shape = main_path_shape(m, n, k);
+    if m > 0 && n > 0 && shape != (m, n, k) {
+        return padded_product(out, lhs, rhs, shape, threads);
+    }
     let (dst, read_dst, alpha) = match out {
         Out::Overwrite(o) => {
             assert!(o.len() >= m * n, "output holds {} of {m} x {n}", o.len());
@@ -99,6 +113,48 @@ pub fn product(out: Out<'_>, lhs: View<'_>, rhs: View<'_>, threads: usize) {
     }
 }
 
+/// The smallest (m, n, k) at least the product's own for which gemm takes its main path (see the
+/// module's doc; gemm-common 0.19's `gemm_basic_generic`).
+fn main_path_shape(m: usize, n: usize, k: usize) -> (usize, usize, usize) {
+    let (n, k) = (n.max(2), k.max(3));
+    let mut m = m.max(2).max(256 / n + 1);
+    if n <= 64 && k > 512 {
+        m = m.max(65);
+    }
+    (m, n, k)
+}
+
+/// `product` with `lhs` and `rhs` extended by zeros to `shape`, through a scratch output: the extra
+/// rows and columns are never read back, and the extra depth adds exact zeros.
+fn padded_product(out: Out<'_>, lhs: View<'_>, rhs: View<'_>, shape: (usize, usize, usize), threads: usize) {
+    let (m, n) = (lhs.rows, rhs.cols);
+    let (rows, cols, depth) = shape;
+    let pad = |v: View<'_>, r: usize, c: usize| {
+        let mut p = vec![0.0f32; r * c];
+        for (i, row) in p.chunks_exact_mut(c).take(v.rows).enumerate() {
+            row[..v.cols].iter_mut().enumerate().for_each(|(j, x)| *x = v.data[i * v.row_stride + j * v.col_stride]);
+        }
+        p
+    };
+    let (a, b) = (pad(lhs, rows, depth), pad(rhs, depth, cols));
+    let (a, b) = (View::row_major(&a, rows, depth), View::row_major(&b, depth, cols));
+    let mut c = vec![0.0f32; rows * cols];
+    let accumulate = matches!(out, Out::Accumulate(_));
+    if let Out::Accumulate(o) = &out {
+        for (c, o) in c.chunks_exact_mut(cols).zip(o.chunks_exact(n)).take(m) {
+            c[..n].copy_from_slice(o);
+        }
+    }
+    product(if accumulate { Out::Accumulate(&mut c) } else { Out::Replace(&mut c) }, a, b, threads);
+    let got = c.chunks_exact(cols).take(m).flat_map(|row| &row[..n]);
+    match out {
+        Out::Overwrite(o) => o[..m * n].iter_mut().zip(got).for_each(|(o, &x)| {
+            o.write(x);
+        }),
+        Out::Replace(o) | Out::Accumulate(o) => o[..m * n].iter_mut().zip(got).for_each(|(o, &x)| *o = x),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +183,38 @@ mod tests {
         assert_eq!(acc, want);
         product(Out::Replace(&mut acc), lhs, rhs_t, 1);
         assert_eq!(acc, naive(lhs, rhs_t));
+    }
+
+    /// Each row of a product is the same bits alone, among a few rows or among many, for the
+    /// shapes that take gemm's shortcuts unpadded (one row, tiny products, m, n <= 64 with k > 512).
+    #[test]
+    fn a_row_is_the_same_bits_whatever_the_other_rows() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for (n, k) in [(19, 4096), (1024, 576), (7, 64), (300, 3), (64, 700), (256, 64), (1, 4096), (1, 64), (5, 2)] {
+            let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
+            let a: Vec<f32> = (0..130 * k).map(|_| next()).collect();
+            let rhs = View::row_major(&b, k, n);
+            let mut all = vec![0.0f32; 130 * n];
+            product(Out::Replace(&mut all), View::row_major(&a, 130, k), rhs, 2);
+            for m in [1, 2, 3, 13, 64, 65] {
+                for first in [0, 130 - m] {
+                    let mut part = vec![0.0f32; m * n];
+                    product(Out::Replace(&mut part), View::row_major(&a[first * k..], m, k), rhs, 1);
+                    let want = &all[first * n..][..m * n];
+                    assert!(
+                        part.iter().zip(want).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "rows {first}..{} of ({n}, {k}) differ from the same rows among 130",
+                        first + m
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,14 +3,14 @@
 
 use std::str::FromStr;
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 
 use crate::checkpoint::ModelSource;
 use crate::conversation::Conversation;
+use crate::dtype::{ComputeDType, DTypeChoice};
 use crate::embedder::{Embedder, OpenCheckpoint};
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
-use crate::linear::cpu_computes_bf16;
 use crate::tokenize::{Encoded, Encoder};
 
 /// Where the backbone runs.
@@ -54,78 +54,12 @@ impl DeviceChoice {
             Self::Cuda(ordinal) => Ok(Device::new_cuda(ordinal)?),
         }
     }
-
-    /// The compute dtype `--dtype auto` picks, and why. GPUs: bf16, what the checkpoint stores.
-    /// CPUs: bf16 where the CPU computes it natively (AMX tiles or AVX512-BF16, about twice f32's
-    /// speed there) or where f32 weights of `parameters` would take more than half of `available`
-    /// memory; else f32, the exact reference.
-    pub fn auto_dtype(self, parameters: usize, available: Option<u64>) -> (ComputeDType, String) {
-        if let Self::Cuda(_) = self {
-            return (ComputeDType::Bf16, "GPU".into());
-        }
-        if cpu_computes_bf16() {
-            return (ComputeDType::Bf16, "the CPU computes bf16 natively (AMX or AVX512-BF16)".into());
-        }
-        let f32_bytes = parameters as u64 * 4;
-        match available {
-            Some(a) if f32_bytes > a / 2 => (
-                ComputeDType::Bf16,
-                format!(
-                    "f32 weights ({:.1} GiB) would take more than half the {:.1} GiB available",
-                    crate::memory::gib(f32_bytes),
-                    crate::memory::gib(a)
-                ),
-            ),
-            _ => (ComputeDType::F32, "the CPU has no native bf16 and f32 fits".into()),
-        }
-    }
-}
-
-/// The dtype the backbone computes in; the heads always compute in f32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ComputeDType {
-    F32,
-    Bf16,
-    F16,
-}
-
-impl FromStr for ComputeDType {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" | "float32" => Ok(Self::F32),
-            "bf16" | "bfloat16" => Ok(Self::Bf16),
-            "f16" | "float16" => Ok(Self::F16),
-            _ => Err(format!("unknown dtype {s:?}; expected f32, bf16 or f16")),
-        }
-    }
-}
-
-impl ComputeDType {
-    /// The name `--dtype` takes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::F16 => "f16",
-        }
-    }
-
-    pub(crate) fn candle(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::Bf16 => DType::BF16,
-            Self::F16 => DType::F16,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: DeviceChoice,
-    /// `None`: chosen for the device and the model (`DeviceChoice::auto_dtype`).
+    /// `None`: the checkpoint's own, where the device computes it ([`crate::dtype::choose`]).
     pub dtype: Option<ComputeDType>,
     /// Overrides the gating pattern derived from the chat template.
     pub gating_pattern: Option<Vec<u32>>,
@@ -170,7 +104,7 @@ impl RewardModel {
         tracing::info!(
             model = %source.id(),
             head = ?head.kind(),
-            dtype = ?embedder.dtype(),
+            dtype = embedder.dtype().dtype.name(),
             layers = embedder.num_layers(),
             hidden = embedder.hidden_size(),
             gating_pattern = ?embedder.encoder().pattern().map(|p| p.ids()),
@@ -193,6 +127,11 @@ impl RewardModel {
     }
 
     pub fn dtype(&self) -> ComputeDType {
+        self.embedder.dtype().dtype
+    }
+
+    /// The compute dtype and why it was chosen.
+    pub fn dtype_choice(&self) -> &DTypeChoice {
         self.embedder.dtype()
     }
 
@@ -201,6 +140,13 @@ impl RewardModel {
             Device::Cpu => "cpu".into(),
             other => format!("{other:?}").to_lowercase(),
         }
+    }
+
+    /// Whether a conversation's outputs are bit-identical whatever it is batched with: true on the
+    /// CPU, whose kernels fix every reduction's order per row (README, "Batch invariance"); not yet
+    /// on CUDA, where cuBLAS picks its algorithm by the batch's shape.
+    pub fn batch_invariant(&self) -> bool {
+        matches!(self.embedder.device(), Device::Cpu)
     }
 
     /// Objective names in output order; empty for heads without objectives.
@@ -234,7 +180,7 @@ impl RewardModel {
         match &self.head {
             Head::BradleyTerry(score_t) => {
                 let hidden = self.embedder.hidden_states(batch, false)?.last;
-                let scores = hidden.matmul(score_t)?.flatten_all()?.to_vec1::<f32>()?;
+                let scores = crate::linear::matmul(&hidden, score_t)?.flatten_all()?.to_vec1::<f32>()?;
                 Ok(batch
                     .iter()
                     .zip(scores)
@@ -278,22 +224,5 @@ impl RewardModel {
     /// Encodes one conversation and checks it fits the position table.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
         self.embedder.encode(conversation)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn auto_dtype_follows_the_device_the_cpu_and_the_memory() {
-        let params = 1_000_000_000; // 4 GB as f32
-        assert_eq!(DeviceChoice::Cuda(0).auto_dtype(params, None).0, ComputeDType::Bf16);
-        let (tight, why) = DeviceChoice::Cpu.auto_dtype(params, Some(6 << 30));
-        assert_eq!(tight, ComputeDType::Bf16, "f32 would take over half of 6 GiB");
-        assert!(why.contains("native") || why.contains("more than half"), "{why}");
-        let roomy = DeviceChoice::Cpu.auto_dtype(params, Some(64 << 30)).0;
-        let native = if cpu_computes_bf16() { ComputeDType::Bf16 } else { ComputeDType::F32 };
-        assert_eq!(roomy, native);
     }
 }

@@ -12,11 +12,11 @@ pub const BLOCK: usize = 32;
 /// bf16 elements per B tile (16 rows x 16 columns x 2).
 pub const TILE: usize = 512;
 
-/// Whether this process may use AMX bf16 tiles: the CPU has them and Linux granted the permission
-/// (asked for once, on first use).
+/// Whether this process may use AMX bf16 tiles: the CPU has them, `ARMORM_CPU_KERNELS` does not
+/// rule them out, and Linux granted the permission (asked for once, on first use).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(imp::enable)
+    *AVAILABLE.get_or_init(|| crate::cpu_kernels::cap() == crate::cpu_kernels::Cap::All && imp::enable())
 }
 
 pub use imp::{kernel as block, with_tiles};

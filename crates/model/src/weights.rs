@@ -25,6 +25,7 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::dtype::ComputeDType;
 use crate::error::{ModelError, Result};
 use crate::simd::filled;
 use crate::transpose::transpose_into;
@@ -157,6 +158,22 @@ impl Weights {
     /// Elements of every tensor in the checkpoint.
     pub fn parameters(&self) -> usize {
         self.tensors.values().map(|t| t.entry.shape.iter().product::<usize>()).sum()
+    }
+
+    /// The type most of the checkpoint's elements are stored as (`None` for a checkpoint without
+    /// loadable tensors).
+    pub fn stored_dtype(&self) -> Option<ComputeDType> {
+        let mut elements: HashMap<ComputeDType, usize> = HashMap::new();
+        for t in self.tensors.values() {
+            let dtype = match t.stored {
+                Some(StoredType::F32) => ComputeDType::F32,
+                Some(StoredType::Bf16) => ComputeDType::Bf16,
+                Some(StoredType::F16) => ComputeDType::F16,
+                None => continue,
+            };
+            *elements.entry(dtype).or_default() += t.entry.shape.iter().product::<usize>();
+        }
+        elements.into_iter().filter(|&(_, n)| n > 0).max_by_key(|&(d, n)| (n, d.size())).map(|(d, _)| d)
     }
 
     /// Bytes the checkpoint's tensors take on disk.

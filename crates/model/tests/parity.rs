@@ -60,12 +60,13 @@ fn conversations() -> Vec<Result<Conversation, String>> {
 }
 
 fn load(name: &str, dtype: ComputeDType) -> RewardModel {
-    load_on(name, dtype, DeviceChoice::Cpu)
+    load_on(name, Some(dtype), DeviceChoice::Cpu)
 }
 
-fn load_on(name: &str, dtype: ComputeDType, device: DeviceChoice) -> RewardModel {
+/// `dtype` `None`: `--dtype auto`.
+fn load_on(name: &str, dtype: Option<ComputeDType>, device: DeviceChoice) -> RewardModel {
     let source = ModelSource::Local(fixtures().join("models").join(name));
-    RewardModel::load(&source, &LoadOptions { device, dtype: Some(dtype), ..Default::default() }).unwrap()
+    RewardModel::load(&source, &LoadOptions { device, dtype, ..Default::default() }).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -144,10 +145,10 @@ fn check_outputs(outputs: &[RewardOutput], cases: &[&Value], tol: Tol) -> f32 {
 
 /// Scores the fixture's conversations as one batch and each alone; both must match the reference.
 fn parity(name: &str, dtype: ComputeDType, key: &str, tol: Tol) {
-    parity_on(name, dtype, key, tol, DeviceChoice::Cpu)
+    parity_on(name, Some(dtype), key, tol, DeviceChoice::Cpu)
 }
 
-fn parity_on(name: &str, dtype: ComputeDType, key: &str, tol: Tol, device: DeviceChoice) {
+fn parity_on(name: &str, dtype: Option<ComputeDType>, key: &str, tol: Tol, device: DeviceChoice) {
     let model = load_on(name, dtype, device);
     let exp = expected(name);
     let pattern: Vec<u32> = exp["pattern"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
@@ -166,6 +167,26 @@ fn parity_on(name: &str, dtype: ComputeDType, key: &str, tol: Tol, device: Devic
         check_outputs(&alone, &[case], tol);
     }
     eprintln!("{name} {key}: max |err| {max:.3e} over {} conversations", encoded.len());
+}
+
+/// With no `--dtype`, the f32 checkpoints compute in f32 and match the f32 reference on every CPU,
+/// this one's bf16 kernels notwithstanding; the bf16 checkpoint computes in bf16 where a bf16
+/// kernel runs (matching PyTorch's bf16 forward) and in f32 elsewhere.
+#[test]
+fn the_default_dtype_is_the_checkpoints_own() {
+    for name in ["tiny-f32", "tiny-bt"] {
+        assert_eq!(load_on(name, None, DeviceChoice::Cpu).dtype(), ComputeDType::F32, "{name}");
+        parity_on(name, None, "f32", F32_TOL, DeviceChoice::Cpu);
+    }
+    let bf16 = load_on("tiny-bf16", None, DeviceChoice::Cpu);
+    eprintln!("tiny-bf16 by default: {:?}", bf16.dtype_choice());
+    if armorm_model::linear::cpu_computes_bf16() {
+        assert_eq!(bf16.dtype(), ComputeDType::Bf16);
+        parity_on("tiny-bf16", None, "bf16", BF16_TOL, DeviceChoice::Cpu);
+    } else {
+        assert_eq!(bf16.dtype(), ComputeDType::F32);
+        parity_on("tiny-bf16", None, "f32", F32_TOL, DeviceChoice::Cpu);
+    }
 }
 
 #[test]
@@ -312,21 +333,21 @@ mod gpu {
     fn cuda_f32_matches_the_reference() {
         let Some(device) = gpu() else { return };
         for name in ["tiny-f32", "tiny-bf16", "tiny-sharded", "tiny-bt"] {
-            parity_on(name, ComputeDType::F32, "f32", F32_TOL, device);
+            parity_on(name, Some(ComputeDType::F32), "f32", F32_TOL, device);
         }
     }
 
     #[test]
     fn cuda_bf16_matches_the_reference_bf16_forward() {
         let Some(device) = gpu() else { return };
-        parity_on("tiny-bf16", ComputeDType::Bf16, "bf16", BF16_TOL, device);
-        parity_on("tiny-bf16", ComputeDType::Bf16, "f32", BF16_TOL, device);
+        parity_on("tiny-bf16", Some(ComputeDType::Bf16), "bf16", BF16_TOL, device);
+        parity_on("tiny-bf16", Some(ComputeDType::Bf16), "f32", BF16_TOL, device);
     }
 
     #[test]
     fn cuda_batches_do_not_change_a_score() {
         let Some(device) = gpu() else { return };
         // cuBLAS may pick other kernels for other batch shapes: f32 sums in another order.
-        batch_invariance(&load_on("tiny-f32", ComputeDType::F32, device), 1e-4);
+        batch_invariance(&load_on("tiny-f32", Some(ComputeDType::F32), device), 1e-4);
     }
 }

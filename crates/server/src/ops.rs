@@ -21,7 +21,11 @@ struct Info<'a> {
     objectives: &'a [String],
     gating_pattern: Option<&'a [u32]>,
     dtype: armorm_model::ComputeDType,
+    /// Why `dtype` (the `--dtype auto` rule, or the flag).
+    dtype_reason: &'a str,
     device: String,
+    /// Whether a conversation's numbers are bit-identical whatever it is batched with.
+    batch_invariant: bool,
     /// What special-token text in message content becomes (`--content-special-tokens`).
     content_special_tokens: &'static str,
     limits: InfoLimits,
@@ -57,7 +61,9 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
         objectives: m.objectives(),
         gating_pattern: m.encoder().pattern().map(|p| p.ids()),
         dtype: m.dtype(),
+        dtype_reason: &m.dtype_choice().reason,
         device: m.device_name(),
+        batch_invariant: m.batch_invariant(),
         content_special_tokens: mode_label(state.content_special_tokens),
         limits: InfoLimits {
             max_input_tokens: state.limits.max_input_tokens,

@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use armorm_data::digest::sha256_file;
 use armorm_model::checkpoint::CheckpointFiles;
-use armorm_model::{ComputeDType, Embedder, GatingPattern, LoadOptions};
+use armorm_model::{Embedder, GatingPattern, LoadOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -124,8 +124,9 @@ impl<'a> Pipeline<'a> {
     fn new(args: &'a RunArgs, work: PathBuf) -> Result<Self> {
         let source = args.model.source();
         let mut options = args.model.load_options();
-        // Features feed a regression compared across runs: f32 unless the user asks otherwise.
-        options.dtype.get_or_insert(ComputeDType::F32);
+        // Resolved now, as every load resolves it, so the feature cache is keyed on the dtype used.
+        let dtype = armorm_model::resolve_dtype(&source, &options)?.dtype;
+        options.dtype = Some(dtype);
         let files = source.resolve()?;
         let pattern = GatingPattern::for_checkpoint(&files, options.gating_pattern.as_deref())?;
         let config = sha256_file(&files.config)?;
@@ -137,7 +138,6 @@ impl<'a> Pipeline<'a> {
                 Ok(format!("{}:{size}", p.file_name().unwrap_or_default().to_string_lossy()))
             })
             .collect::<Result<_>>()?;
-        let dtype = options.dtype.unwrap_or(ComputeDType::F32);
         let model_key = key(&[&config, &weights.join(","), &format!("{dtype:?}"), &format!("{:?}", pattern.ids())]);
         Ok(Self {
             args,

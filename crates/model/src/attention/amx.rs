@@ -18,13 +18,12 @@ pub fn supports(heads: Heads) -> bool {
     heads.head_dim.is_multiple_of(BLOCK) && tiles::available()
 }
 
-/// Every segment's keys and values as B tiles, each (segment, kv head) padded to whole 32-key blocks
-/// with zeros.
+/// Every segment's keys and values, as its whole sequence (see `key_token`), as B tiles, each
+/// (segment, kv head) padded to whole 32-key blocks with zeros.
 struct KeyValues {
-    /// Per segment: where its (kv_heads, padded keys, head_dim) region starts in `k` and `v`.
-    offsets: Vec<usize>,
-    /// Per segment: its key count rounded up to 32.
-    padded: Vec<usize>,
+    /// Per segment: (its sequence's key count rounded up to 32, where its (kv_heads, padded keys,
+    /// head_dim) region starts in `k` and `v`).
+    regions: Vec<(usize, usize)>,
     /// For q k^T: per (segment, head), blocks of 16 keys, each head_dim / 32 tiles.
     k: Vec<bf16>,
     /// For p v: per (segment, head), blocks of 16 dims, each padded / 32 tiles of 32 keys.
@@ -33,8 +32,8 @@ struct KeyValues {
 
 impl KeyValues {
     fn region(&self, segment: usize, group: usize, hd: usize) -> (&[bf16], &[bf16], usize) {
-        let padded = self.padded[segment];
-        let at = self.offsets[segment] + group * padded * hd..self.offsets[segment] + (group + 1) * padded * hd;
+        let (padded, start) = self.regions[segment];
+        let at = start + group * padded * hd..start + (group + 1) * padded * hd;
         (&self.k[at.clone()], &self.v[at], padded)
     }
 }
@@ -53,19 +52,16 @@ impl FusedAttention<'_> {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
         let segments = &self.batch.segments;
-        let padded: Vec<usize> = segments.iter().map(|s| s.len.next_multiple_of(BLOCK)).collect();
-        let offsets: Vec<usize> =
-            padded.iter().scan(0, |at, p| Some(std::mem::replace(at, *at + p * kv_heads * hd))).collect();
-        let total = padded.iter().sum::<usize>() * kv_heads * hd;
+        let (regions, total) = self.key_regions(|len| len.next_multiple_of(BLOCK));
         let (mut k, mut v) = (vec![bf16::ZERO; total], vec![bf16::ZERO; total]);
         // Each (segment, head) region belongs to one task.
         let (kd, vd) = (Disjoint(k.as_mut_ptr()), Disjoint(v.as_mut_ptr()));
-        let regions: Vec<(usize, usize)> =
-            (0..segments.len()).flat_map(|s| (0..kv_heads).map(move |g| (s, g))).collect();
-        regions.par_iter().for_each(|&(s, g)| {
+        let tasks: Vec<(usize, usize)> = (0..segments.len()).flat_map(|s| (0..kv_heads).map(move |g| (s, g))).collect();
+        tasks.par_iter().for_each(|&(s, g)| {
             let (kd, vd) = (&kd, &vd);
-            let (seg, len) = (segments[s], padded[s]);
-            let base = offsets[s] + g * len * hd;
+            let (len, start) = regions[s];
+            let keys = self.prefix_len(s) + segments[s].len;
+            let base = start + g * len * hd;
             // SAFETY: [base, base + len * hd) is this task's region, inside both buffers.
             let (kr, vr) = unsafe {
                 (
@@ -74,8 +70,8 @@ impl FusedAttention<'_> {
                 )
             };
             let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
-            for j in 0..seg.len {
-                let t = seg.start + j;
+            for j in 0..keys {
+                let t = self.key_token(s, j);
                 let row = &qkv[t * width..][..width];
                 let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
                 rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut rotated);
@@ -93,7 +89,7 @@ impl FusedAttention<'_> {
                 }
             }
         });
-        KeyValues { offsets, padded, k, v }
+        KeyValues { regions, k, v }
     }
 
     fn attend_tiles(&self, q: &[bf16], kv: &KeyValues, tokens: usize, out: &mut [MaybeUninit<bf16>]) {
@@ -116,8 +112,9 @@ impl FusedAttention<'_> {
             let mut probs = vec![bf16::ZERO; padded_rows * KEY_TILE];
             let mut c = [0.0f32; BLOCK * BLOCK];
             tiles::with_tiles(|| {
-                for (s, keys, causal_from) in self.spans(item) {
-                    let (k, v, padded) = kv.region(s, item.group, hd);
+                let (keys, first) = self.keys(item);
+                let (k, v, padded) = kv.region(item.segment, item.group, hd);
+                {
                     for tile in (0..keys).step_by(KEY_TILE) {
                         let n = KEY_TILE.min(keys - tile);
                         let n_padded = n.next_multiple_of(BLOCK);
@@ -141,7 +138,7 @@ impl FusedAttention<'_> {
                                 }
                             }
                         }
-                        let tile_keys = TileKeys { causal_from, rep, tile, n, n_padded };
+                        let tile_keys = TileKeys { first, rep, tile, n, n_padded };
                         softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
                         for r0 in (0..padded_rows).step_by(BLOCK) {
                             for d0 in (0..hd).step_by(BLOCK) {
@@ -168,7 +165,7 @@ impl FusedAttention<'_> {
 /// probabilities are n_padded wide.
 #[derive(Clone, Copy)]
 struct TileKeys {
-    causal_from: Option<usize>,
+    first: usize,
     rep: usize,
     tile: usize,
     n: usize,
@@ -190,7 +187,7 @@ fn softmax_tile(
 ) {
     let hd = acc.len() / max.len();
     for (row, (max, sum)) in max.iter_mut().zip(sum.iter_mut()).enumerate() {
-        let seen = &mut scores[row * KEY_TILE..][..visible(keys.causal_from, row / keys.rep, keys.tile, keys.n)];
+        let seen = &mut scores[row * KEY_TILE..][..visible(keys.first, row / keys.rep, keys.tile, keys.n)];
         seen.iter_mut().for_each(|s| *s *= scale);
         softmax_step(seen, max, sum, &mut acc[row * hd..][..hd]);
         let p = &mut probs[row * KEY_TILE..][..keys.n_padded];

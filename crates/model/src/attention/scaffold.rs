@@ -1,8 +1,14 @@
 //! What the CPU attention kernels share: the op's description of the batch, its work items (query
-//! blocks per kv-head group), query staging with the rotary embedding, the key spans each item
-//! sees, the causal cut within a key tile, flash attention's online-softmax step, and the store of
-//! an item's normalised rows. The f32 kernel (`fused`) and the AMX kernel (`amx`) each add their
-//! own inner loop; neither imports the other.
+//! blocks per kv-head group), query staging with the rotary embedding, the keys each item sees,
+//! the causal cut within a key tile, flash attention's online-softmax step, and the store of an
+//! item's normalised rows. The f32 kernel (`fused`) and the AMX kernel (`amx`) each add their own
+//! inner loop; neither imports the other.
+//!
+//! Batch invariance: every query row's numbers are computed from its own sequence alone, in an
+//! order fixed by its position in that sequence. Each segment's keys are staged as its whole
+//! sequence, a continuation's prefix keys copied in front of its own, so key tiles are always cut
+//! at multiples of [`KEY_TILE`] from position 0, whether the prompt is shared or not; scores and
+//! outputs are per-row products; keys past a row's position enter as exact zeros.
 
 use std::mem::MaybeUninit;
 
@@ -59,12 +65,42 @@ impl FusedAttention<'_> {
         }
     }
 
-    /// The key runs an item attends to, in order, as (segment, keys, causal_from): its segment's
-    /// prefix whole, if it has one, then its own sequence up to the item's last token.
-    pub(super) fn spans(&self, item: &Item) -> impl Iterator<Item = (usize, usize, Option<usize>)> {
+    /// The keys an item attends to, as (how many, from position 0 of its segment's sequence; the
+    /// sequence position of the item's first query token).
+    pub(super) fn keys(&self, item: &Item) -> (usize, usize) {
+        let first = self.prefix_len(item.segment) + item.first;
+        (first + item.len, first)
+    }
+
+    /// Tokens of the segment's prefix (0 for a segment that continues none).
+    pub(super) fn prefix_len(&self, segment: usize) -> usize {
         let segments = &self.batch.segments;
-        let prefix = segments[item.segment].prefix.map(|p| (p, segments[p].len, None));
-        prefix.into_iter().chain([(item.segment, item.first + item.len, Some(item.first))])
+        segments[segment].prefix.map_or(0, |p| segments[p].len)
+    }
+
+    /// The packed token that is key `j` of the segment's whole sequence (its prefix's, then its own).
+    pub(super) fn key_token(&self, segment: usize, j: usize) -> usize {
+        let (seg, prefix) = (self.batch.segments[segment], self.prefix_len(segment));
+        match seg.prefix {
+            Some(p) if j < prefix => self.batch.segments[p].start + j,
+            _ => seg.start + j - prefix,
+        }
+    }
+
+    /// Each segment's staged key region: (its rows, per kv head, with `rows` of the sequence length;
+    /// where the region starts, in elements of a (kv_heads, rows, head_dim) block per segment), and
+    /// the elements of all regions.
+    pub(super) fn key_regions(&self, rows: impl Fn(usize) -> usize) -> (Vec<(usize, usize)>, usize) {
+        let Heads { kv_heads, head_dim: hd, .. } = self.heads;
+        let mut at = 0;
+        let regions = (0..self.batch.segments.len())
+            .map(|s| {
+                let n = rows(self.prefix_len(s) + self.batch.segments[s].len);
+                at += n * kv_heads * hd;
+                (n, at - n * kv_heads * hd)
+            })
+            .collect();
+        (regions, at)
     }
 
     /// An item's rows of the staged queries (see `stage_queries`).
@@ -110,8 +146,7 @@ impl FusedAttention<'_> {
                 })
             })
             .collect();
-        let keys = |i: &Item| segments[i.segment].prefix.map_or(0, |p| segments[p].len) + i.first + i.len;
-        items.sort_by_key(|i| std::cmp::Reverse(keys(i)));
+        items.sort_by_key(|i| std::cmp::Reverse(self.keys(i).0));
         items
     }
 }
@@ -166,12 +201,11 @@ pub(super) fn rotate<T: Element, O: Element>(
 /// Tokens per parallel task when staging queries, keys and values.
 pub(super) const STAGE_TOKENS: usize = 64;
 
-/// How many keys of the tile [tile, tile + n) of a span query token `token` of its block sees:
-/// all of them, or with `causal_from = Some(first)` (the span is the queries' own sequence and the
-/// block starts at its token `first`) those up to its own position.
+/// How many keys of the tile [tile, tile + n) query token `token` of a block sees, the block
+/// starting at sequence position `first`: those up to its own position.
 #[inline(always)]
-pub(super) fn visible(causal_from: Option<usize>, token: usize, tile: usize, n: usize) -> usize {
-    causal_from.map_or(n, |first| (first + token + 1).saturating_sub(tile).min(n))
+pub(super) fn visible(first: usize, token: usize, tile: usize, n: usize) -> usize {
+    (first + token + 1).saturating_sub(tile).min(n)
 }
 
 /// Flash attention's recurrence for one query row: folds the scores it sees in this tile into the

@@ -8,11 +8,12 @@
 //! faster than f32 here, at half PyTorch's (oneDNN's) bf16 speed. Accumulation is f32 throughout and
 //! each result is rounded to bf16 once, as oneDNN does.
 //!
-//! Two kernels share the work. Whole strips of 32 rows of x run as outer products: x's strip is
-//! packed once per call so that one vector holds the same k-pair of 16 rows, and each W k-pair is
-//! broadcast against it; no horizontal sums, 24 accumulators. Rows left over (m % 32, and all of a
-//! batch under 32 rows, such as the last layer's) run as dot products of x's rows with W's rows,
-//! which wastes nothing on short inputs but pays a 16-lane reduction per output.
+//! Strips of 32 rows of x run as outer products: x's strip is packed once per call so that one
+//! vector holds the same k-pair of 16 rows, and each W k-pair is broadcast against it; no
+//! horizontal sums, 24 accumulators. Every output is one `vdpbf16ps` chain over k in order, in its
+//! own lane, so a row's result never depends on the other rows: the last strip is padded with zero
+//! rows rather than handed to a kernel that sums in another order (batch invariance). A dot-product
+//! kernel for the leftover rows ran 1B shapes' last layer faster, but gave those rows other bits.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -21,17 +22,9 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::simd::{filled, Disjoint, Element};
+use crate::simd::{filled, Disjoint};
 use crate::weights::Bf16Rows;
 
-/// Dot kernel: rows of x per micro-tile, and rows of W: 16 accumulators, 4 x vectors and one W
-/// vector. Larger tiles (4 x 6, 4 x 5, 5 x 4) should fit the 32 vector registers too, but LLVM
-/// spilled their accumulators and they ran at 190-270 GFLOP/s against this tile's 320-360 (1B
-/// shapes, 2 Zen 4 cores).
-const MR: usize = 4;
-const NR: usize = 4;
-/// W rows per parallel task: a multiple of NR.
-const NC: usize = 16 * NR;
 /// Bytes of x one task keeps in L2 while it walks its W rows.
 const X_BLOCK_BYTES: usize = 256 << 10;
 /// Strip kernel: rows of x per strip (two vectors of 16 lanes), and rows of W per micro-tile: 2 x 12
@@ -42,10 +35,10 @@ const WR: usize = 12;
 /// W rows per parallel task of the strip kernel: a multiple of WR.
 const STRIP_NC: usize = 4 * WR;
 
-/// Whether this CPU runs `vdpbf16ps` (checked once).
+/// Whether this CPU runs `vdpbf16ps` and `ARMORM_CPU_KERNELS` allows it (checked once).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(imp::detect)
+    *AVAILABLE.get_or_init(|| crate::cpu_kernels::cap() >= crate::cpu_kernels::Cap::Avx512Bf16 && imp::detect())
 }
 
 /// W as the row blocks it was stored in (q, k, v or gate, up), each (rows_i, k), stacked by rows:
@@ -74,42 +67,33 @@ impl DotWeight {
     pub fn matmul(&self, x: &[bf16], m: usize) -> Vec<bf16> {
         let (k, n) = (self.k, self.out_features());
         assert_eq!(x.len(), m * k, "input is not (m, k)");
-        let strips = m / STRIP;
-        let packed = pack_strips(&x[..strips * STRIP * k], k);
+        let strips = m.div_ceil(STRIP);
+        let packed = pack_strips(x, k, strips);
         let strip_block = (X_BLOCK_BYTES / (STRIP * 2 * k)).clamp(1, strips.max(1));
-        let row_block = (X_BLOCK_BYTES / (2 * k)).max(MR) / MR * MR;
-        // Tasks (part, its first output column, its W rows, x's strips or rows); together they
-        // cover every output element once.
-        let mut strip_tasks: Vec<(usize, usize, Range<usize>, Range<usize>)> = Vec::new();
-        let mut row_tasks = Vec::new();
+        // Tasks (part, its first output column, its W rows, x's strips); together they cover every
+        // output element once.
+        let mut tasks: Vec<(usize, usize, Range<usize>, Range<usize>)> = Vec::new();
         let mut first_col = 0;
         for (p, part) in self.parts.iter().enumerate() {
             for cols in blocks(0..part.rows(), STRIP_NC) {
-                strip_tasks.extend(blocks(0..strips, strip_block).map(|s| (p, first_col, cols.clone(), s)));
-            }
-            for cols in blocks(0..part.rows(), NC) {
-                row_tasks.extend(blocks(strips * STRIP..m, row_block).map(|r| (p, first_col, cols.clone(), r)));
+                tasks.extend(blocks(0..strips, strip_block).map(|s| (p, first_col, cols.clone(), s)));
             }
             first_col += part.rows();
         }
         let fill = |out: &mut [MaybeUninit<bf16>]| {
             let dst = Disjoint(out.as_mut_ptr());
             let dst = &dst;
-            strip_tasks.par_iter().for_each(|(p, first_col, cols, strips)| {
+            tasks.par_iter().for_each(|(p, first_col, cols, strips)| {
                 let w = self.parts[*p].as_slice();
-                // SAFETY: this task alone writes rows 32 * `strips` x columns first_col + `cols` of
-                // the (m, n) output; the ranges lie inside the packed x, W and the output.
-                unsafe { strip_block_of(&packed, w, k, strips.clone(), cols.clone(), dst.0.add(*first_col), n) };
-            });
-            row_tasks.par_iter().for_each(|(p, first_col, cols, rows)| {
-                let w = self.parts[*p].as_slice();
-                // SAFETY: this task alone writes rows `rows` (past the strips) x columns
-                // first_col + `cols`; the ranges lie inside x, W and the output by construction.
-                unsafe { block(x, w, k, rows.clone(), cols.clone(), dst.0.add(*first_col), n) };
+                let tile = Tile { strips: strips.clone(), rows: m, cols: cols.clone() };
+                // SAFETY: this task alone writes the rows of `strips` (below m) x columns
+                // first_col + `cols` of the (m, n) output; the ranges lie inside the packed x, W
+                // and the output.
+                unsafe { strip_block_of(&packed, w, k, tile, dst.0.add(*first_col), n) };
             });
         };
-        // SAFETY: the strip tasks tile the output's first 32 * strips rows, the row tasks the rest,
-        // and both kernels write every element of their tiles.
+        // SAFETY: the tasks tile the output's m rows and n columns, and the kernel writes every
+        // element of its tiles.
         unsafe { filled(m * n, fill) }
     }
 }
@@ -120,40 +104,40 @@ fn blocks(range: Range<usize>, step: usize) -> impl Iterator<Item = Range<usize>
     range.step_by(step).map(move |start| start..(start + step).min(end))
 }
 
-/// x's whole strips, each as (k-pair, row) of u32: the pair (x[r][2p], x[r][2p + 1]) in the low and
-/// high halves, as `vdpbf16ps` reads them, and a zero high half past an odd k.
-fn pack_strips(x: &[bf16], k: usize) -> Vec<u32> {
+/// x's rows as `strips` strips of 32, each as (k-pair, row) of u32: the pair (x[r][2p],
+/// x[r][2p + 1]) in the low and high halves, as `vdpbf16ps` reads them, a zero high half past an
+/// odd k, and zero rows past x's last.
+fn pack_strips(x: &[bf16], k: usize, strips: usize) -> Vec<u32> {
     let pairs = k.div_ceil(2);
-    let fill = |packed: &mut [MaybeUninit<u32>]| {
-        packed.par_chunks_mut(pairs * STRIP).zip(x.par_chunks(STRIP * k)).for_each(|(strip, rows)| {
-            for (lane, row) in rows.chunks_exact(k).enumerate() {
-                for (p, pair) in row.chunks(2).enumerate() {
-                    let hi = pair.get(1).map_or(0, |v| u32::from(v.to_bits()));
-                    strip[p * STRIP + lane].write(u32::from(pair[0].to_bits()) | hi << 16);
-                }
+    let mut packed = vec![0u32; strips * STRIP * pairs];
+    packed.par_chunks_mut(pairs * STRIP).zip(x.par_chunks(STRIP * k)).for_each(|(strip, rows)| {
+        for (lane, row) in rows.chunks_exact(k).enumerate() {
+            for (p, pair) in row.chunks(2).enumerate() {
+                let hi = pair.get(1).map_or(0, |v| u32::from(v.to_bits()));
+                strip[p * STRIP + lane] = u32::from(pair[0].to_bits()) | hi << 16;
             }
-        });
-    };
-    // SAFETY: x is whole strips of 32 rows (the caller's slice), and every (pair, row) of each
-    // strip is written.
-    unsafe { filled(x.len() / k * pairs, fill) }
+        }
+    });
+    packed
 }
 
-/// out[32 s + i][j] = x[32 s + i] . w[j] for s in `strips`, i < 32, j in `cols`, from the packed
-/// strips, into `out` (row stride `stride`, column 0 being W's row 0).
+/// Which outputs one call of [`strip_block_of`] computes: the rows of `strips` below `rows`, and
+/// the W rows `cols`.
+struct Tile {
+    strips: Range<usize>,
+    rows: usize,
+    cols: Range<usize>,
+}
+
+/// out[32 s + i][j] = x[32 s + i] . w[j] for s in `tile.strips`, i < 32 with 32 s + i below
+/// `tile.rows`, j in `tile.cols`, from the packed strips, into `out` (row stride `stride`, column 0
+/// being W's row 0).
 ///
 /// # Safety
 /// `packed` holds the strips (pack_strips of k-long rows), w the columns (k each), and `out` is
 /// valid and this caller's alone for those rows and columns; `available()` is true.
-unsafe fn strip_block_of(
-    packed: &[u32],
-    w: &[bf16],
-    k: usize,
-    strips: Range<usize>,
-    cols: Range<usize>,
-    out: *mut MaybeUninit<bf16>,
-    stride: usize,
-) {
+unsafe fn strip_block_of(packed: &[u32], w: &[bf16], k: usize, tile: Tile, out: *mut MaybeUninit<bf16>, stride: usize) {
+    let Tile { strips, rows, cols } = tile;
     let strip_len = k.div_ceil(2) * STRIP;
     assert!(strips.end * strip_len <= packed.len() && cols.end * k <= w.len(), "tile outside its operands");
     let mut j = cols.start;
@@ -181,7 +165,7 @@ unsafe fn strip_block_of(
                     _ => imp::strip_tile::<1>(xp, wp, k, &mut acc),
                 }
             }
-            for i in 0..STRIP {
+            for i in 0..STRIP.min(rows - s * STRIP) {
                 for (c, values) in acc.iter().enumerate().take(nr) {
                     // SAFETY: (32 s + i, j + c) is in the caller's rows and columns.
                     unsafe { (*out.add((s * STRIP + i) * stride + j + c)).write(values[i]) };
@@ -192,62 +176,11 @@ unsafe fn strip_block_of(
     }
 }
 
-/// out[i][j] = x[i] . w[j] for i in `rows`, j in `cols`, into `out` (row stride `stride`, column 0
-/// being W's row 0).
-///
-/// # Safety
-/// x holds the rows (k each), w the columns (k each), and `out` is valid and this caller's alone for
-/// those rows and columns; `available()` is true.
-unsafe fn block(
-    x: &[bf16],
-    w: &[bf16],
-    k: usize,
-    rows: Range<usize>,
-    cols: Range<usize>,
-    out: *mut MaybeUninit<bf16>,
-    stride: usize,
-) {
-    assert!(rows.end * k <= x.len() && cols.end * k <= w.len(), "tile outside its operands");
-    let mut j = cols.start;
-    while j < cols.end {
-        let nr = NR.min(cols.end - j);
-        let mut i = rows.start;
-        while i < rows.end {
-            let mr = MR.min(rows.end - i);
-            let (xp, wp) = (x[i * k..].as_ptr(), w[j * k..].as_ptr());
-            let mut acc = [[0.0f32; NR]; MR];
-            // SAFETY: x has mr rows from i and w has nr rows from j (the assert above); the caller
-            // checked the CPU.
-            unsafe {
-                match (mr, nr) {
-                    (MR, NR) => imp::tile::<MR, NR>(xp, wp, k, &mut acc),
-                    (_, NR) => (0..mr).for_each(|r| imp::tile::<1, NR>(xp.add(r * k), wp, k, &mut acc[r..])),
-                    _ => (0..mr).for_each(|r| {
-                        (0..nr).for_each(|c| {
-                            let mut one = [[0.0f32; NR]];
-                            imp::tile::<1, 1>(xp.add(r * k), wp.add(c * k), k, &mut one);
-                            acc[r][c] = one[0][0];
-                        })
-                    }),
-                }
-            }
-            for (r, values) in acc.iter().enumerate().take(mr) {
-                for (c, &v) in values.iter().enumerate().take(nr) {
-                    // SAFETY: (i + r, j + c) is in the caller's rows and columns.
-                    unsafe { (*out.add((i + r) * stride + j + c)).write(<bf16 as Element>::from_f32(v)) };
-                }
-            }
-            i += mr;
-        }
-        j += nr;
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 mod imp {
     use std::arch::x86_64::{
-        __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_maskz_loadu_epi16,
-        _mm512_reduce_add_ps, _mm512_set1_epi32, _mm512_setzero_ps, _mm512_setzero_si512, _mm512_storeu_si512,
+        __m512, __m512bh, __m512i, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps, _mm512_loadu_si512, _mm512_set1_epi32,
+        _mm512_setzero_ps, _mm512_storeu_si512,
     };
 
     use half::bf16;
@@ -272,66 +205,9 @@ mod imp {
         unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
     }
 
-    /// acc[r][c] (for r < R, c < C) = the dot product of x's row r with w's row c, over k values.
-    ///
-    /// # Safety
-    /// x must hold R rows and w C rows of k bf16 each, at row stride k; the CPU must have
-    /// AVX512-F/BW/BF16 (`detect`).
-    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-    pub unsafe fn tile<const R: usize, const C: usize>(
-        x: *const bf16,
-        w: *const bf16,
-        k: usize,
-        acc: &mut [[f32; super::NR]],
-    ) {
-        // Index loops over the two fixed dimensions: with iterators (or the arrays the other way
-        // round) LLVM spilled accumulators to the stack, a quarter of the kernel's speed.
-        let mut sums: [[__m512; C]; R] = [[_mm512_setzero_ps(); C]; R];
-        let full = k / 32;
-        let load = |p: *const bf16, chunk: usize| {
-            // SAFETY: chunk < k / 32, so the 32 values lie inside the row (the caller's contract).
-            as_bf16(unsafe { _mm512_loadu_si512(p.add(chunk * 32).cast()) })
-        };
-        for chunk in 0..full {
-            let mut xs = [as_bf16(_mm512_setzero_si512()); R];
-            for (r, v) in xs.iter_mut().enumerate() {
-                *v = load(x.wrapping_add(r * k), chunk);
-            }
-            #[allow(clippy::needless_range_loop)]
-            for c in 0..C {
-                let wv = load(w.wrapping_add(c * k), chunk);
-                for r in 0..R {
-                    sums[r][c] = _mm512_dpbf16_ps(sums[r][c], xs[r], wv);
-                }
-            }
-        }
-        let tail = k % 32;
-        if tail > 0 {
-            let mask = (1u32 << tail) - 1;
-            let load = |p: *const bf16| {
-                // SAFETY: the mask reads only the row's last `tail` values; masked-off lanes are
-                // not accessed.
-                as_bf16(unsafe { _mm512_maskz_loadu_epi16(mask, p.add(full * 32).cast()) })
-            };
-            #[allow(clippy::needless_range_loop)]
-            for c in 0..C {
-                let wv = load(w.wrapping_add(c * k));
-                for r in 0..R {
-                    sums[r][c] = _mm512_dpbf16_ps(sums[r][c], load(x.wrapping_add(r * k)), wv);
-                }
-            }
-        }
-        for (r, row) in sums.iter().enumerate() {
-            for (c, &s) in row.iter().enumerate() {
-                acc[r][c] = _mm512_reduce_add_ps(s);
-            }
-        }
-    }
-
     /// acc[c][i] (for c < C, i < 32) = the dot product of row i of the packed strip x with w's row c,
     /// rounded to bf16 to nearest even by `vcvtne2ps2bf16`. A result below f32's normal range is
-    /// zero here, as in oneDNN: `vdpbf16ps` flushes it in the accumulator already (the dot kernel's
-    /// final horizontal sum, ordinary adds, can keep one).
+    /// zero here, as in oneDNN: `vdpbf16ps` flushes it in the accumulator already.
     ///
     /// # Safety
     /// x must be one whole packed strip of k-long rows and w must hold C rows of k bf16 at row
@@ -386,21 +262,11 @@ mod imp {
     }
 
     /// Never called: `detect` is false.
-    pub unsafe fn tile<const R: usize, const C: usize>(
-        _: *const bf16,
-        _: *const bf16,
-        _: usize,
-        _: &mut [[f32; super::NR]],
-    ) {
-        unreachable!("AVX512-BF16 is x86-only")
-    }
-
-    /// Never called: `detect` is false.
     pub unsafe fn strip_tile<const C: usize>(
         _: *const u32,
         _: *const bf16,
         _: usize,
-        _: &mut [[f32; super::STRIP]; super::WR],
+        _: &mut [[bf16; super::STRIP]; super::WR],
     ) {
         unreachable!("AVX512-BF16 is x86-only")
     }
@@ -411,9 +277,8 @@ mod tests {
     use super::*;
 
     /// Exact in f32 (small integers over powers of two), so any layout or edge mistake shows as a
-    /// wrong value, not a rounding difference; the shapes hit every tail of both kernels' tilings
-    /// (m % 32 and m % 4, W rows % 12 and % 4, odd k and k % 32, inputs under one strip) and several
-    /// parts.
+    /// wrong value, not a rounding difference; the shapes hit every tail of the tiling (m % 32, W
+    /// rows % 12, odd k, inputs under one strip) and several parts.
     #[test]
     fn matches_a_plain_product_on_every_edge() {
         if !available() {

@@ -95,18 +95,21 @@ impl Linear {
     /// (tokens, in) -> (tokens, out), or (tokens, out / 2) after SwiGLU
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Self::Matmul { weight_t, epilogue } => {
-                let product = match (x.device(), x.dtype()) {
-                    (Device::Cpu, DType::F32) => x.apply_op2_no_bwd(weight_t, &CpuGemm)?,
-                    _ => x.matmul(weight_t)?,
-                };
-                epilogue_of(product, *epilogue)?
-            }
+            Self::Matmul { weight_t, epilogue } => epilogue_of(matmul(x, weight_t)?, *epilogue)?,
             // The AMX kernel applies its epilogue inside, before the product reaches memory.
             Self::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
             Self::Dot { weight, epilogue } => epilogue_of(x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?, *epilogue)?,
         })
     }
+}
+
+/// x (m, k) times w_t (k, n); on the CPU in f32 each row is the same bits whatever the other rows
+/// ([`crate::matmul`]), which the heads need as much as the backbone.
+pub fn matmul(x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
+    Ok(match (x.device(), x.dtype()) {
+        (Device::Cpu, DType::F32) => x.contiguous()?.apply_op2_no_bwd(&w_t.contiguous()?, &CpuGemm)?,
+        _ => x.matmul(w_t)?,
+    })
 }
 
 /// A full (tokens, out) product after its epilogue.

@@ -1,0 +1,200 @@
+//! Batch invariance, bit for bit: a conversation's score, rewards, gating and coefficients are the
+//! same f32 bits scored alone or at any position of any batch, next to any neighbours, with its
+//! prompt shared or not. Random batches over a generated checkpoint whose heads (head_dim 32) and
+//! projections (multiples of 32) take every CPU kernel: AMX tiles, AVX512-BF16 strips and f32.
+//!
+//! `ARMORM_CPU_KERNELS` caps the kernels a process uses, so [`every_kernel_path_this_cpu_runs`]
+//! reruns the test binary under each cap: an AMX CPU runs all three paths, an AVX512-BF16 one two.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
+
+use armorm_model::{ComputeDType, DeviceChoice, Encoded, LoadOptions, ModelSource, RewardModel, RewardOutput};
+use candle_core::{Device, Tensor};
+
+/// splitmix64: seeded, the same draws on every machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn uniform(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+
+    /// Mostly short, sometimes up to `max`: lengths whose key tiles end anywhere.
+    fn length(&mut self, max: usize) -> usize {
+        match self.below(4) {
+            0 => 1 + self.below(max),
+            _ => 1 + self.below(40),
+        }
+    }
+}
+
+const HIDDEN: usize = 128;
+const HEADS: usize = 4;
+const KV_HEADS: usize = 2;
+const INTERMEDIATE: usize = 256;
+const LAYERS: usize = 2;
+const VOCAB: usize = 420;
+const OBJECTIVES: usize = 19;
+const GATING_HIDDEN: usize = 64;
+
+/// A Llama ArmoRM checkpoint with random weights (outputs O(1)) and the fixtures' tiny tokenizer.
+fn write_checkpoint(dir: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/tiny-f32");
+    for file in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    let config = serde_json::json!({
+        "architectures": ["LlamaForRewardModelWithGating"], "model_type": "llama",
+        "hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE, "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "vocab_size": VOCAB,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 4096,
+        "num_objectives": OBJECTIVES, "gating_temperature": 10, "gating_hidden_dim": GATING_HIDDEN,
+        "gating_n_hidden": 2, "torch_dtype": "float32",
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let mut rng = Rng(0x5EED);
+    let mut tensors = HashMap::new();
+    let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| offset + scale * rng.uniform()).collect();
+        tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+    };
+    let fan_in = |n: usize| 1.0 / (n as f32).sqrt();
+    let hd = HIDDEN / HEADS;
+    add("model.embed_tokens.weight".into(), &[VOCAB, HIDDEN], 1.0, 0.0);
+    for l in 0..LAYERS {
+        let p = format!("model.layers.{l}");
+        add(format!("{p}.input_layernorm.weight"), &[HIDDEN], 0.2, 1.0);
+        add(format!("{p}.post_attention_layernorm.weight"), &[HIDDEN], 0.2, 1.0);
+        add(format!("{p}.self_attn.q_proj.weight"), &[HIDDEN, HIDDEN], 2.0 * fan_in(HIDDEN), 0.0);
+        add(format!("{p}.self_attn.k_proj.weight"), &[KV_HEADS * hd, HIDDEN], 2.0 * fan_in(HIDDEN), 0.0);
+        add(format!("{p}.self_attn.v_proj.weight"), &[KV_HEADS * hd, HIDDEN], fan_in(HIDDEN), 0.0);
+        add(format!("{p}.self_attn.o_proj.weight"), &[HIDDEN, HIDDEN], fan_in(HIDDEN), 0.0);
+        add(format!("{p}.mlp.gate_proj.weight"), &[INTERMEDIATE, HIDDEN], fan_in(HIDDEN), 0.0);
+        add(format!("{p}.mlp.up_proj.weight"), &[INTERMEDIATE, HIDDEN], fan_in(HIDDEN), 0.0);
+        add(format!("{p}.mlp.down_proj.weight"), &[HIDDEN, INTERMEDIATE], fan_in(INTERMEDIATE), 0.0);
+    }
+    add("model.norm.weight".into(), &[HIDDEN], 0.2, 1.0);
+    add("regression_layer.weight".into(), &[OBJECTIVES, HIDDEN], fan_in(HIDDEN), 0.0);
+    add("reward_transform_matrix".into(), &[OBJECTIVES, OBJECTIVES], 0.3, 0.0);
+    let dims = [HIDDEN, GATING_HIDDEN, GATING_HIDDEN, OBJECTIVES];
+    for (i, io) in dims.windows(2).enumerate() {
+        add(format!("gating.layers.{i}.weight"), &[io[1], io[0]], fan_in(io[0]), 0.0);
+        add(format!("gating.layers.{i}.bias"), &[io[1]], 0.1, 0.0);
+    }
+    add("gating.logit_scale".into(), &[1], 0.0, 1.0);
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+/// Families of conversations that answer one prompt (so a batch shares it), with lengths from one
+/// token of prompt to about 2048 in all.
+fn conversations(model: &RewardModel, rng: &mut Rng) -> Vec<Encoded> {
+    let pattern = model.encoder().pattern().expect("a gating pattern").ids().to_vec();
+    let pool: Vec<u32> = (0..VOCAB as u32).filter(|id| !pattern.contains(id)).collect();
+    let draw = |rng: &mut Rng, n: usize| -> Vec<u32> { (0..n).map(|_| pool[rng.below(pool.len())]).collect() };
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        let n = rng.length(1500);
+        let mut prompt = draw(rng, n);
+        prompt.extend(&pattern);
+        for _ in 0..1 + rng.below(4) {
+            let response = match rng.below(8) {
+                0 => Vec::new(),
+                _ => {
+                    let n = rng.length(500);
+                    draw(rng, n)
+                }
+            };
+            let ids: Vec<u32> = prompt.iter().chain(&response).copied().collect();
+            let encoded = model.encoder().encode_ids(ids).unwrap();
+            assert_eq!(encoded.gate_pos(), prompt.len() - pattern.len(), "the pattern occurs once");
+            out.push(encoded);
+        }
+    }
+    out
+}
+
+fn bits(out: &RewardOutput) -> Vec<u32> {
+    let o = out.objectives.as_ref().expect("an ArmoRM head");
+    std::iter::once(out.score)
+        .chain(o.rewards.iter().chain(&o.gating).chain(&o.coefficients).copied())
+        .map(f32::to_bits)
+        .collect()
+}
+
+/// Each conversation alone, then in random batches (sizes 1 to 16, repeats and prompt siblings,
+/// random order), compared bit for bit.
+fn check(dtype: ComputeDType, share_prefixes: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    write_checkpoint(dir.path());
+    let options = LoadOptions { device: DeviceChoice::Cpu, dtype: Some(dtype), share_prefixes, ..Default::default() };
+    let model = RewardModel::load(&ModelSource::Local(dir.path().to_path_buf()), &options).unwrap();
+    let mut rng = Rng(0xBA7C4 + dtype as u64);
+    let encoded = conversations(&model, &mut rng);
+    let alone: Vec<Vec<u32>> = encoded.iter().map(|e| bits(&model.forward(&[e]).unwrap()[0])).collect();
+    for round in 0..12 {
+        let size = 1 + rng.below(16);
+        let picks: Vec<usize> = (0..size).map(|_| rng.below(encoded.len())).collect();
+        let batch: Vec<&Encoded> = picks.iter().map(|&i| &encoded[i]).collect();
+        for (position, (&i, out)) in picks.iter().zip(model.forward(&batch).unwrap()).enumerate() {
+            assert_eq!(
+                bits(&out),
+                alone[i],
+                "{dtype:?}, sharing {share_prefixes}, round {round}: conversation {i} ({} tokens) at position \
+                 {position} of {picks:?} differs from its score alone",
+                encoded[i].len()
+            );
+        }
+    }
+}
+
+/// Runs under whatever `ARMORM_CPU_KERNELS` allows (all kernels unless the parent test capped it).
+#[test]
+fn bit_identical_alone_and_in_any_batch() {
+    eprintln!(
+        "kernels: cap {:?}, AMX {}, AVX512-BF16 {}",
+        armorm_model::cpu_kernels::cap(),
+        armorm_model::tiles::available(),
+        armorm_model::linear::dot::available()
+    );
+    for dtype in [ComputeDType::F32, ComputeDType::Bf16] {
+        for share in [true, false] {
+            check(dtype, share);
+        }
+    }
+}
+
+/// The test above again with the AMX tiles ruled out, then with every bf16 kernel ruled out, each
+/// in its own process (the cap is read once per process).
+#[test]
+fn every_kernel_path_this_cpu_runs() {
+    if std::env::var_os("ARMORM_CPU_KERNELS").is_some() {
+        return; // a child run: the parent runs the caps
+    }
+    for cap in ["avx512bf16", "f32"] {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "bit_identical_alone_and_in_any_batch", "--nocapture", "--test-threads", "1"])
+            .env("ARMORM_CPU_KERNELS", cap)
+            .output()
+            .unwrap();
+        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && log.contains("1 passed"), "ARMORM_CPU_KERNELS={cap}:\n{log}");
+        let line = log.lines().find(|l| l.starts_with("kernels:")).unwrap_or_default();
+        eprintln!("ARMORM_CPU_KERNELS={cap}: passed ({line})");
+        assert!(line.contains("AMX false"), "the cap must rule the tiles out: {line}");
+    }
+}
