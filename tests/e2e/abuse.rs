@@ -66,6 +66,13 @@ async fn truncating_thousands_of_turns_is_bounded() {
     assert_eq!(status, 200, "an ordinary request is served meanwhile: {body}");
     let (status, body) = big.await.unwrap();
     assert_eq!((status, code(&body)), (413, "input_too_long"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("truncation was tried") && message.contains("--max-input-tokens"), "{message}");
+    // Without truncate, the 413 names the limit's origin and the way out.
+    let (status, body) = server.post("/score", &json!({"messages": turns(1000)})).await;
+    assert_eq!((status, code(&body)), (413, "input_too_long"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("(--max-input-tokens)") && message.contains("\"truncate\": true"), "{message}");
     // A long prompt in few turns is cut to fit.
     let long = json!({"prompt": "word ".repeat(200_000), "response": "Paris.", "truncate": true});
     let (status, body) = server.post("/score", &long).await;
@@ -111,6 +118,14 @@ async fn hang_ups_cancel_tokenization_and_long_text_is_refused_untokenized() {
             < 0.5,
         "refusing by length takes no tokenizer time"
     );
+    // tiny-f32's max_position_embeddings (2048) caps --max-input-tokens 4000, and the 413 says so.
+    let (_, info) = server.get("/info").await;
+    assert_eq!(serde_json::from_str::<Value>(&info).unwrap()["limits"]["max_input_tokens"], 2048);
+    let long = json!({"prompt": "word ".repeat(3000), "response": "y"});
+    let (status, body) = server.post("/score", &long).await;
+    assert_eq!((status, code(&body)), (413, "input_too_long"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("max_position_embeddings, below --max-input-tokens 4000"), "{message}");
     server.stop().await;
 }
 

@@ -57,9 +57,34 @@ async fn every_error_is_json_with_a_fitting_status() {
     assert_eq!((status, code(&body)), (422, "empty_conversation"));
     assert!(body["error"]["message"].as_str().unwrap().starts_with("conversations[1]"), "{body}");
 
+    // A misspelled field is refused by name, with the field it probably meant, on every native route.
+    let conversation = json!([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]);
+    for (route, body, meant) in [
+        ("/score", json!({"prompt": "a", "response": "b", "topk": 3}), "top_k"),
+        ("/score", json!({"prompt": "a", "respons": "b"}), "response"),
+        ("/score", json!({"messages": conversation, "wieghts": {}}), "weights"),
+        ("/rank", json!({"conversations": [conversation], "truncated": true}), "truncate"),
+        (
+            "/compare",
+            json!({"messages": [{"role": "user", "content": "a"}], "chosen": "x", "rejectd": "y"}),
+            "rejected",
+        ),
+    ] {
+        let (status, err) = server.post(route, &body).await;
+        assert_eq!((status, code(&err)), (422, "invalid_request"), "{route} {body}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("did you mean \"{meant}\"")), "{route}: {message}");
+    }
+
     let resp = server.client.get(server.url("/nope")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(code(&resp.json().await.unwrap()), "not_found");
+    // The root, where a person lands first, says where to go.
+    let resp = server.client.get(server.url("/")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    let body: Value = resp.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("/ui") && message.contains("/info"), "{message}");
     server.stop().await;
 }
 

@@ -124,9 +124,9 @@ async fn a_conversation_gets_the_same_bits_alone_and_in_any_batch() {
         .map(|(p, r)| conversation(p, r))
         .collect();
     let numbers = |result: &Value| ["score", "rewards", "gating", "coefficients"].map(|k| result[k].clone()).to_vec();
-    for dtype in ["f32", "bf16"] {
+    for (dtype, tokens, size) in [("f32", "400", "5"), ("f32", "2048", "64"), ("bf16", "400", "3")] {
         let flags =
-            ["--dtype", dtype, "--max-batch-tokens", "400", "--max-input-tokens", "400", "--max-batch-size", "5"];
+            ["--dtype", dtype, "--max-batch-tokens", tokens, "--max-input-tokens", "400", "--max-batch-size", size];
         let server = TestServer::start("tiny-f32", &flags).await;
         let mut alone = Vec::new();
         for c in &all {

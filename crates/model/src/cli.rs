@@ -28,7 +28,7 @@ pub struct ModelArgs {
     pub gating_pattern: Option<Vec<u32>>,
     /// Compute every conversation's prompt separately, even when several in a batch share it
     /// (sharing is exact; this exists for measurement).
-    #[arg(long, env = "ARMORM_NO_PREFIX_SHARING")]
+    #[arg(long, env = "ARMORM_NO_PREFIX_SHARING", value_parser = EnvBool)]
     pub no_prefix_sharing: bool,
 }
 
@@ -65,5 +65,61 @@ impl ModelArgs {
             gating_pattern: self.gating_pattern.clone(),
             share_prefixes: !self.no_prefix_sharing,
         }
+    }
+}
+
+/// An on/off flag's environment variable: 1/0, yes/no, on/off, true/false in any case. A wrong value
+/// is reported against the variable (the flag itself takes no value, so only the variable can carry
+/// one). Use as `#[arg(long, env = "ARMORM_X", value_parser = EnvBool)]`.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvBool;
+
+impl clap::builder::TypedValueParser for EnvBool {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        let text = value.to_string_lossy().to_ascii_lowercase();
+        match text.as_str() {
+            "1" | "yes" | "on" | "true" => Ok(true),
+            "0" | "no" | "off" | "false" => Ok(false),
+            _ => {
+                let source = arg
+                    .and_then(clap::Arg::get_env)
+                    .map(|env| env.to_string_lossy().into_owned())
+                    .or_else(|| arg.map(|a| format!("--{}", a.get_long().unwrap_or_default())))
+                    .unwrap_or_else(|| "the flag".into());
+                let message = format!(
+                    "{source}={}: expected 1/0, yes/no, on/off or true/false (any case)\n",
+                    value.to_string_lossy()
+                );
+                Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, message).with_cmd(cmd))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::builder::TypedValueParser;
+
+    use super::*;
+
+    #[test]
+    fn env_booleans_take_every_usual_spelling_and_name_the_variable_when_wrong() {
+        let cmd = clap::Command::new("armorm");
+        let arg = clap::Arg::new("no_ui").long("no-ui").env("ARMORM_NO_UI");
+        for (text, want) in [("1", true), ("YES", true), ("On", true), ("true", true), ("0", false), ("no", false)] {
+            assert_eq!(EnvBool.parse_ref(&cmd, Some(&arg), text.as_ref()).unwrap(), want, "{text}");
+        }
+        for text in ["off", "FALSE"] {
+            assert!(!EnvBool.parse_ref(&cmd, Some(&arg), text.as_ref()).unwrap());
+        }
+        let err = EnvBool.parse_ref(&cmd, Some(&arg), "maybe".as_ref()).unwrap_err().to_string();
+        assert!(err.contains("ARMORM_NO_UI=maybe") && !err.contains("--no-ui"), "{err}");
     }
 }

@@ -1,5 +1,6 @@
 //! Command-line interface: every flag is also an `ARMORM_*` environment variable.
 
+use armorm_model::cli::EnvBool;
 pub use armorm_model::cli::ModelArgs;
 use armorm_model::ContentSpecialTokens;
 use clap::{Args, Parser, Subcommand};
@@ -102,7 +103,7 @@ pub struct ServeArgs {
     /// Answer clients that shut down their sending side after the request (half-close). TCP cannot
     /// tell that from a client that hung up, so with this on, a hung-up client's request still runs
     /// to the end; off, it is cancelled at once (tokenization and queue included).
-    #[arg(long, env = "ARMORM_HALF_CLOSE")]
+    #[arg(long, env = "ARMORM_HALF_CLOSE", value_parser = EnvBool)]
     pub half_close: bool,
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT; then the process exits non-zero,
     /// logging what it dropped.
@@ -123,18 +124,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ARMORM_API_KEY_FILE")]
     pub api_key_file: Option<std::path::PathBuf>,
     /// Also require the API key on /health and /metrics.
-    #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS")]
+    #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS", value_parser = EnvBool)]
     pub auth_health_and_metrics: bool,
     /// Do not serve the explain page at /ui (it is static and asks for the API key itself, so it is
     /// served without one).
-    #[arg(long, env = "ARMORM_NO_UI")]
+    #[arg(long, env = "ARMORM_NO_UI", value_parser = EnvBool)]
     pub no_ui: bool,
     /// Skip the full-size warm-up batch at start (faster start, but a too-large budget then fails
     /// under load instead of at start).
-    #[arg(long, env = "ARMORM_NO_WARMUP")]
+    #[arg(long, env = "ARMORM_NO_WARMUP", value_parser = EnvBool)]
     pub no_warmup: bool,
     /// Log as JSON lines.
-    #[arg(long, env = "ARMORM_JSON_LOGS")]
+    #[arg(long, env = "ARMORM_JSON_LOGS", value_parser = EnvBool)]
     pub json_logs: bool,
     /// Export request traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318).
     #[arg(long, env = "ARMORM_OTLP_ENDPOINT")]

@@ -15,6 +15,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error(transparent)]
     InvalidConversation(#[from] ConversationError),
+    /// Over the server's input limit, said with where the limit comes from and what to do.
+    #[error("{0}")]
+    InputTooLong(String),
     #[error("{0}")]
     InvalidRequest(String),
     #[error("the server is overloaded; retry after {retry_after_s} s")]
@@ -76,6 +79,7 @@ impl ApiError {
             Self::InvalidConversation(
                 c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
             ) => (413, c.code()),
+            Self::InputTooLong(_) => (413, "input_too_long"),
             Self::InvalidConversation(c) => (422, c.code()),
             Self::InvalidRequest(_) => (422, "invalid_request"),
             Self::Overloaded { .. } => (429, "overloaded"),

@@ -220,8 +220,11 @@ fn bearer_token(value: &str) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
+/// 404 in JSON; at the root, where a person lands first, it says where to go.
 pub async fn not_found(req: Request<Body>) -> ApiError {
-    ApiError::NotFound(format!("{} {}", req.method(), req.uri().path()))
+    let path = req.uri().path();
+    let hint = if path == "/" { "; see GET /ui (the explain page), GET /info and GET /openapi.yaml" } else { "" };
+    ApiError::NotFound(format!("{} {path}{hint}", req.method()))
 }
 
 /// 405 in JSON, with the `Allow` header HTTP requires.

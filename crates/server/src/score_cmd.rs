@@ -22,13 +22,11 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let progress = if std::io::stderr().is_terminal() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     progress.set_style(ProgressStyle::with_template("{spinner} {pos} scored ({per_sec}) {elapsed}")?);
     let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut pending: Vec<Result<Conversation, ApiError>> = Vec::new();
-    for line in reader.lines() {
-        let line = line.context("reading input")?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        pending.push(parse_line(&line));
+    // (input line number, its conversation or why it has none): one output line per input line.
+    let mut pending: Vec<(usize, Result<Conversation, ApiError>)> = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("reading input line {}", index + 1))?;
+        pending.push((index + 1, parse_line(&line)));
         if pending.len() >= args.batch_size.max(1) {
             flush(&model, &mut pending, &mut out, &progress)?;
         }
@@ -39,26 +37,35 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
 }
 
 fn parse_line(line: &str) -> Result<Conversation, ApiError> {
+    if line.trim().is_empty() {
+        return Err(ApiError::MalformedJson("a blank line (expected a JSON object)".into()));
+    }
     serde_json::from_str::<ConversationInput>(line)
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?
         .into_conversation()
 }
 
-/// Scores the valid conversations of `pending` in one batch and writes every line's result in order.
+/// Scores the valid conversations of `pending` in one batch and writes every line's result in order;
+/// an error names its input line, in its message and as `"line"`.
 fn flush(
     model: &RewardModel,
-    pending: &mut Vec<Result<Conversation, ApiError>>,
+    pending: &mut Vec<(usize, Result<Conversation, ApiError>)>,
     out: &mut impl Write,
     progress: &ProgressBar,
 ) -> anyhow::Result<()> {
-    let valid: Vec<Conversation> = pending.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let mut scored = model.score(&valid).context("forward pass failed")?.into_iter();
-    for item in pending.drain(..) {
+    let valid: Vec<Conversation> = pending.iter().filter_map(|(_, p)| p.as_ref().ok().cloned()).collect();
+    let first = pending.first().map_or(0, |(n, _)| *n);
+    let mut scored = model.score(&valid).with_context(|| format!("forward pass over lines {first}.."))?.into_iter();
+    for (line, item) in pending.drain(..) {
         let result =
             item.and_then(|_| scored.next().expect("one result per valid conversation").map_err(ApiError::from));
         let json = match result {
             Ok(output) => serde_json::to_string(&output)?,
-            Err(e) => serde_json::to_string(&e.body())?,
+            Err(e) => {
+                let mut body = serde_json::to_value(e.at(format!("line {line}")).body())?;
+                body["line"] = line.into();
+                serde_json::to_string(&body)?
+            }
         };
         writeln!(out, "{json}")?;
         progress.inc(1);

@@ -42,6 +42,20 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("loading {}", args.model.model))?;
     let model = Arc::new(model);
     let max_input_tokens = args.max_input_tokens.min(model.max_positions());
+    let max_input_origin = if max_input_tokens < args.max_input_tokens {
+        format!("the model's max_position_embeddings, below --max-input-tokens {}", args.max_input_tokens)
+    } else {
+        "--max-input-tokens".to_string()
+    };
+    tracing::info!(
+        max_input_tokens,
+        max_input_origin,
+        max_batch_tokens = args.max_batch_tokens,
+        max_batch_size = args.max_batch_size.max(1),
+        dtype = model.dtype().name(),
+        batch_invariant = model.batch_invariant(),
+        "effective limits"
+    );
     if max_input_tokens > args.max_batch_tokens {
         bail!(
             "--max-input-tokens ({max_input_tokens}) exceeds --max-batch-tokens ({}): the longest input could never run",
@@ -69,6 +83,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         metrics,
         limits: Limits {
             max_input_tokens,
+            max_input_origin,
             max_body_bytes: args.max_body_bytes,
             body_read_timeout: Duration::from_secs(args.body_read_timeout),
         },

@@ -19,6 +19,8 @@ use crate::types::{ResultShape, ScoreResult};
 
 pub struct Limits {
     pub max_input_tokens: usize,
+    /// Where `max_input_tokens` comes from, for 413 messages.
+    pub max_input_origin: String,
     pub max_body_bytes: usize,
     /// How long a client may take to send its body once the headers are in.
     pub body_read_timeout: Duration,
@@ -192,6 +194,23 @@ impl AppState {
     }
 
     fn encode(&self, input: ScoreInput, truncate: bool) -> Result<(Encoded, bool, bool), ApiError> {
+        let advice = match (&input, truncate) {
+            (ScoreInput::Ids(_), _) => "",
+            (_, false) => "; send \"truncate\": true to cut the earliest turns from the left instead",
+            (_, true) => {
+                "; truncation was tried, but the turns' template text alone is longer than the limit: send fewer \
+                 turns"
+            }
+        };
+        self.encode_within_limit(input, truncate).map_err(|e| match e {
+            ApiError::InvalidConversation(
+                c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
+            ) => ApiError::InputTooLong(format!("{c} ({}){advice}", self.limits.max_input_origin)),
+            other => other,
+        })
+    }
+
+    fn encode_within_limit(&self, input: ScoreInput, truncate: bool) -> Result<(Encoded, bool, bool), ApiError> {
         let max_tokens = self.limits.max_input_tokens;
         let encoder = self.model.encoder();
         match input {

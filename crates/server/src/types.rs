@@ -20,6 +20,31 @@ pub struct ScoreOptions {
     /// Add `custom_score = sum(weights[name] * rewards[name])`.
     #[serde(default, deserialize_with = "crate::input::present")]
     pub weights: Option<BTreeMap<String, f32>>,
+    /// Fields neither the route nor these options know: refused, since a misspelled `weights` or
+    /// `truncate` would silently change the result.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, serde_json::Value>,
+}
+
+/// The fields every native route's options add to its own.
+const OPTION_FIELDS: [&str; 3] = ["truncate", "top_k", "weights"];
+
+impl ScoreOptions {
+    /// 422 naming the first unknown field and the closest of the route's `fields` or the options.
+    pub fn reject_unknown(&self, fields: &[&str]) -> Result<(), ApiError> {
+        let Some(name) = self.unknown.keys().next() else { return Ok(()) };
+        let closest = fields
+            .iter()
+            .chain(&OPTION_FIELDS)
+            .map(|known| (strsim::damerau_levenshtein(name, known), *known))
+            .min()
+            .filter(|&(distance, _)| distance <= 3)
+            .map(|(_, known)| format!(" (did you mean {known:?}?)"))
+            .unwrap_or_default();
+        let mut all: Vec<&str> = fields.iter().chain(&OPTION_FIELDS).copied().collect();
+        all.sort_unstable();
+        Err(ApiError::InvalidRequest(format!("unknown field {name:?}{closest}; this route takes {}", all.join(", "))))
+    }
 }
 
 /// `POST /score`: one conversation (`messages`, or `prompt` + `response`) or many (`conversations`).

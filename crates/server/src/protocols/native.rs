@@ -20,6 +20,7 @@ pub async fn score(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<ScoreRequest>,
 ) -> Result<Response, ApiError> {
+    req.options.reject_unknown(&["messages", "prompt", "response", "conversations"])?;
     let (target, options) = req.into_target()?;
     let shape = ResultShape::new(&options, state.model.objectives())?;
     match target {
@@ -74,6 +75,7 @@ pub async fn rank(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<RankRequest>,
 ) -> Result<Response, ApiError> {
+    req.options.reject_unknown(&["messages", "responses", "conversations"])?;
     let (conversations, names): (Vec<Conversation>, _) = match (req.messages, req.responses, req.conversations) {
         (Some(prompt), Some(responses), None) => {
             (ApiError::per_item("responses", responses, |r| answered(&prompt, r))?, ItemNames::List("responses"))
@@ -101,11 +103,15 @@ pub async fn rank(
     Ok(Timed(Json(Ranked { results, ranking, best, worst, margin }), timings).into_response())
 }
 
+/// Every field optional to serde, so that a misspelled one is named before a missing one.
 #[derive(Deserialize)]
 pub struct CompareRequest {
-    messages: Vec<RawMessage>,
-    chosen: String,
-    rejected: String,
+    #[serde(default, deserialize_with = "crate::input::present")]
+    messages: Option<Vec<RawMessage>>,
+    #[serde(default, deserialize_with = "crate::input::present")]
+    chosen: Option<String>,
+    #[serde(default, deserialize_with = "crate::input::present")]
+    rejected: Option<String>,
     #[serde(flatten)]
     options: ScoreOptions,
 }
@@ -123,10 +129,14 @@ pub async fn compare(
     State(state): State<Arc<AppState>>,
     ApiJson(req): ApiJson<CompareRequest>,
 ) -> Result<Response, ApiError> {
+    req.options.reject_unknown(&["messages", "chosen", "rejected"])?;
+    let (Some(messages), Some(chosen), Some(rejected)) = (req.messages, req.chosen, req.rejected) else {
+        return Err(ApiError::InvalidRequest("\"messages\", \"chosen\" and \"rejected\" are all required".into()));
+    };
     let shape = ResultShape::new(&req.options, state.model.objectives())?;
     let inputs = vec![
-        ScoreInput::Conversation(answered(&req.messages, req.chosen).map_err(|e| e.at("chosen"))?),
-        ScoreInput::Conversation(answered(&req.messages, req.rejected).map_err(|e| e.at("rejected"))?),
+        ScoreInput::Conversation(answered(&messages, chosen).map_err(|e| e.at("chosen"))?),
+        ScoreInput::Conversation(answered(&messages, rejected).map_err(|e| e.at("rejected"))?),
     ];
     let names = ItemNames::Fixed(&["chosen", "rejected"]);
     let (mut results, timings) = state.score(inputs, names, req.options.truncate, &shape).await?;
