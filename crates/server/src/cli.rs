@@ -117,12 +117,8 @@ pub struct ServeArgs {
     /// Threads that render templates and tokenize, off the async runtime [default: CPU count].
     #[arg(long, env = "ARMORM_TOKENIZER_WORKERS")]
     pub tokenizer_workers: Option<usize>,
-    /// Require `Authorization: Bearer <key>` (or `x-api-key: <key>`) on the API routes.
-    #[arg(long, env = "ARMORM_API_KEY", hide_env_values = true, conflicts_with = "api_key_file")]
-    pub api_key: Option<Secret>,
-    /// Read the API key from this file (its first line), so it never appears in the process list.
-    #[arg(long, env = "ARMORM_API_KEY_FILE")]
-    pub api_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub key: ApiKeyArgs,
     /// Also require the API key on /health and /metrics.
     #[arg(long, env = "ARMORM_AUTH_HEALTH_AND_METRICS", value_parser = EnvBool)]
     pub auth_health_and_metrics: bool,
@@ -142,9 +138,22 @@ pub struct ServeArgs {
     pub otlp_endpoint: Option<String>,
 }
 
-impl ServeArgs {
+/// The API key, given the same ways to the server that requires it and to the health check that
+/// presents it.
+#[derive(Debug, Clone, Args)]
+pub struct ApiKeyArgs {
+    /// The API key: the server requires `Authorization: Bearer <key>` (or `x-api-key: <key>`) on the
+    /// API routes; the health check sends it.
+    #[arg(long, env = "ARMORM_API_KEY", hide_env_values = true, conflicts_with = "api_key_file")]
+    pub api_key: Option<Secret>,
+    /// Read the API key from this file (its first line), so it never appears in the process list.
+    #[arg(long, env = "ARMORM_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
+}
+
+impl ApiKeyArgs {
     /// The API key from --api-key or --api-key-file.
-    pub fn api_key(&self) -> anyhow::Result<Option<String>> {
+    pub fn key(&self) -> anyhow::Result<Option<String>> {
         if let Some(key) = &self.api_key {
             return Ok(Some(key.0.clone()));
         }
@@ -161,10 +170,14 @@ impl ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
-    /// Where the server listens (the container's own loopback).
+    /// Where the server listens, as host:port (a name such as localhost, or an IP address).
     #[arg(long, env = "ARMORM_HEALTHCHECK_ADDR", default_value = "127.0.0.1:8080")]
-    pub addr: std::net::SocketAddr,
+    pub addr: String,
     /// Seconds to wait for an answer.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, env = "ARMORM_HEALTHCHECK_TIMEOUT_S", default_value_t = 5)]
     pub timeout_s: u64,
+    /// Sent as a bearer token, for servers started with --auth-health-and-metrics (the same
+    /// variables as the server's, so a container's health check finds the key the server has).
+    #[command(flatten)]
+    pub key: ApiKeyArgs,
 }

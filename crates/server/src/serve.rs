@@ -35,58 +35,28 @@ impl RunningServer {
 
 pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
     tracing::info!(config = ?args, "starting armorm serve");
-    let api_key = args.api_key()?;
-    let (source, options) = (args.model.source(), args.model.load_options());
-    let model = tokio::task::spawn_blocking(move || RewardModel::load(&source, &options))
-        .await?
-        .with_context(|| format!("loading {}", args.model.model))?;
-    let model = Arc::new(model);
-    let max_input_tokens = args.max_input_tokens.min(model.max_positions());
-    let max_input_origin = if max_input_tokens < args.max_input_tokens {
-        format!("the model's max_position_embeddings, below --max-input-tokens {}", args.max_input_tokens)
-    } else {
-        "--max-input-tokens".to_string()
-    };
-    tracing::info!(
-        max_input_tokens,
-        max_input_origin,
-        max_batch_tokens = args.max_batch_tokens,
-        max_batch_size = args.max_batch_size.max(1),
-        dtype = model.dtype().name(),
-        batch_invariant = model.batch_invariant(),
-        "effective limits"
-    );
-    if max_input_tokens > args.max_batch_tokens {
-        bail!(
-            "--max-input-tokens ({max_input_tokens}) exceeds --max-batch-tokens ({}): the longest input could never run",
-            args.max_batch_tokens
-        );
-    }
-    let policy = BatchPolicy {
-        max_batch_tokens: args.max_batch_tokens,
-        max_batch_size: args.max_batch_size.max(1),
-        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
-        max_queue_tokens: args.max_queue_tokens,
-        max_queue_items: args.max_queue_requests,
-        // The backbone packs sequences on every device: no compute is spent on padding.
-        cost: CostModel::Packed,
-    };
-    if !args.no_warmup {
-        warm_up(&model, &policy, max_input_tokens).await?;
-    }
+    let api_key = args.key.key()?;
+    // Bound before the load, so a port in use is reported at once, not minutes into an 8B load.
+    let listener = tokio::net::TcpListener::bind((args.host, args.port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new(&routes::paths())?);
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
+        max_connections: args.max_connections,
+        half_close: args.half_close,
+    };
+    tracing::info!(%addr, "listening; answering 503 until the model is loaded");
+    let (listener, Loaded { model, policy, limits: input_limits }) =
+        not_ready_while(listener, limits, metrics.clone(), load(args)).await?;
     let batcher = Batcher::start(ModelScorer(model.clone()), policy, metrics.clone())?;
     let workers = args.tokenizer_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let state = Arc::new(AppState {
         model,
         batcher,
         metrics,
-        limits: Limits {
-            max_input_tokens,
-            max_input_origin,
-            max_body_bytes: args.max_body_bytes,
-            body_read_timeout: Duration::from_secs(args.body_read_timeout),
-        },
+        limits: input_limits,
         content_special_tokens: args.content_special_tokens,
         api_key,
         auth_health_and_metrics: args.auth_health_and_metrics,
@@ -95,17 +65,8 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         ready: true.into(),
         in_flight: 0.into(),
     });
-    let listener = tokio::net::TcpListener::bind((args.host, args.port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
-    let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = routes::router(state.clone());
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
-        max_connections: args.max_connections,
-        half_close: args.half_close,
-    };
     let deadline = Duration::from_secs(args.shutdown_timeout);
     let task = tokio::spawn(async move {
         let stop = async {
@@ -136,6 +97,96 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
     });
     tracing::info!(%addr, "ready");
     Ok(RunningServer { addr, stop, task })
+}
+
+/// What serving needs from the load: the model, its batching policy and the input limits.
+struct Loaded {
+    model: Arc<RewardModel>,
+    policy: BatchPolicy,
+    limits: Limits,
+}
+
+/// Loads and warms up the model, and settles the limits it allows.
+async fn load(args: &ServeArgs) -> anyhow::Result<Loaded> {
+    let (source, options) = (args.model.source(), args.model.load_options());
+    let model = tokio::task::spawn_blocking(move || RewardModel::load(&source, &options))
+        .await?
+        .with_context(|| format!("loading {}", args.model.model))?;
+    let model = Arc::new(model);
+    let max_input_tokens = args.max_input_tokens.min(model.max_positions());
+    let max_input_origin = if max_input_tokens < args.max_input_tokens {
+        format!("the model's max_position_embeddings, below --max-input-tokens {}", args.max_input_tokens)
+    } else {
+        "--max-input-tokens".to_string()
+    };
+    tracing::info!(
+        max_input_tokens,
+        max_input_origin,
+        max_batch_tokens = args.max_batch_tokens,
+        max_batch_size = args.max_batch_size.max(1),
+        dtype = model.dtype().name(),
+        batch_invariant = model.batch_invariant(),
+        "effective limits"
+    );
+    if max_input_tokens > args.max_batch_tokens {
+        bail!(
+            "--max-input-tokens ({max_input_tokens}) exceeds --max-batch-tokens ({}): the longest input could \
+             never run",
+            args.max_batch_tokens
+        );
+    }
+    let policy = policy(args);
+    if !args.no_warmup {
+        warm_up(&model, &policy, max_input_tokens).await?;
+    }
+    let limits = Limits {
+        max_input_tokens,
+        max_input_origin,
+        max_body_bytes: args.max_body_bytes,
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+    };
+    Ok(Loaded { model, policy, limits })
+}
+
+fn policy(args: &ServeArgs) -> BatchPolicy {
+    BatchPolicy {
+        max_batch_tokens: args.max_batch_tokens,
+        max_batch_size: args.max_batch_size.max(1),
+        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
+        max_queue_tokens: args.max_queue_tokens,
+        max_queue_items: args.max_queue_requests,
+        // The backbone packs sequences on every device: no compute is spent on padding.
+        cost: CostModel::Packed,
+    }
+}
+
+/// Runs `load` while every request on `listener` gets a JSON 503 `not_ready` (so health checks and
+/// clients see a server that is loading, not a refused connection), then hands the listener back
+/// for the real router.
+async fn not_ready_while<T>(
+    listener: tokio::net::TcpListener,
+    limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
+    load: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(tokio::net::TcpListener, T)> {
+    let socket = listener.into_std()?;
+    let loading = tokio::net::TcpListener::from_std(socket.try_clone()?)?;
+    let app = axum::Router::new().fallback(|| async {
+        crate::error::ApiError::NotReady("loading the model; /health answers 200 once it is ready".into())
+    });
+    let (loaded, stop) = oneshot::channel::<()>();
+    let answering = tokio::spawn(async move {
+        connections::serve(loading, app, limits, metrics, async {
+            let _ = stop.await;
+        })
+        .await
+        .shutdown()
+        .await
+    });
+    let result = load.await;
+    let _ = loaded.send(());
+    answering.await.context("the loading server")?;
+    Ok((tokio::net::TcpListener::from_std(socket)?, result?))
 }
 
 /// One full-size batch before serving, so a budget the device cannot hold fails now, not under load.
