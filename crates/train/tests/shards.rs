@@ -1,5 +1,6 @@
 //! Feature extraction split over shards, and resumed after an interruption, gives the features of
-//! one uninterrupted run.
+//! one uninterrupted run, bit for bit (the backbone is batch-invariant, so which conversations share
+//! a forward pass cannot change a feature).
 
 mod common;
 
@@ -43,7 +44,7 @@ fn assert_same(a: &[(usize, Vec<f32>)], b: &[(usize, Vec<f32>)]) {
     for ((ra, xa), (rb, xb)) in a.iter().zip(b) {
         assert_eq!(ra, rb);
         for (p, q) in xa.iter().zip(xb) {
-            assert!((p - q).abs() <= 1e-5 * p.abs().max(1.0), "record {ra}: {p} vs {q}");
+            assert_eq!(p.to_bits(), q.to_bits(), "record {ra}: {p} vs {q}");
         }
     }
 }
@@ -64,6 +65,10 @@ fn two_shards_and_a_resumed_run_equal_one_run() {
             &rows(&sharded.join("features").join(kind), matrix),
         );
     }
+    // And so is what is trained on them: the regression's weights, byte for byte.
+    run("regression", &whole, &["--scale", "prometheus-score=1:5"]);
+    let weights = |dir: &Path| std::fs::read(dir.join("regression.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&sharded), "the sharded run trained other regression weights");
 
     // Interrupt the pairs extraction after record 100: the manifest says so, the matrices hold rows
     // beyond it (written but never synced), and the run picks up from there.
