@@ -2,7 +2,7 @@
 //! process's peak and steady resident memory against the checkpoint's size, per compute dtype.
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
-//!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python   # optional: transformers, same run
+//!     export ARMORM_REFERENCE_PYTHON=$(scripts/reference-env.sh)   # optional: transformers, same run
 //!     cargo bench -p armorm-server --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32] [--repeat 3]
 //!
 //! Writes the random checkpoint once under target/bench-checkpoints (1b: Llama-3.2-1B's shape,

@@ -1,7 +1,7 @@
 //! Throughput against the PyTorch reference, in one run, as ratios.
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
-//!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python      # optional: torch + transformers
+//!     export ARMORM_REFERENCE_PYTHON=$(scripts/reference-env.sh)      # optional: torch + transformers
 //!     cargo bench -p armorm-server --bench throughput [-- --scale N] [--skip-bf16] [--forward-only] [--shape 1b]
 //!     benches/gpu.sh                                  # CUDA machines: 8B-shaped model, tokens/s and MFU
 //!

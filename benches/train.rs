@@ -1,6 +1,6 @@
 //! Training speed against the authors' procedure, in one run, as ratios.
 //!
-//!     export ARMORM_REFERENCE_PYTHON=/opt/refenv/bin/python   # numpy + scikit-learn + torch
+//!     export ARMORM_REFERENCE_PYTHON=$(scripts/reference-env.sh)   # numpy + scikit-learn + torch
 //!     cargo bench -p armorm-train --bench train [-- --rows-per-group N] [--steps N]
 //!
 //! Stage 1 at d = 4096: 19 objectives in 4 groups that share a label mask (as the public ArmoRM data

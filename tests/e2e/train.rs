@@ -24,13 +24,20 @@ fn readme_train_command_produces_a_model_that_scores() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("armorm-tiny");
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let status = Command::new(env!("CARGO_BIN_EXE_armorm"))
+    let run = Command::new(env!("CARGO_BIN_EXE_armorm"))
         .current_dir(root)
         .args(readme_train_command(out.to_str().unwrap()))
-        .stderr(Stdio::null())
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success(), "the README's train command failed");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "the README's train command failed:\n{log}");
+    // Stage 2 reports its progress as plain log lines too (stderr is no terminal here).
+    let progress: Vec<&str> = log.lines().filter(|l| l.contains("stage 2 step=")).collect();
+    assert!(progress.len() >= 2, "no stage-2 progress lines:\n{log}");
+    assert!(
+        progress.iter().all(|l| l.contains("val_accuracy=") && l.contains("loss=") && l.contains("eta_s=")),
+        "{progress:?}"
+    );
     let report: Value = serde_json::from_str(&std::fs::read_to_string(out.join("train_report.json")).unwrap()).unwrap();
     assert_eq!(report["objectives"].as_array().unwrap().len(), 5);
     let scored = Command::new(env!("CARGO_BIN_EXE_armorm"))

@@ -17,6 +17,7 @@ use std::time::Instant;
 use armorm_data::digest::sha256_file;
 use armorm_model::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions};
+use clap::ValueEnum;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -33,7 +34,7 @@ use crate::regression::{self, Regression, WEIGHT};
 use crate::report;
 use crate::rewards::{apply_transform, predict};
 use crate::split::validation_mask;
-use crate::stage::{fresh, key, write_json};
+use crate::stage::{fresh, key, read_json, write_json};
 use crate::tensors;
 
 /// Bumped when a stage's output format or maths change, so old work directories are recomputed.
@@ -61,7 +62,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         (None, None) => unreachable!("checked above"),
     };
     std::fs::create_dir_all(&work).map_err(|e| TrainError::io(&work, e))?;
-    let pipeline = Pipeline::new(run, work.clone())?;
+    let pipeline = Pipeline::new(run, work.clone(), stage)?;
     let result = match stage {
         None => pipeline.all(out.as_deref().expect("checked")),
         Some(Stage::Embed) => pipeline.embed(run.shard),
@@ -97,6 +98,9 @@ struct Input {
 struct Pipeline<'a> {
     args: &'a RunArgs,
     work: PathBuf,
+    /// The one stage this command runs (`armorm train STAGE`); the others' results must be on disk
+    /// and up to date. `None`: every stale stage is recomputed.
+    only: Option<Stage>,
     files: CheckpointFiles,
     options: LoadOptions,
     pattern: GatingPattern,
@@ -121,7 +125,7 @@ fn cached<T>(cell: &OnceCell<T>, compute: impl FnOnce() -> Result<T>) -> Result<
 }
 
 impl<'a> Pipeline<'a> {
-    fn new(args: &'a RunArgs, work: PathBuf) -> Result<Self> {
+    fn new(args: &'a RunArgs, work: PathBuf, only: Option<Stage>) -> Result<Self> {
         let source = args.model.source();
         let mut options = args.model.load_options();
         // Resolved now, as every load resolves it, so the feature cache is keyed on the dtype used.
@@ -142,6 +146,7 @@ impl<'a> Pipeline<'a> {
         Ok(Self {
             args,
             work,
+            only,
             files,
             options,
             pattern,
@@ -163,6 +168,38 @@ impl<'a> Pipeline<'a> {
         self.debias()?;
         self.gating()?;
         self.export(out)
+    }
+
+    /// Says why `stage` is computed (`stale`: why its result on disk no longer fits; `None`: there
+    /// is none), or refuses when this command runs another stage alone: `armorm train export` must
+    /// export what `armorm train gating` produced, not quietly retrain it with other flags.
+    fn compute(&self, stage: Stage, stale: Option<String>) -> Result<()> {
+        let name = |s: Stage| s.to_possible_value().map_or_else(String::new, |v| v.get_name().to_string());
+        let why = stale.clone().unwrap_or_else(|| format!("it has no result in {} yet", self.work.display()));
+        match self.only {
+            Some(only) if only != stage => Err(TrainError::Invalid(format!(
+                "stage `{stage}` is needed, but {why}; `armorm train {only}` runs its own stage only: run `armorm \
+                 train {stage}` first with the same flags, or `armorm train` to redo every stage that is out of date",
+                stage = name(stage),
+                only = name(only),
+            ))),
+            _ => {
+                match stale {
+                    Some(_) => tracing::warn!(stage = name(stage), why, "re-running a stage"),
+                    None => tracing::info!(stage = name(stage), "computing"),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Why a result on disk at `path` is stale, if there is one: `detail` says what differs when the
+    /// stage can tell.
+    fn stale_reason(path: &Path, detail: impl FnOnce() -> Option<String>) -> Option<String> {
+        path.is_file().then(|| {
+            let what = detail().unwrap_or_else(|| "the inputs or flags it was computed from changed".into());
+            format!("its result in {} is out of date: {what}", path.display())
+        })
     }
 
     /// The checks that need no model and no features, so bad flags or ratings fail in seconds, not
@@ -311,6 +348,11 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
+        let stale = Self::stale_reason(&json, || {
+            let old = read_json::<Regression>(&json).ok()?;
+            (old.seed != self.args.seed).then(|| format!("--seed was {}, is {}", old.seed, self.args.seed))
+        });
+        self.compute(Stage::Regression, stale)?;
         let started = Instant::now();
         let feats = self.features(self.ratings()?)?;
         let (summary, weights) = regression::run(self.labels()?, &feats, self.args.seed, &key)?;
@@ -335,6 +377,12 @@ impl<'a> Pipeline<'a> {
             tracing::info!("debiasing: up to date");
             return Ok(d);
         }
+        let stale = Self::stale_reason(&path, || {
+            let old = read_json::<Debias>(&path).ok()?;
+            (old.verbosity != verbosity)
+                .then(|| format!("--verbosity-objective was {:?}, is {verbosity:?}", old.verbosity))
+        });
+        self.compute(Stage::Debias, stale)?;
         let feats = self.features(reference)?;
         let rows = feats.rows().flat_map(|(_, set, i)| [set.matrix("chosen").row(i), set.matrix("rejected").row(i)]);
         let predicted = predict(rows, weights); // (2n, k)
@@ -397,6 +445,12 @@ impl<'a> Pipeline<'a> {
                 return Ok((r, net));
             }
         }
+        let stale = Self::stale_reason(&json, || {
+            let old = read_json::<GatingReport>(&json).ok()?;
+            let changed = settings_changes(&old.settings, &settings);
+            (!changed.is_empty()).then(|| changed.join(", "))
+        });
+        self.compute(Stage::Gating, stale)?;
         let feats = self.features(pairs)?;
         if feats.len() < 2 {
             return Err(TrainError::Invalid(format!(
@@ -422,7 +476,8 @@ impl<'a> Pipeline<'a> {
         let mut init_rng = ChaCha8Rng::seed_from_u64(settings.seed);
         let net = GatingNet::init(shape, &mut init_rng, &device)?;
         let started = Instant::now();
-        let loss = gating::train::fit(&net, &data, &train, &settings, &device)?;
+        let split = gating::train::Split { train: &train, val: &val };
+        let loss = gating::train::fit(&net, &data, split, &settings, &device)?;
         let steps_per_s = settings.steps as f64 / started.elapsed().as_secs_f64().max(1e-9);
         let report = GatingReport {
             key,
@@ -466,6 +521,19 @@ impl<'a> Pipeline<'a> {
         tracing::info!(out = %out.display(), val_accuracy = gating.val_accuracy, "checkpoint written");
         Ok(())
     }
+}
+
+/// The stage-2 flags whose values differ between two runs, as "--flag was A, is B".
+fn settings_changes(old: &GatingSettings, new: &GatingSettings) -> Vec<String> {
+    let (old, new) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else { return Vec::new() };
+    new.iter()
+        .filter(|&(name, value)| old.get(name) != Some(value))
+        .map(|(name, value)| {
+            let was = old.get(name).map_or_else(|| "unset".to_string(), ToString::to_string);
+            format!("--{} was {was}, is {value}", name.replace('_', "-"))
+        })
+        .collect()
 }
 
 fn needs(flag: &str) -> TrainError {

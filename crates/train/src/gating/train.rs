@@ -106,22 +106,53 @@ pub fn cosine_lr(base: f64, step: usize, total: usize) -> f64 {
 }
 
 /// Trains on pairs `train` for `settings.steps` steps of `settings.batch_size` pairs drawn with
-/// replacement (seeded); returns the loss of every step.
+/// replacement (seeded); returns the loss of every step. Progress: a bar with the running loss on a
+/// terminal, and a log line about every twentieth of the run with the step, the mean loss since the
+/// last line, the accuracy on the held-out pairs `val` and the time left.
 pub fn fit(
     net: &GatingNet,
     data: &PairData,
-    train: &[usize],
+    pairs: Split<'_>,
     settings: &GatingSettings,
     device: &Device,
 ) -> Result<Vec<f32>> {
+    let Split { train, val } = pairs;
     let mut sampler = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(1));
     let batches: Vec<Vec<usize>> = (0..settings.steps)
         .map(|_| (0..settings.batch_size).map(|_| train[sampler.random_range(0..train.len())]).collect())
         .collect();
     let progress = crate::progress::progress_bar(settings.steps as u64, "stage 2: gating steps");
-    let losses = run_steps(net, data, &batches, settings, device, &mut |_| progress.inc(1));
+    let every = (settings.steps / 20).max(1);
+    let started = std::time::Instant::now();
+    let (mut step, mut window) = (0usize, Vec::with_capacity(every));
+    let mut on_step = |loss: f32| {
+        step += 1;
+        window.push(loss);
+        progress.inc(1);
+        if step % every != 0 && step != settings.steps {
+            return;
+        }
+        let mean = window.iter().sum::<f32>() / window.len() as f32;
+        window.clear();
+        progress.set_message(format!("stage 2: loss {mean:.4}"));
+        let elapsed = started.elapsed().as_secs_f64();
+        let eta_s = elapsed / step as f64 * (settings.steps - step) as f64;
+        // Dropout is off in `accuracy`, so measuring mid-run leaves training untouched.
+        let val_accuracy = accuracy(net, data, val, device).unwrap_or(f64::NAN);
+        progress.suspend(|| {
+            tracing::info!(step, steps = settings.steps, loss = mean, val_accuracy, eta_s = eta_s.round(), "stage 2")
+        });
+    };
+    let losses = run_steps(net, data, &batches, settings, device, &mut on_step);
     progress.finish_and_clear();
     losses
+}
+
+/// Which pairs train the gating network and which are held out to measure it.
+#[derive(Debug, Clone, Copy)]
+pub struct Split<'a> {
+    pub train: &'a [usize],
+    pub val: &'a [usize],
 }
 
 /// The optimisation itself over given batches; `on_step` sees each step's loss.
