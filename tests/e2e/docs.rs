@@ -17,3 +17,38 @@ fn readme_documents_every_serve_flag_with_its_env_var() {
     }
     assert!(checked >= 19, "only {checked} flags found");
 }
+
+/// Every flag of every other subcommand (what its `--help` lists) is named in that command's README
+/// section.
+#[test]
+fn readme_sections_name_every_flag_of_their_command() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    // The text from a heading to the next heading of its level or above.
+    let section = |heading: &str| -> String {
+        let start = readme.find(heading).unwrap_or_else(|| panic!("README has no {heading:?}"));
+        let level = heading.chars().take_while(|&c| c == '#').count();
+        let rest = &readme[start + heading.len()..];
+        let end = rest
+            .match_indices("\n#")
+            .find(|(i, _)| rest[i + 1..].chars().take_while(|&c| c == '#').count() <= level)
+            .map_or(rest.len(), |(i, _)| i);
+        rest[..end].to_string()
+    };
+    let cli = Cli::command();
+    let mut missing = Vec::new();
+    for (command, heading) in [
+        ("score", "## Scoring offline: `armorm score`"),
+        ("train", "## Training an ArmoRM: `armorm train`"),
+        ("eval", "## Evaluating a reward model: `armorm eval`"),
+        ("healthcheck", "### Docker"),
+    ] {
+        let text = section(heading);
+        for arg in cli.find_subcommand(command).unwrap().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if !text.contains(&format!("--{long}")) {
+                missing.push(format!("{command} --{long}"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "flags the README's sections do not mention: {missing:?}");
+}
