@@ -52,3 +52,26 @@ fn readme_sections_name_every_flag_of_their_command() {
     }
     assert!(missing.is_empty(), "flags the README's sections do not mention: {missing:?}");
 }
+
+/// Everything the README asks a user to run is in the repository: nothing points outside it (the
+/// reference environment once came from a script no user had).
+#[test]
+fn readme_points_only_at_files_in_the_repository() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    assert!(!readme.contains("../shared"), "the README points outside the repository");
+    let mut scripts: Vec<&str> = readme.match_indices("scripts/").map(|(i, _)| &readme[i..]).collect();
+    scripts.iter_mut().for_each(|s| {
+        *s = &s[..s.find(|c: char| !c.is_ascii_alphanumeric() && !"/-_.".contains(c)).unwrap_or(s.len())]
+    });
+    assert!(scripts.contains(&"scripts/reference-env.sh"), "the README names the reference environment's script");
+    for script in scripts {
+        let script = script.trim_end_matches('.');
+        let meta =
+            std::fs::metadata(format!("{root}/{script}")).unwrap_or_else(|e| panic!("README names {script}: {e}"));
+        assert!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
+            "{script} is not executable"
+        );
+    }
+}
