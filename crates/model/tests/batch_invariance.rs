@@ -171,7 +171,7 @@ fn bit_identical_alone_and_in_any_batch() {
         armorm_model::tiles::available(),
         armorm_model::linear::dot::available()
     );
-    for dtype in [ComputeDType::F32, ComputeDType::Bf16] {
+    for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
         for share in [true, false] {
             check(dtype, share);
         }
