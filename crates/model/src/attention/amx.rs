@@ -49,47 +49,92 @@ impl FusedAttention<'_> {
     }
 
     fn stage_keys_values(&self, qkv: &[bf16]) -> KeyValues {
-        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
-        let width = (heads + 2 * kv_heads) * hd;
+        let Heads { kv_heads, head_dim: hd, .. } = self.heads;
         let segments = &self.batch.segments;
         let (regions, total) = self.key_regions(|len| len.next_multiple_of(BLOCK));
         let (mut k, mut v) = (vec![bf16::ZERO; total], vec![bf16::ZERO; total]);
-        // Each (segment, head) region belongs to one task.
         let (kd, vd) = (Disjoint(k.as_mut_ptr()), Disjoint(v.as_mut_ptr()));
-        let tasks: Vec<(usize, usize)> = (0..segments.len()).flat_map(|s| (0..kv_heads).map(move |g| (s, g))).collect();
-        tasks.par_iter().for_each(|&(s, g)| {
-            let (kd, vd) = (&kd, &vd);
-            let (len, start) = regions[s];
-            let keys = self.prefix_len(s) + segments[s].len;
-            let base = start + g * len * hd;
-            // SAFETY: [base, base + len * hd) is this task's region, inside both buffers.
-            let (kr, vr) = unsafe {
-                (
-                    std::slice::from_raw_parts_mut(kd.0.add(base), len * hd),
-                    std::slice::from_raw_parts_mut(vd.0.add(base), len * hd),
-                )
-            };
-            let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
-            for j in 0..keys {
-                let t = self.key_token(s, j);
-                let row = &qkv[t * width..][..width];
-                let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
-                rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut rotated);
-                // Key j is column j % 16 of key block j / 16; dim d is half of row (d % 32) / 2 of
-                // that block's tile d / 32.
-                for (d, x) in rotated.iter().enumerate() {
-                    // SAFETY: rotate wrote every element.
-                    let x = unsafe { x.assume_init() };
-                    kr[((j / 16) * (hd / 32) + d / 32) * TILE + (d % 32) / 2 * 32 + (j % 16) * 2 + d % 2] = x;
-                }
-                // Dim d is column d % 16 of dim block d / 16; key j is half of row (j % 32) / 2 of
-                // that block's tile j / 32.
-                for (d, &x) in row[(heads + kv_heads + g) * hd..][..hd].iter().enumerate() {
-                    vr[((d / 16) * (len / 32) + j / 32) * TILE + (j % 32) / 2 * 32 + (d % 16) * 2 + j % 2] = x;
-                }
-            }
-        });
+        // A continuation's first keys are its prefix's. They are staged once, with the prefix, and
+        // copied as whole 32-key blocks (a block's layout depends only on its keys' positions), so
+        // the prefixes go first; each continuation stages its keys from the first block it shares.
+        let (roots, continuations): (Vec<_>, Vec<_>) = (0..segments.len())
+            .flat_map(|s| (0..kv_heads).map(move |g| (s, g)))
+            .partition(|&(s, _)| segments[s].prefix.is_none());
+        for phase in [roots, continuations] {
+            phase.par_iter().for_each(|&(s, g)| {
+                let (kd, vd) = (&kd, &vd);
+                let (len, start) = regions[s];
+                let base = start + g * len * hd;
+                // SAFETY: [base, base + len * hd) is this task's region, inside both buffers; no
+                // other task of any phase writes it.
+                let (kr, vr) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(kd.0.add(base), len * hd),
+                        std::slice::from_raw_parts_mut(vd.0.add(base), len * hd),
+                    )
+                };
+                let from = match segments[s].prefix {
+                    None => 0,
+                    Some(p) => {
+                        let shared = self.prefix_len(s) / BLOCK * BLOCK;
+                        let (p_len, p_start) = regions[p];
+                        let p_base = p_start + g * p_len * hd;
+                        // SAFETY: the prefix's region, written in the previous phase and by no one in
+                        // this one.
+                        let (pk, pv) = unsafe {
+                            (
+                                std::slice::from_raw_parts(kd.0.add(p_base).cast_const(), p_len * hd),
+                                std::slice::from_raw_parts(vd.0.add(p_base).cast_const(), p_len * hd),
+                            )
+                        };
+                        // K: 16-key blocks of hd each, in key order. V: per 16-dim block, 32-key tiles.
+                        kr[..shared * hd].copy_from_slice(&pk[..shared * hd]);
+                        for block in 0..hd / 16 {
+                            let tiles = shared / 32 * TILE;
+                            vr[block * (len / 32) * TILE..][..tiles]
+                                .copy_from_slice(&pv[block * (p_len / 32) * TILE..][..tiles]);
+                        }
+                        shared
+                    }
+                };
+                self.stage_tiles(qkv, (s, g), from, len, (kr, vr));
+            });
+        }
         KeyValues { regions, k, v }
+    }
+
+    /// Keys `from..` of segment `s`'s sequence for kv head `g`, rotated, into its region's K and V
+    /// tiles (`len` keys per head, padded).
+    fn stage_tiles(
+        &self,
+        qkv: &[bf16],
+        (s, g): (usize, usize),
+        from: usize,
+        len: usize,
+        (kr, vr): (&mut [bf16], &mut [bf16]),
+    ) {
+        let Heads { heads, kv_heads, head_dim: hd } = self.heads;
+        let width = (heads + 2 * kv_heads) * hd;
+        let keys = self.prefix_len(s) + self.batch.segments[s].len;
+        let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
+        for j in from..keys {
+            let t = self.key_token(s, j);
+            let row = &qkv[t * width..][..width];
+            let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
+            rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut rotated);
+            // Key j is column j % 16 of key block j / 16; dim d is half of row (d % 32) / 2 of that
+            // block's tile d / 32.
+            for (d, x) in rotated.iter().enumerate() {
+                // SAFETY: rotate wrote every element.
+                let x = unsafe { x.assume_init() };
+                kr[((j / 16) * (hd / 32) + d / 32) * TILE + (d % 32) / 2 * 32 + (j % 16) * 2 + d % 2] = x;
+            }
+            // Dim d is column d % 16 of dim block d / 16; key j is half of row (j % 32) / 2 of that
+            // block's tile j / 32.
+            for (d, &x) in row[(heads + kv_heads + g) * hd..][..hd].iter().enumerate() {
+                vr[((d / 16) * (len / 32) + j / 32) * TILE + (j % 32) / 2 * 32 + (d % 16) * 2 + j % 2] = x;
+            }
+        }
     }
 
     fn attend_tiles(&self, q: &[bf16], kv: &KeyValues, tokens: usize, out: &mut [MaybeUninit<bf16>]) {

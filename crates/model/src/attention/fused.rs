@@ -47,12 +47,14 @@ impl FusedAttention<'_> {
         let width = (heads + 2 * kv_heads) * hd;
         let q = self.stage_queries(qkv, tokens, 1.0 / (hd as f32).sqrt());
         let (regions, total) = self.key_regions(|len| len);
-        // Tasks of up to STAGE_TOKENS keys of one (segment, kv head), each writing its own rows.
+        // Tasks of up to STAGE_TOKENS keys of one (segment, kv head), each writing its own rows: a
+        // segment's own keys, after its prefix's (those are copied from the prefix's region below).
         let tasks: Vec<(usize, usize, usize)> = regions
             .iter()
             .enumerate()
             .flat_map(|(s, &(len, _))| {
-                (0..kv_heads).flat_map(move |g| (0..len).step_by(STAGE_TOKENS).map(move |j| (s, g, j)))
+                let own = self.prefix_len(s)..len;
+                (0..kv_heads).flat_map(move |g| own.clone().step_by(STAGE_TOKENS).map(move |j| (s, g, j)))
             })
             .collect();
         let stage = |k: &mut [MaybeUninit<f32>], v: &mut [MaybeUninit<f32>]| {
@@ -79,10 +81,26 @@ impl FusedAttention<'_> {
                     }
                 }
             });
+            let continuations: Vec<(usize, usize, usize)> = (0..regions.len())
+                .filter_map(|s| self.batch.segments[s].prefix.map(|p| (s, p)))
+                .flat_map(|(s, p)| (0..kv_heads).map(move |g| (s, p, g)))
+                .collect();
+            continuations.par_iter().for_each(|&(s, p, g)| {
+                let (kd, vd) = (&kd, &vd);
+                let ((len, start), (p_len, p_start)) = (regions[s], regions[p]);
+                let rows = self.prefix_len(s) * hd;
+                let (to, from) = (start + g * len * hd, p_start + g * p_len * hd);
+                // SAFETY: the prefix's rows were all written above and no task writes them here; the
+                // continuation's first rows are this task's alone; both lie inside the buffers.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(kd.0.add(from).cast_const(), kd.0.add(to), rows);
+                    std::ptr::copy_nonoverlapping(vd.0.add(from).cast_const(), vd.0.add(to), rows);
+                }
+            });
         };
         let (mut k, mut v) = (Vec::with_capacity(total), Vec::with_capacity(total));
         stage(&mut k.spare_capacity_mut()[..total], &mut v.spare_capacity_mut()[..total]);
-        // SAFETY: the tasks wrote every row of every region of both buffers.
+        // SAFETY: the tasks wrote every segment's own rows, the copies every continuation's first.
         unsafe {
             k.set_len(total);
             v.set_len(total);
