@@ -18,10 +18,10 @@ pub fn supports(heads: Heads) -> bool {
     heads.head_dim.is_multiple_of(BLOCK) && tiles::available()
 }
 
-/// Every segment's keys and values, as its whole sequence (see `key_token`), as B tiles, each
-/// (segment, kv head) padded to whole 32-key blocks with zeros.
+/// Every segment's staged keys and values (from `first_staged` to the end of its sequence) as B
+/// tiles, each (segment, kv head) padded to whole 32-key blocks with zeros.
 struct KeyValues {
-    /// Per segment: (its sequence's key count rounded up to 32, where its (kv_heads, padded keys,
+    /// Per segment: (its staged key count rounded up to 32, where its (kv_heads, padded keys,
     /// head_dim) region starts in `k` and `v`).
     regions: Vec<(usize, usize)>,
     /// For q k^T: per (segment, head), blocks of 16 keys, each head_dim / 32 tiles.
@@ -50,75 +50,37 @@ impl FusedAttention<'_> {
 
     fn stage_keys_values(&self, qkv: &[bf16]) -> KeyValues {
         let Heads { kv_heads, head_dim: hd, .. } = self.heads;
-        let segments = &self.batch.segments;
         let (regions, total) = self.key_regions(|len| len.next_multiple_of(BLOCK));
         let (mut k, mut v) = (vec![bf16::ZERO; total], vec![bf16::ZERO; total]);
         let (kd, vd) = (Disjoint(k.as_mut_ptr()), Disjoint(v.as_mut_ptr()));
-        // A continuation's first keys are its prefix's. They are staged once, with the prefix, and
-        // copied as whole 32-key blocks (a block's layout depends only on its keys' positions), so
-        // the prefixes go first; each continuation stages its keys from the first block it shares.
-        let (roots, continuations): (Vec<_>, Vec<_>) = (0..segments.len())
-            .flat_map(|s| (0..kv_heads).map(move |g| (s, g)))
-            .partition(|&(s, _)| segments[s].prefix.is_none());
-        for phase in [roots, continuations] {
-            phase.par_iter().for_each(|&(s, g)| {
-                let (kd, vd) = (&kd, &vd);
-                let (len, start) = regions[s];
-                let base = start + g * len * hd;
-                // SAFETY: [base, base + len * hd) is this task's region, inside both buffers; no
-                // other task of any phase writes it.
-                let (kr, vr) = unsafe {
-                    (
-                        std::slice::from_raw_parts_mut(kd.0.add(base), len * hd),
-                        std::slice::from_raw_parts_mut(vd.0.add(base), len * hd),
-                    )
-                };
-                let from = match segments[s].prefix {
-                    None => 0,
-                    Some(p) => {
-                        let shared = self.prefix_len(s) / BLOCK * BLOCK;
-                        let (p_len, p_start) = regions[p];
-                        let p_base = p_start + g * p_len * hd;
-                        // SAFETY: the prefix's region, written in the previous phase and by no one in
-                        // this one.
-                        let (pk, pv) = unsafe {
-                            (
-                                std::slice::from_raw_parts(kd.0.add(p_base).cast_const(), p_len * hd),
-                                std::slice::from_raw_parts(vd.0.add(p_base).cast_const(), p_len * hd),
-                            )
-                        };
-                        // K: 16-key blocks of hd each, in key order. V: per 16-dim block, 32-key tiles.
-                        kr[..shared * hd].copy_from_slice(&pk[..shared * hd]);
-                        for block in 0..hd / 16 {
-                            let tiles = shared / 32 * TILE;
-                            vr[block * (len / 32) * TILE..][..tiles]
-                                .copy_from_slice(&pv[block * (p_len / 32) * TILE..][..tiles]);
-                        }
-                        shared
-                    }
-                };
-                self.stage_tiles(qkv, (s, g), from, len, (kr, vr));
-            });
-        }
+        // Each (segment, head) region belongs to one task.
+        let tasks: Vec<(usize, usize)> = (0..regions.len()).flat_map(|s| (0..kv_heads).map(move |g| (s, g))).collect();
+        tasks.par_iter().for_each(|&(s, g)| {
+            let (kd, vd) = (&kd, &vd);
+            let (len, start) = regions[s];
+            let base = start + g * len * hd;
+            // SAFETY: [base, base + len * hd) is this task's region, inside both buffers.
+            let (kr, vr) = unsafe {
+                (
+                    std::slice::from_raw_parts_mut(kd.0.add(base), len * hd),
+                    std::slice::from_raw_parts_mut(vd.0.add(base), len * hd),
+                )
+            };
+            self.stage_tiles(qkv, (s, g), len, (kr, vr));
+        });
         KeyValues { regions, k, v }
     }
 
-    /// Keys `from..` of segment `s`'s sequence for kv head `g`, rotated, into its region's K and V
-    /// tiles (`len` keys per head, padded).
-    fn stage_tiles(
-        &self,
-        qkv: &[bf16],
-        (s, g): (usize, usize),
-        from: usize,
-        len: usize,
-        (kr, vr): (&mut [bf16], &mut [bf16]),
-    ) {
+    /// The keys segment `s` stages (from `first_staged` to the end of its sequence) for kv head
+    /// `g`, rotated, into its region's K and V tiles (`len` keys per head, padded).
+    fn stage_tiles(&self, qkv: &[bf16], (s, g): (usize, usize), len: usize, (kr, vr): (&mut [bf16], &mut [bf16])) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
-        let keys = self.prefix_len(s) + self.batch.segments[s].len;
+        let first = self.first_staged(s);
+        let keys = self.prefix_len(s) + self.batch.segments[s].len - first;
         let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
-        for j in from..keys {
-            let t = self.key_token(s, j);
+        for j in 0..keys {
+            let t = self.key_token(s, first + j);
             let row = &qkv[t * width..][..width];
             let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
             rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, &mut rotated);
@@ -158,44 +120,36 @@ impl FusedAttention<'_> {
             let mut c = [0.0f32; BLOCK * BLOCK];
             tiles::with_tiles(|| {
                 let (keys, first) = self.keys(item);
-                let (k, v, padded) = kv.region(item.segment, item.group, hd);
-                {
-                    for tile in (0..keys).step_by(KEY_TILE) {
-                        let n = KEY_TILE.min(keys - tile);
-                        let n_padded = n.next_multiple_of(BLOCK);
-                        for r0 in (0..padded_rows).step_by(BLOCK) {
-                            for j0 in (0..n_padded).step_by(BLOCK) {
-                                let b0 = k[(tile + j0) / 16 * (hd / 32) * TILE..].as_ptr();
-                                // SAFETY: in with_tiles; 32 query rows of hd, two 16-key blocks of
-                                // hd / 32 tiles each, inside the padded region.
-                                unsafe {
-                                    tiles::block(
-                                        queries[r0 * hd..].as_ptr(),
-                                        hd,
-                                        hd,
-                                        b0,
-                                        b0.add(hd / 32 * TILE),
-                                        &mut c,
-                                    )
-                                };
-                                for (i, block_row) in c.chunks_exact(BLOCK).enumerate().take(rows.saturating_sub(r0)) {
-                                    scores[(r0 + i) * KEY_TILE + j0..][..BLOCK].copy_from_slice(block_row);
-                                }
+                for tile in (0..keys).step_by(KEY_TILE) {
+                    let n = KEY_TILE.min(keys - tile);
+                    let n_padded = n.next_multiple_of(BLOCK);
+                    let (home, row) = self.tile_home(item.segment, tile);
+                    let (k, v, padded) = kv.region(home, item.group, hd);
+                    for r0 in (0..padded_rows).step_by(BLOCK) {
+                        for j0 in (0..n_padded).step_by(BLOCK) {
+                            let b0 = k[(row + j0) / 16 * (hd / 32) * TILE..].as_ptr();
+                            // SAFETY: in with_tiles; 32 query rows of hd, two 16-key blocks of
+                            // hd / 32 tiles each, inside the padded region.
+                            unsafe {
+                                tiles::block(queries[r0 * hd..].as_ptr(), hd, hd, b0, b0.add(hd / 32 * TILE), &mut c)
+                            };
+                            for (i, block_row) in c.chunks_exact(BLOCK).enumerate().take(rows.saturating_sub(r0)) {
+                                scores[(r0 + i) * KEY_TILE + j0..][..BLOCK].copy_from_slice(block_row);
                             }
                         }
-                        let tile_keys = TileKeys { first, rep, tile, n, n_padded };
-                        softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
-                        for r0 in (0..padded_rows).step_by(BLOCK) {
-                            for d0 in (0..hd).step_by(BLOCK) {
-                                let b0 = v[((d0 / 16) * (padded / 32) + tile / 32) * TILE..].as_ptr();
-                                let b1 = v[((d0 / 16 + 1) * (padded / 32) + tile / 32) * TILE..].as_ptr();
-                                // SAFETY: in with_tiles; 32 probability rows of n_padded (stride
-                                // KEY_TILE), and n_padded / 32 tiles of each of two dim blocks.
-                                unsafe {
-                                    tiles::block(probs[r0 * KEY_TILE..].as_ptr(), KEY_TILE, n_padded, b0, b1, &mut c)
-                                };
-                                accumulate(&c, &mut acc[(r0 * hd).min(rows * hd)..], hd, d0);
-                            }
+                    }
+                    let tile_keys = TileKeys { first, rep, tile, n, n_padded };
+                    softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
+                    for r0 in (0..padded_rows).step_by(BLOCK) {
+                        for d0 in (0..hd).step_by(BLOCK) {
+                            let b0 = v[((d0 / 16) * (padded / 32) + row / 32) * TILE..].as_ptr();
+                            let b1 = v[((d0 / 16 + 1) * (padded / 32) + row / 32) * TILE..].as_ptr();
+                            // SAFETY: in with_tiles; 32 probability rows of n_padded (stride
+                            // KEY_TILE), and n_padded / 32 tiles of each of two dim blocks.
+                            unsafe {
+                                tiles::block(probs[r0 * KEY_TILE..].as_ptr(), KEY_TILE, n_padded, b0, b1, &mut c)
+                            };
+                            accumulate(&c, &mut acc[(r0 * hd).min(rows * hd)..], hd, d0);
                         }
                     }
                 }

@@ -29,9 +29,20 @@ impl FusedAttention<'_> {
         let dst = Disjoint(out.as_mut_ptr());
         self.items().par_iter().for_each(|item| {
             let (keys, first) = self.keys(item);
-            let (rows_per_head, start) = kv.regions[item.segment];
-            let at = start + item.group * rows_per_head * hd..;
-            let span = Keys { k: &kv.k[at.clone()][..keys * hd], v: &kv.v[at][..keys * hd], first };
+            let home = |s: usize| {
+                let (rows, start) = kv.regions[s];
+                let at = start + item.group * rows * hd..start + (item.group + 1) * rows * hd;
+                (&kv.k[at.clone()], &kv.v[at])
+            };
+            let span = Keys {
+                keys,
+                first,
+                at: &|tile| {
+                    let (s, row) = self.tile_home(item.segment, tile);
+                    let (k, v) = home(s);
+                    (&k[row * hd..], &v[row * hd..])
+                },
+            };
             let rows = self.query_rows(q, item, tokens);
             let (mut acc, mut sum) = (vec![0.0f32; rows.len()], vec![0.0f32; rows.len() / hd]);
             attend(rows, rep, hd, &span, &mut acc, &mut sum);
@@ -40,21 +51,19 @@ impl FusedAttention<'_> {
         });
     }
 
-    /// Scaled queries (see `stage_queries`), and every segment's rotated keys and plain values as
-    /// its whole sequence (see `key_token`). All f32.
+    /// Scaled queries (see `stage_queries`), and every segment's rotated keys and plain values from
+    /// `first_staged` to the end of its sequence (see `key_token`). All f32.
     fn prepare<T: Element>(&self, qkv: &[T], tokens: usize) -> (Vec<f32>, KeyValues) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
         let q = self.stage_queries(qkv, tokens, 1.0 / (hd as f32).sqrt());
         let (regions, total) = self.key_regions(|len| len);
-        // Tasks of up to STAGE_TOKENS keys of one (segment, kv head), each writing its own rows: a
-        // segment's own keys, after its prefix's (those are copied from the prefix's region below).
+        // Tasks of up to STAGE_TOKENS rows of one (segment, kv head), each writing its own rows.
         let tasks: Vec<(usize, usize, usize)> = regions
             .iter()
             .enumerate()
             .flat_map(|(s, &(len, _))| {
-                let own = self.prefix_len(s)..len;
-                (0..kv_heads).flat_map(move |g| own.clone().step_by(STAGE_TOKENS).map(move |j| (s, g, j)))
+                (0..kv_heads).flat_map(move |g| (0..len).step_by(STAGE_TOKENS).map(move |j| (s, g, j)))
             })
             .collect();
         let stage = |k: &mut [MaybeUninit<f32>], v: &mut [MaybeUninit<f32>]| {
@@ -71,8 +80,9 @@ impl FusedAttention<'_> {
                         std::slice::from_raw_parts_mut(vd.0.add(base), n * hd),
                     )
                 };
+                let first = self.first_staged(s);
                 for (i, (k, v)) in k.chunks_exact_mut(hd).zip(v.chunks_exact_mut(hd)).enumerate() {
-                    let t = self.key_token(s, j0 + i);
+                    let t = self.key_token(s, first + j0 + i);
                     let row = &qkv[t * width..][..width];
                     let (cos, sin) = self.rope.at(self.batch.positions[t] as usize);
                     rotate(&row[(heads + g) * hd..][..hd], cos, sin, 1.0, k);
@@ -81,26 +91,10 @@ impl FusedAttention<'_> {
                     }
                 }
             });
-            let continuations: Vec<(usize, usize, usize)> = (0..regions.len())
-                .filter_map(|s| self.batch.segments[s].prefix.map(|p| (s, p)))
-                .flat_map(|(s, p)| (0..kv_heads).map(move |g| (s, p, g)))
-                .collect();
-            continuations.par_iter().for_each(|&(s, p, g)| {
-                let (kd, vd) = (&kd, &vd);
-                let ((len, start), (p_len, p_start)) = (regions[s], regions[p]);
-                let rows = self.prefix_len(s) * hd;
-                let (to, from) = (start + g * len * hd, p_start + g * p_len * hd);
-                // SAFETY: the prefix's rows were all written above and no task writes them here; the
-                // continuation's first rows are this task's alone; both lie inside the buffers.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(kd.0.add(from).cast_const(), kd.0.add(to), rows);
-                    std::ptr::copy_nonoverlapping(vd.0.add(from).cast_const(), vd.0.add(to), rows);
-                }
-            });
         };
         let (mut k, mut v) = (Vec::with_capacity(total), Vec::with_capacity(total));
         stage(&mut k.spare_capacity_mut()[..total], &mut v.spare_capacity_mut()[..total]);
-        // SAFETY: the tasks wrote every segment's own rows, the copies every continuation's first.
+        // SAFETY: the tasks wrote every row of every region of both buffers.
         unsafe {
             k.set_len(total);
             v.set_len(total);
@@ -109,7 +103,7 @@ impl FusedAttention<'_> {
     }
 }
 
-/// Every segment's keys and values, each (kv_heads, its sequence's length, head_dim).
+/// Every segment's staged keys and values, each (kv_heads, keys it stages, head_dim).
 struct KeyValues {
     /// Per segment: (keys per kv head, where its region starts).
     regions: Vec<(usize, usize)>,
@@ -117,13 +111,13 @@ struct KeyValues {
     v: Vec<f32>,
 }
 
-/// The keys and values, (keys, head_dim) each, that a block of queries attends to: its sequence's
-/// from position 0, query token t of the block (which starts at position `first`) seeing keys
-/// [0, first + t].
+/// The keys and values a block of queries attends to: its sequence's first `keys`, query token t of
+/// the block (which starts at position `first`) seeing keys [0, first + t].
 struct Keys<'a> {
-    k: &'a [f32],
-    v: &'a [f32],
+    keys: usize,
     first: usize,
+    /// Key tile `tile`'s keys and values, (keys, head_dim) each from the tile's first key on.
+    at: &'a dyn Fn(usize) -> (&'a [f32], &'a [f32]),
 }
 
 /// Unnormalised softmax(q k^T) v for `q` = (tokens * rep, head_dim) rows, token-major, over the
@@ -134,22 +128,21 @@ fn attend(q: &[f32], rep: usize, hd: usize, span: &Keys, out: &mut [f32], sum: &
     let rows = q.len() / hd;
     let mut max = vec![f32::NEG_INFINITY; rows];
     let mut scores = vec![0.0f32; rows * KEY_TILE];
-    {
-        let len = span.k.len() / hd;
-        for tile in (0..len).step_by(KEY_TILE) {
-            let n = KEY_TILE.min(len - tile);
-            let (k, v) = (&span.k[tile * hd..][..n * hd], &span.v[tile * hd..][..n * hd]);
-            let s = &mut scores[..rows * n];
-            // s (rows, n) = q (rows, hd) k^T, k being (n, hd).
-            let (q_rows, keys) = (View::row_major(q, rows, hd), View::row_major(k, n, hd).t());
-            product(Out::Replace(s), q_rows, keys, 1);
-            for (row, s) in s.chunks_exact_mut(n).enumerate() {
-                let (seen, hidden) = s.split_at_mut(visible(span.first, row / rep, tile, n));
-                hidden.fill(0.0);
-                softmax_step(seen, &mut max[row], &mut sum[row], &mut out[row * hd..][..hd]);
-            }
-            // out (rows, hd) += s (rows, n) v (n, hd).
-            product(Out::Accumulate(out), View::row_major(s, rows, n), View::row_major(v, n, hd), 1);
+    let len = span.keys;
+    for tile in (0..len).step_by(KEY_TILE) {
+        let n = KEY_TILE.min(len - tile);
+        let (k, v) = (span.at)(tile);
+        let (k, v) = (&k[..n * hd], &v[..n * hd]);
+        let s = &mut scores[..rows * n];
+        // s (rows, n) = q (rows, hd) k^T, k being (n, hd).
+        let (q_rows, keys) = (View::row_major(q, rows, hd), View::row_major(k, n, hd).t());
+        product(Out::Replace(s), q_rows, keys, 1);
+        for (row, s) in s.chunks_exact_mut(n).enumerate() {
+            let (seen, hidden) = s.split_at_mut(visible(span.first, row / rep, tile, n));
+            hidden.fill(0.0);
+            softmax_step(seen, &mut max[row], &mut sum[row], &mut out[row * hd..][..hd]);
         }
+        // out (rows, hd) += s (rows, n) v (n, hd).
+        product(Out::Accumulate(out), View::row_major(s, rows, n), View::row_major(v, n, hd), 1);
     }
 }

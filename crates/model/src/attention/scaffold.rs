@@ -5,10 +5,11 @@
 //! inner loop; neither imports the other.
 //!
 //! Batch invariance: every query row's numbers are computed from its own sequence alone, in an
-//! order fixed by its position in that sequence. Each segment's keys are staged as its whole
-//! sequence, a continuation's prefix keys copied in front of its own, so key tiles are always cut
-//! at multiples of [`KEY_TILE`] from position 0, whether the prompt is shared or not; scores and
-//! outputs are per-row products; keys past a row's position enter as exact zeros.
+//! order fixed by its position in that sequence. Key tiles are cut at multiples of [`KEY_TILE`]
+//! from position 0 of the sequence, whether its prompt is shared or not: a continuation reads the
+//! tiles wholly inside its prefix from the prefix's staged keys, and stages the rest of its
+//! sequence (the prefix's last partial tile, then its own keys) itself, so no tile straddles the
+//! two. Scores and outputs are per-row products; keys past a row's position enter as exact zeros.
 
 use std::mem::MaybeUninit;
 
@@ -72,10 +73,25 @@ impl FusedAttention<'_> {
         (first + item.len, first)
     }
 
+    /// Where key tile `tile` (a sequence position, a multiple of KEY_TILE) of segment `s` is staged:
+    /// (the segment whose region holds it, its row there).
+    pub(super) fn tile_home(&self, s: usize, tile: usize) -> (usize, usize) {
+        match self.batch.segments[s].prefix {
+            Some(p) if tile < self.first_staged(s) => (p, tile),
+            _ => (s, tile - self.first_staged(s)),
+        }
+    }
+
     /// Tokens of the segment's prefix (0 for a segment that continues none).
     pub(super) fn prefix_len(&self, segment: usize) -> usize {
         let segments = &self.batch.segments;
         segments[segment].prefix.map_or(0, |p| segments[p].len)
+    }
+
+    /// The first key of the segment's sequence that its own staged region holds: 0, or for a
+    /// continuation its prefix's whole key tiles, which it reads from the prefix's region.
+    pub(super) fn first_staged(&self, segment: usize) -> usize {
+        self.prefix_len(segment) / KEY_TILE * KEY_TILE
     }
 
     /// The packed token that is key `j` of the segment's whole sequence (its prefix's, then its own).
@@ -87,15 +103,15 @@ impl FusedAttention<'_> {
         }
     }
 
-    /// Each segment's staged key region: (its rows, per kv head, with `rows` of the sequence length;
-    /// where the region starts, in elements of a (kv_heads, rows, head_dim) block per segment), and
-    /// the elements of all regions.
+    /// Each segment's staged key region: (its rows per kv head, `rows` of the keys it stages, those
+    /// from `first_staged` to the end of its sequence; where the region starts, in elements of a
+    /// (kv_heads, rows, head_dim) block per segment), and the elements of all regions.
     pub(super) fn key_regions(&self, rows: impl Fn(usize) -> usize) -> (Vec<(usize, usize)>, usize) {
         let Heads { kv_heads, head_dim: hd, .. } = self.heads;
         let mut at = 0;
         let regions = (0..self.batch.segments.len())
             .map(|s| {
-                let n = rows(self.prefix_len(s) + self.batch.segments[s].len);
+                let n = rows(self.prefix_len(s) + self.batch.segments[s].len - self.first_staged(s));
                 at += n * kv_heads * hd;
                 (n, at - n * kv_heads * hd)
             })
