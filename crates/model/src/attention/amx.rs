@@ -50,7 +50,8 @@ impl FusedAttention<'_> {
 
     fn stage_keys_values(&self, qkv: &[bf16]) -> KeyValues {
         let Heads { kv_heads, head_dim: hd, .. } = self.heads;
-        let (regions, total) = self.key_regions(|len| len.next_multiple_of(BLOCK));
+        // Whole 32-key blocks of a prefix are read where the prefix staged them.
+        let (regions, total) = self.key_regions(BLOCK, |len| len.next_multiple_of(BLOCK));
         let (mut k, mut v) = (vec![bf16::ZERO; total], vec![bf16::ZERO; total]);
         let (kd, vd) = (Disjoint(k.as_mut_ptr()), Disjoint(v.as_mut_ptr()));
         // Each (segment, head) region belongs to one task.
@@ -76,7 +77,7 @@ impl FusedAttention<'_> {
     fn stage_tiles(&self, qkv: &[bf16], (s, g): (usize, usize), len: usize, (kr, vr): (&mut [bf16], &mut [bf16])) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
-        let first = self.first_staged(s);
+        let first = self.first_staged(s, BLOCK);
         let keys = self.prefix_len(s) + self.batch.segments[s].len - first;
         let mut rotated = vec![MaybeUninit::<bf16>::uninit(); hd];
         for j in 0..keys {
@@ -118,16 +119,23 @@ impl FusedAttention<'_> {
             // Rows past `rows` stay zero: the tiles read whole 32-row blocks.
             let mut probs = vec![bf16::ZERO; padded_rows * KEY_TILE];
             let mut c = [0.0f32; BLOCK * BLOCK];
+            // A key tile's V tiles, gathered when the tile starts in the prefix's region and ends in
+            // this segment's (p v reads each dim block's tiles of a key tile in one run).
+            let mut gathered = Vec::new();
             tiles::with_tiles(|| {
                 let (keys, first) = self.keys(item);
+                let block_of = |key: usize| {
+                    let (home, row) = self.key_home(item.segment, key, BLOCK);
+                    let (k, v, padded) = kv.region(home, item.group, hd);
+                    (k, v, padded, row)
+                };
                 for tile in (0..keys).step_by(KEY_TILE) {
                     let n = KEY_TILE.min(keys - tile);
                     let n_padded = n.next_multiple_of(BLOCK);
-                    let (home, row) = self.tile_home(item.segment, tile);
-                    let (k, v, padded) = kv.region(home, item.group, hd);
                     for r0 in (0..padded_rows).step_by(BLOCK) {
                         for j0 in (0..n_padded).step_by(BLOCK) {
-                            let b0 = k[(row + j0) / 16 * (hd / 32) * TILE..].as_ptr();
+                            let (k, _, _, row) = block_of(tile + j0);
+                            let b0 = k[row / 16 * (hd / 32) * TILE..].as_ptr();
                             // SAFETY: in with_tiles; 32 query rows of hd, two 16-key blocks of
                             // hd / 32 tiles each, inside the padded region.
                             unsafe {
@@ -140,10 +148,26 @@ impl FusedAttention<'_> {
                     }
                     let tile_keys = TileKeys { first, rep, tile, n, n_padded };
                     softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
+                    // Dim block d's n_padded / 32 tiles: in place, or gathered, `stride` tiles apart.
+                    let (start, end) = (block_of(tile), block_of(tile + n_padded - BLOCK));
+                    let (v, stride, first_tile) = if std::ptr::eq(start.1, end.1) {
+                        (start.1, start.2 / 32, start.3 / 32)
+                    } else {
+                        let tiles_per_block = n_padded / 32;
+                        gathered.resize(hd / 16 * tiles_per_block * TILE, bf16::ZERO);
+                        for d in 0..hd / 16 {
+                            for t in 0..tiles_per_block {
+                                let (_, v, padded, row) = block_of(tile + t * BLOCK);
+                                let from = &v[((d * (padded / 32)) + row / 32) * TILE..][..TILE];
+                                gathered[(d * tiles_per_block + t) * TILE..][..TILE].copy_from_slice(from);
+                            }
+                        }
+                        (&gathered[..], tiles_per_block, 0)
+                    };
                     for r0 in (0..padded_rows).step_by(BLOCK) {
                         for d0 in (0..hd).step_by(BLOCK) {
-                            let b0 = v[((d0 / 16) * (padded / 32) + row / 32) * TILE..].as_ptr();
-                            let b1 = v[((d0 / 16 + 1) * (padded / 32) + row / 32) * TILE..].as_ptr();
+                            let b0 = v[((d0 / 16) * stride + first_tile) * TILE..].as_ptr();
+                            let b1 = v[((d0 / 16 + 1) * stride + first_tile) * TILE..].as_ptr();
                             // SAFETY: in with_tiles; 32 probability rows of n_padded (stride
                             // KEY_TILE), and n_padded / 32 tiles of each of two dim blocks.
                             unsafe {

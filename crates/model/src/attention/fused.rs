@@ -38,7 +38,7 @@ impl FusedAttention<'_> {
                 keys,
                 first,
                 at: &|tile| {
-                    let (s, row) = self.tile_home(item.segment, tile);
+                    let (s, row) = self.key_home(item.segment, tile, KEY_TILE);
                     let (k, v) = home(s);
                     (&k[row * hd..], &v[row * hd..])
                 },
@@ -57,7 +57,8 @@ impl FusedAttention<'_> {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
         let q = self.stage_queries(qkv, tokens, 1.0 / (hd as f32).sqrt());
-        let (regions, total) = self.key_regions(|len| len);
+        // Whole key tiles of a prefix are read where the prefix staged them.
+        let (regions, total) = self.key_regions(KEY_TILE, |len| len);
         // Tasks of up to STAGE_TOKENS rows of one (segment, kv head), each writing its own rows.
         let tasks: Vec<(usize, usize, usize)> = regions
             .iter()
@@ -80,7 +81,7 @@ impl FusedAttention<'_> {
                         std::slice::from_raw_parts_mut(vd.0.add(base), n * hd),
                     )
                 };
-                let first = self.first_staged(s);
+                let first = self.first_staged(s, KEY_TILE);
                 for (i, (k, v)) in k.chunks_exact_mut(hd).zip(v.chunks_exact_mut(hd)).enumerate() {
                     let t = self.key_token(s, first + j0 + i);
                     let row = &qkv[t * width..][..width];

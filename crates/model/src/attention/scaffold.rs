@@ -6,10 +6,12 @@
 //!
 //! Batch invariance: every query row's numbers are computed from its own sequence alone, in an
 //! order fixed by its position in that sequence. Key tiles are cut at multiples of [`KEY_TILE`]
-//! from position 0 of the sequence, whether its prompt is shared or not: a continuation reads the
-//! tiles wholly inside its prefix from the prefix's staged keys, and stages the rest of its
-//! sequence (the prefix's last partial tile, then its own keys) itself, so no tile straddles the
-//! two. Scores and outputs are per-row products; keys past a row's position enter as exact zeros.
+//! from position 0 of the sequence, whether its prompt is shared or not. A continuation reads the
+//! whole "granules" of keys inside its prefix (a kernel's unit of key layout: a key tile for the
+//! f32 kernel, a 32-key block for the AMX one) from the prefix's staged keys, and stages the rest
+//! of its sequence (the prefix's last partial granule, then its own keys) itself; a kernel reads
+//! each key from one place or the other, never computes a sum in another order for it. Scores and
+//! outputs are per-row products; keys past a row's position enter as exact zeros.
 
 use std::mem::MaybeUninit;
 
@@ -73,12 +75,13 @@ impl FusedAttention<'_> {
         (first + item.len, first)
     }
 
-    /// Where key tile `tile` (a sequence position, a multiple of KEY_TILE) of segment `s` is staged:
-    /// (the segment whose region holds it, its row there).
-    pub(super) fn tile_home(&self, s: usize, tile: usize) -> (usize, usize) {
+    /// Where the granule of segment `s`'s sequence that starts at key `key` (a multiple of
+    /// `granule`) is staged: (the segment whose region holds it, its row there).
+    pub(super) fn key_home(&self, s: usize, key: usize, granule: usize) -> (usize, usize) {
+        let first = self.first_staged(s, granule);
         match self.batch.segments[s].prefix {
-            Some(p) if tile < self.first_staged(s) => (p, tile),
-            _ => (s, tile - self.first_staged(s)),
+            Some(p) if key < first => (p, key),
+            _ => (s, key - first),
         }
     }
 
@@ -89,9 +92,9 @@ impl FusedAttention<'_> {
     }
 
     /// The first key of the segment's sequence that its own staged region holds: 0, or for a
-    /// continuation its prefix's whole key tiles, which it reads from the prefix's region.
-    pub(super) fn first_staged(&self, segment: usize) -> usize {
-        self.prefix_len(segment) / KEY_TILE * KEY_TILE
+    /// continuation the end of its prefix's whole granules, which it reads from the prefix's region.
+    pub(super) fn first_staged(&self, segment: usize, granule: usize) -> usize {
+        self.prefix_len(segment) / granule * granule
     }
 
     /// The packed token that is key `j` of the segment's whole sequence (its prefix's, then its own).
@@ -106,12 +109,12 @@ impl FusedAttention<'_> {
     /// Each segment's staged key region: (its rows per kv head, `rows` of the keys it stages, those
     /// from `first_staged` to the end of its sequence; where the region starts, in elements of a
     /// (kv_heads, rows, head_dim) block per segment), and the elements of all regions.
-    pub(super) fn key_regions(&self, rows: impl Fn(usize) -> usize) -> (Vec<(usize, usize)>, usize) {
+    pub(super) fn key_regions(&self, granule: usize, rows: impl Fn(usize) -> usize) -> (Vec<(usize, usize)>, usize) {
         let Heads { kv_heads, head_dim: hd, .. } = self.heads;
         let mut at = 0;
         let regions = (0..self.batch.segments.len())
             .map(|s| {
-                let n = rows(self.prefix_len(s) + self.batch.segments[s].len - self.first_staged(s));
+                let n = rows(self.prefix_len(s) + self.batch.segments[s].len - self.first_staged(s, granule));
                 at += n * kv_heads * hd;
                 (n, at - n * kv_heads * hd)
             })
