@@ -109,16 +109,26 @@ fn blocks(range: Range<usize>, step: usize) -> impl Iterator<Item = Range<usize>
 /// odd k, and zero rows past x's last.
 fn pack_strips(x: &[bf16], k: usize, strips: usize) -> Vec<u32> {
     let pairs = k.div_ceil(2);
-    let mut packed = vec![0u32; strips * STRIP * pairs];
-    packed.par_chunks_mut(pairs * STRIP).zip(x.par_chunks(STRIP * k)).for_each(|(strip, rows)| {
-        for (lane, row) in rows.chunks_exact(k).enumerate() {
-            for (p, pair) in row.chunks(2).enumerate() {
-                let hi = pair.get(1).map_or(0, |v| u32::from(v.to_bits()));
-                strip[p * STRIP + lane] = u32::from(pair[0].to_bits()) | hi << 16;
+    let fill = |packed: &mut [MaybeUninit<u32>]| {
+        packed.par_chunks_mut(pairs * STRIP).enumerate().for_each(|(s, strip)| {
+            let rows = x.chunks_exact(k).skip(s * STRIP).take(STRIP);
+            let written = rows.len();
+            for (lane, row) in rows.enumerate() {
+                for (p, pair) in row.chunks(2).enumerate() {
+                    let hi = pair.get(1).map_or(0, |v| u32::from(v.to_bits()));
+                    strip[p * STRIP + lane].write(u32::from(pair[0].to_bits()) | hi << 16);
+                }
             }
-        }
-    });
-    packed
+            // Only the last strip has lanes past x's rows: zeros, written once.
+            for p in 0..pairs {
+                strip[p * STRIP + written..][..STRIP - written].iter_mut().for_each(|z| {
+                    z.write(0);
+                });
+            }
+        });
+    };
+    // SAFETY: every (pair, lane) of every strip is written: x's rows, then zeros.
+    unsafe { filled(strips * STRIP * pairs, fill) }
 }
 
 /// Which outputs one call of [`strip_block_of`] computes: the rows of `strips` below `rows`, and
