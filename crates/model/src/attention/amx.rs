@@ -8,7 +8,7 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::scaffold::{rotate, softmax_step, visible, FusedAttention, KEY_TILE};
+use super::scaffold::{self, rotate, softmax_step, visible, FusedAttention, KEY_TILE};
 use super::Heads;
 use crate::simd::{filled, Disjoint};
 use crate::tiles::{self, BLOCK, TILE};
@@ -18,25 +18,10 @@ pub fn supports(heads: Heads) -> bool {
     heads.head_dim.is_multiple_of(BLOCK) && tiles::available()
 }
 
-/// Every segment's staged keys and values (from `first_staged` to the end of its sequence) as B
-/// tiles, each (segment, kv head) padded to whole 32-key blocks with zeros.
-struct KeyValues {
-    /// Per segment: (its staged key count rounded up to 32, where its (kv_heads, padded keys,
-    /// head_dim) region starts in `k` and `v`).
-    regions: Vec<(usize, usize)>,
-    /// For q k^T: per (segment, head), blocks of 16 keys, each head_dim / 32 tiles.
-    k: Vec<bf16>,
-    /// For p v: per (segment, head), blocks of 16 dims, each padded / 32 tiles of 32 keys.
-    v: Vec<bf16>,
-}
-
-impl KeyValues {
-    fn region(&self, segment: usize, group: usize, hd: usize) -> (&[bf16], &[bf16], usize) {
-        let (padded, start) = self.regions[segment];
-        let at = start + group * padded * hd..start + (group + 1) * padded * hd;
-        (&self.k[at.clone()], &self.v[at], padded)
-    }
-}
+/// The staged keys and values as B tiles, each (segment, kv head) region padded to whole 32-key
+/// blocks with zeros. K, for q k^T: blocks of 16 keys, each head_dim / 32 tiles. V, for p v: blocks
+/// of 16 dims, each padded / 32 tiles of 32 keys.
+type KeyValues = scaffold::KeyValues<bf16>;
 
 impl FusedAttention<'_> {
     pub(super) fn run_tiles(&self, qkv: &[bf16], tokens: usize) -> Vec<bf16> {

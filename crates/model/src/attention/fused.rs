@@ -8,7 +8,7 @@ use std::mem::MaybeUninit;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::scaffold::{rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
+use super::scaffold::{self, rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
 use super::Heads;
 use crate::matmul::{product, Out, View};
 use crate::simd::{filled, Disjoint, Element};
@@ -29,17 +29,12 @@ impl FusedAttention<'_> {
         let dst = Disjoint(out.as_mut_ptr());
         self.items().par_iter().for_each(|item| {
             let (keys, first) = self.keys(item);
-            let home = |s: usize| {
-                let (rows, start) = kv.regions[s];
-                let at = start + item.group * rows * hd..start + (item.group + 1) * rows * hd;
-                (&kv.k[at.clone()], &kv.v[at])
-            };
             let span = Keys {
                 keys,
                 first,
                 at: &|tile| {
                     let (s, row) = self.key_home(item.segment, tile, KEY_TILE);
-                    let (k, v) = home(s);
+                    let (k, v, _) = kv.region(s, item.group, hd);
                     (&k[row * hd..], &v[row * hd..])
                 },
             };
@@ -104,13 +99,8 @@ impl FusedAttention<'_> {
     }
 }
 
-/// Every segment's staged keys and values, each (kv_heads, keys it stages, head_dim).
-struct KeyValues {
-    /// Per segment: (keys per kv head, where its region starts).
-    regions: Vec<(usize, usize)>,
-    k: Vec<f32>,
-    v: Vec<f32>,
-}
+/// The staged keys and values, each (segment, kv head) region (keys it stages, head_dim).
+type KeyValues = scaffold::KeyValues<f32>;
 
 /// The keys and values a block of queries attends to: its sequence's first `keys`, query token t of
 /// the block (which starts at position `first`) seeing keys [0, first + t].

@@ -38,6 +38,24 @@ pub struct FusedAttention<'a> {
     pub rope: &'a RopeTable,
 }
 
+/// Every segment's staged keys and values, in the layout of the kernel that staged them: per
+/// segment a (kv_heads, rows, ...) region of `k` and of `v` (see `FusedAttention::key_regions`).
+pub(super) struct KeyValues<T> {
+    /// Per segment: (its rows per kv head, where its region starts).
+    pub regions: Vec<(usize, usize)>,
+    pub k: Vec<T>,
+    pub v: Vec<T>,
+}
+
+impl<T> KeyValues<T> {
+    /// Kv head `group`'s part of the segment's region in `k` and `v`, and its rows.
+    pub fn region(&self, segment: usize, group: usize, hd: usize) -> (&[T], &[T], usize) {
+        let (rows, start) = self.regions[segment];
+        let at = start + group * rows * hd..start + (group + 1) * rows * hd;
+        (&self.k[at.clone()], &self.v[at], rows)
+    }
+}
+
 /// One unit of parallel work: a block of one segment's query tokens, for one kv head's group.
 pub(super) struct Item {
     pub segment: usize,
