@@ -1,4 +1,4 @@
-//! `config.json`: the Llama backbone's shape, RoPE settings, and the ArmoRM head's hyper-parameters.
+//! `config.json`: the backbone's family and shape, RoPE settings, and the reward head's hyper-parameters.
 //!
 //! Accepts both the layout transformers 4.x wrote (`rope_theta` + `rope_scaling`, as in the published
 //! ArmoRM checkpoint) and the one 5.x writes (`rope_parameters`).
@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::arch::{self, Architecture, Block, ConfigKeys, Family};
 use crate::dtype::{self, ComputeDType};
 use crate::error::{ModelError, Result};
 
@@ -49,9 +50,19 @@ pub enum RopeScaling {
     },
 }
 
+/// The rotary embedding's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeConfig {
+    pub head_dim: usize,
+    pub theta: f64,
+    pub scaling: RopeScaling,
+    pub max_positions: usize,
+}
+
 /// Everything the forward pass needs to know about the backbone.
 #[derive(Debug, Clone)]
-pub struct LlamaConfig {
+pub struct BackboneConfig {
+    pub family: Family,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -60,9 +71,9 @@ pub struct LlamaConfig {
     pub num_key_value_heads: usize,
     pub head_dim: usize,
     pub rms_norm_eps: f64,
-    pub rope_theta: f64,
-    pub rope_scaling: RopeScaling,
-    pub max_position_embeddings: usize,
+    pub rope: RopeConfig,
+    /// What the family's layers do beyond the Llama block.
+    pub block: Block,
 }
 
 /// Hyper-parameters of the ArmoRM gating network; absent keys take the published defaults.
@@ -77,11 +88,17 @@ pub struct GatingConfig {
 
 #[derive(Debug, Clone)]
 pub struct ModelConfig {
-    pub llama: LlamaConfig,
+    pub architecture: Architecture,
+    pub backbone: BackboneConfig,
     /// Present when the config describes a gating reward model (it has `num_objectives`).
     pub gating: Option<GatingConfig>,
     /// The dtype the checkpoint says it is stored in (`torch_dtype`, or `dtype`), when it names one.
     pub stored_dtype: Option<ComputeDType>,
+    /// The id a sequence-classification head skips at the end of a sequence (transformers reads
+    /// the last token that is not this one).
+    pub pad_token_id: Option<u32>,
+    /// The classification head's outputs: `id2label`'s size, else `num_labels`, when given.
+    pub num_labels: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -92,8 +109,7 @@ struct RawConfig {
     num_hidden_layers: usize,
     num_attention_heads: usize,
     num_key_value_heads: Option<usize>,
-    head_dim: Option<usize>,
-    rms_norm_eps: f64,
+    rms_norm_eps: Option<f64>,
     rope_theta: Option<f64>,
     rope_scaling: Option<serde_json::Value>,
     rope_parameters: Option<serde_json::Value>,
@@ -117,8 +133,12 @@ impl ModelConfig {
     }
 
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: RawConfig =
-            serde_json::from_str(text).map_err(|source| ModelError::Json { path: "config.json".into(), source })?;
+        let json = |source| ModelError::Json { path: "config.json".into(), source };
+        let raw: RawConfig = serde_json::from_str(text).map_err(json)?;
+        let keys = ConfigKeys::parse(text).map_err(json)?;
+        let architecture = Architecture::detect(&keys)?;
+        let family = architecture.family;
+        refuse_unimplemented(&keys)?;
         let heads = raw.num_attention_heads;
         let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
         if heads == 0 || kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
@@ -126,17 +146,23 @@ impl ModelConfig {
                 "num_attention_heads ({heads}) must be a positive multiple of num_key_value_heads ({kv_heads})"
             )));
         }
-        let head_dim = raw.head_dim.unwrap_or(raw.hidden_size / heads);
-        if !head_dim.is_multiple_of(2) {
+        let head_dim = arch::head_dim(family, &keys, raw.hidden_size, heads)?;
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ModelError::UnsupportedConfig(format!("head_dim {head_dim} must be even for RoPE")));
         }
         let rope_params = raw.rope_parameters.as_ref();
-        let rope_theta = raw
+        let theta = raw
             .rope_theta
             .or_else(|| rope_params.and_then(|p| p.get("rope_theta")).and_then(|v| v.as_f64()))
             .unwrap_or(10_000.0);
-        let rope_scaling = parse_rope_scaling(raw.rope_scaling.as_ref().or(rope_params))?;
-        let llama = LlamaConfig {
+        let rope = RopeConfig {
+            head_dim,
+            theta,
+            scaling: parse_rope_scaling(raw.rope_scaling.as_ref().or(rope_params))?,
+            max_positions: raw.max_position_embeddings.unwrap_or(8192),
+        };
+        let backbone = BackboneConfig {
+            family,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
             intermediate_size: raw.intermediate_size,
@@ -144,10 +170,9 @@ impl ModelConfig {
             num_attention_heads: heads,
             num_key_value_heads: kv_heads,
             head_dim,
-            rms_norm_eps: raw.rms_norm_eps,
-            rope_theta,
-            rope_scaling,
-            max_position_embeddings: raw.max_position_embeddings.unwrap_or(8192),
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
+            rope,
+            block: arch::block(family, &keys, raw.num_hidden_layers, head_dim)?,
         };
         let gating = raw.num_objectives.map(|num_objectives| GatingConfig {
             num_objectives,
@@ -158,8 +183,24 @@ impl ModelConfig {
         });
         let stored_dtype =
             raw.dtype.iter().chain(&raw.torch_dtype).filter_map(|v| v.as_str()).find_map(dtype::from_config_name);
-        Ok(Self { llama, gating, stored_dtype })
+        let pad_token_id = keys.usize("pad_token_id")?.and_then(|id| u32::try_from(id).ok());
+        let num_labels = match keys.get("id2label").and_then(|v| v.as_object()) {
+            Some(labels) => Some(labels.len()),
+            None => keys.usize("num_labels")?,
+        };
+        Ok(Self { architecture, backbone, gating, stored_dtype, pad_token_id, num_labels })
     }
+}
+
+/// Keys of any family that change the math in ways no family here implements.
+fn refuse_unimplemented(keys: &ConfigKeys) -> Result<()> {
+    keys.refuse_if("quantization_config", |_| true, "quantized checkpoints are not implemented")?;
+    keys.refuse_if(
+        "partial_rotary_factor",
+        |v| v.as_f64() != Some(1.0),
+        "a rotary embedding over part of each head is not implemented",
+    )?;
+    Ok(())
 }
 
 impl GatingConfig {
@@ -196,7 +237,9 @@ fn parse_rope_scaling(value: Option<&serde_json::Value>) -> Result<RopeScaling> 
             high_freq_factor: num("high_freq_factor")?,
             original_max_position_embeddings: num("original_max_position_embeddings")?,
         }),
-        other => Err(ModelError::UnsupportedConfig(format!("rope scaling type {other:?}"))),
+        other => Err(ModelError::UnsupportedConfig(format!(
+            "rope scaling type {other:?} is not implemented (implemented: default, linear, llama3)"
+        ))),
     }
 }
 
@@ -204,7 +247,7 @@ fn parse_rope_scaling(value: Option<&serde_json::Value>) -> Result<RopeScaling> 
 mod tests {
     use super::*;
 
-    const BASE: &str = r#""vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+    const BASE: &str = r#""model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
         "num_attention_heads": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-5"#;
 
     #[test]
@@ -219,10 +262,10 @@ mod tests {
             "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}}}}"#
         ))
         .unwrap();
-        assert_eq!(legacy.llama.rope_theta, 500000.0);
-        assert_eq!(v5.llama.rope_theta, 500000.0);
-        assert_eq!(legacy.llama.rope_scaling, v5.llama.rope_scaling);
-        assert!(matches!(v5.llama.rope_scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
+        assert_eq!(legacy.backbone.rope.theta, 500000.0);
+        assert_eq!(v5.backbone.rope.theta, 500000.0);
+        assert_eq!(legacy.backbone.rope.scaling, v5.backbone.rope.scaling);
+        assert!(matches!(v5.backbone.rope.scaling, RopeScaling::Llama3 { factor, .. } if factor == 8.0));
     }
 
     #[test]
@@ -231,7 +274,7 @@ mod tests {
         let g = cfg.gating.unwrap();
         assert_eq!((g.temperature, g.hidden_dim, g.n_hidden), (10.0, 1024, 3));
         assert_eq!(g.objective_names().unwrap()[10], "beavertails-is_safe");
-        assert_eq!(cfg.llama.head_dim, 4);
+        assert_eq!(cfg.backbone.head_dim, 4);
     }
 
     #[test]
@@ -251,7 +294,7 @@ mod tests {
     fn unknown_rope_type_and_bad_head_counts_are_rejected() {
         let yarn = format!(r#"{{{BASE}, "rope_scaling": {{"rope_type": "yarn", "factor": 4.0}}}}"#);
         assert!(matches!(ModelConfig::from_json(&yarn), Err(ModelError::UnsupportedConfig(_))));
-        let bad = r#"{"vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+        let bad = r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
             "num_attention_heads": 3, "num_key_value_heads": 2, "rms_norm_eps": 1e-5}"#;
         assert!(matches!(ModelConfig::from_json(bad), Err(ModelError::UnsupportedConfig(_))));
     }

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use crate::anchor::GatingPattern;
+use crate::arch::decoder::Backbone;
+use crate::arch::Role;
 use crate::checkpoint::ModelSource;
 use crate::config::ModelConfig;
 use crate::conversation::Conversation;
 use crate::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
 use crate::error::{ModelError, Result};
 use crate::linear::cpu_computes_bf16;
-use crate::llama::Backbone;
 use crate::memory;
 use crate::packed::{PackedBatch, PackedBatchBuilder};
 use crate::scorer::LoadOptions;
@@ -62,6 +63,26 @@ impl OpenCheckpoint {
             check_memory(&weights, dtype.dtype)?;
         }
         Ok(Self { cfg, weights, files, device, dtype })
+    }
+
+    /// Refuses a checkpoint with tensors the load did not read, unless `may_ignore` them: tensors
+    /// nobody reads mean the checkpoint is not the architecture its config names (a Qwen3 labelled
+    /// Llama carries q_norm/k_norm), and scoring it would be silently wrong.
+    pub fn refuse_unread(&self, may_ignore: impl Fn(&str) -> bool) -> Result<()> {
+        let unread: Vec<&str> = self.weights.unread().into_iter().filter(|n| !may_ignore(n)).collect();
+        if unread.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 6;
+        let more = unread.len().saturating_sub(SHOWN);
+        let shown = unread[..unread.len().min(SHOWN)].join(", ");
+        Err(ModelError::Checkpoint(format!(
+            "{} tensor(s) that a {} checkpoint does not have: {shown}{}; the checkpoint is not the \
+             architecture its config.json names, and armorm will not score it",
+            unread.len(),
+            self.cfg.architecture.class,
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        )))
     }
 
     /// Logs what loading cost against the checkpoint's size (call once the model is built).
@@ -146,6 +167,9 @@ impl Embedder {
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let ckpt = OpenCheckpoint::open(source, options)?;
         let embedder = Self::from_checkpoint(&ckpt, options, true)?;
+        // The head's tensors are not this load's to read; every backbone tensor is.
+        let family = ckpt.cfg.architecture.family;
+        ckpt.refuse_unread(|name| family.may_ignore(name) || !name.starts_with("model."))?;
         ckpt.log_memory();
         Ok(embedder)
     }
@@ -153,13 +177,15 @@ impl Embedder {
     /// `gated`: whether encodings must locate the gating pattern (derived from the template unless
     /// the options give it).
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
-        let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.llama, ckpt.dtype.dtype.candle(), &ckpt.device)?;
+        let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), &ckpt.device)?;
         let tokenizer = Encoder::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
         let pattern = gated
             .then(|| GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer))
             .transpose()?;
-        let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.llama.vocab_size)?;
+        let classifies = ckpt.cfg.architecture.role == Role::SequenceClassification;
+        let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.backbone.vocab_size)?
+            .reading_past(ckpt.cfg.pad_token_id.filter(|_| classifies));
         Ok(Self {
             backbone,
             encoder,
@@ -240,7 +266,11 @@ impl Embedder {
                     let prompt = &e.ids()[..end];
                     let p = *prompts.entry(prompt).or_insert_with(|| builder.push(prompt, None));
                     let response = builder.push(&e.ids()[end..], Some(p));
-                    (builder.segment(response).start + e.len() - end - 1, builder.segment(p).start + e.gate_pos())
+                    let last = match e.last_pos().checked_sub(end) {
+                        Some(in_response) => builder.segment(response).start + in_response,
+                        None => builder.segment(p).start + e.last_pos(),
+                    };
+                    (last, builder.segment(p).start + e.gate_pos())
                 }
                 None => {
                     let whole = builder.push(e.ids(), None);

@@ -1,5 +1,5 @@
 //! The reward heads on top of the backbone, always in f32: ArmoRM's regression layer, gating network
-//! and reward-transform matrix, or a Bradley-Terry model's single `score` row.
+//! and reward-transform matrix, or a sequence-classification `score` head (Bradley-Terry).
 
 use candle_core::{DType, Tensor, D};
 
@@ -90,15 +90,73 @@ impl ArmoHead {
 
 pub enum Head {
     Armo(ArmoHead),
-    /// A Bradley-Terry reward model: `score.weight` (1, hidden), stored transposed.
-    BradleyTerry(Tensor),
+    Classifier(Classifier),
+}
+
+/// A sequence-classification head over the last token: `score` as one linear layer (`score.weight`
+/// (labels, hidden), as transformers' `*ForSequenceClassification` and Bradley-Terry reward models
+/// have it), or INF-ORM's Linear, ReLU, Linear (`score.0.*`, `score.2.*`). Every label's logit is
+/// an output; the first is the score.
+pub struct Classifier {
+    /// (weight transposed (in, out), bias (out)), ReLU between layers.
+    layers: Vec<(Tensor, Option<Tensor>)>,
+    labels: usize,
+}
+
+impl Classifier {
+    fn load(w: &Weights, hidden: usize, labels: Option<usize>) -> Result<Option<Self>> {
+        let rows = |name: &str| w.shape(name).and_then(|s| s.first().copied());
+        let layer = |name: &str, input: usize, bias: bool| -> Result<(Tensor, Option<Tensor>, usize)> {
+            let out = rows(&format!("{name}.weight")).unwrap_or(0);
+            let weight = w.get(&format!("{name}.weight"), &[out, input], DType::F32)?.t()?.contiguous()?;
+            let bias = bias.then(|| w.get(&format!("{name}.bias"), &[out], DType::F32)).transpose()?;
+            Ok((weight, bias, out))
+        };
+        let layers = if w.contains("score.weight") {
+            let (weight, bias, out) = layer("score", hidden, w.contains("score.bias"))?;
+            vec![(weight, bias, out)]
+        } else if w.contains("score.0.weight") && w.contains("score.2.weight") {
+            let (w0, b0, inner) = layer("score.0", hidden, true)?;
+            let (w2, b2, out) = layer("score.2", inner, true)?;
+            vec![(w0, b0, inner), (w2, b2, out)]
+        } else {
+            return Ok(None);
+        };
+        let out = layers.last().map_or(0, |l| l.2);
+        if out == 0 || labels.is_some_and(|n| n != out) {
+            return Err(ModelError::Checkpoint(format!(
+                "the score head has {out} outputs but config.json says num_labels {}",
+                labels.map_or("(absent)".into(), |n| n.to_string())
+            )));
+        }
+        Ok(Some(Self { layers: layers.into_iter().map(|(w, b, _)| (w, b)).collect(), labels: out }))
+    }
+
+    pub fn labels(&self) -> usize {
+        self.labels
+    }
+
+    /// (n, hidden) -> (n, labels)
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
+            x = matmul(&x, weight_t)?;
+            if let Some(b) = bias {
+                x = x.broadcast_add(b)?;
+            }
+            if i + 1 < self.layers.len() {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
 }
 
 impl Head {
     /// The head kind is read from the tensors present, not from `architectures`, which converted
     /// checkpoints often get wrong.
     pub fn load(w: &Weights, cfg: &ModelConfig) -> Result<Self> {
-        let hidden = cfg.llama.hidden_size;
+        let hidden = cfg.backbone.hidden_size;
         if w.contains("regression_layer.weight") {
             let g = cfg.gating.as_ref().ok_or_else(|| {
                 ModelError::Checkpoint("regression_layer.weight present but config.json has no num_objectives".into())
@@ -113,18 +171,20 @@ impl Head {
                 objectives: g.objective_names()?,
             }));
         }
-        if w.contains("score.weight") {
-            return Ok(Self::BradleyTerry(w.get("score.weight", &[1, hidden], DType::F32)?.t()?.contiguous()?));
+        if let Some(classifier) = Classifier::load(w, hidden, cfg.num_labels)? {
+            return Ok(Self::Classifier(classifier));
         }
         Err(ModelError::Checkpoint(
-            "no reward head: expected regression_layer.weight (ArmoRM) or score.weight (Bradley-Terry)".into(),
+            "no reward head: expected regression_layer.weight (ArmoRM), score.weight (sequence classification) \
+             or score.0/score.2 (an MLP score head)"
+                .into(),
         ))
     }
 
     pub fn kind(&self) -> HeadKind {
         match self {
             Self::Armo(_) => HeadKind::Armo,
-            Self::BradleyTerry(_) => HeadKind::BradleyTerry,
+            Self::Classifier(_) => HeadKind::BradleyTerry,
         }
     }
 }
@@ -134,6 +194,7 @@ impl Head {
 pub enum HeadKind {
     /// Multi-objective regression with a gating network (ArmoRM).
     Armo,
-    /// A single scalar score (Bradley-Terry).
+    /// A sequence-classification score (Bradley-Terry): the first logit, all of them when there
+    /// are several.
     BradleyTerry,
 }

@@ -9,6 +9,7 @@
 
 pub mod activation;
 pub mod anchor;
+pub mod arch;
 pub mod attention;
 pub mod checkpoint;
 #[cfg(feature = "clap")]
@@ -21,11 +22,11 @@ pub mod embedder;
 pub mod error;
 pub mod heads;
 pub mod linear;
-pub mod llama;
 pub mod matmul;
 pub mod memory;
 pub mod packed;
 pub mod pystr;
+pub mod qk_norm;
 pub mod residual;
 pub mod rope;
 pub mod scorer;

@@ -61,18 +61,37 @@ fn add_kernel<T: Element>(x: &mut [T], delta: &[T]) {
     }
 }
 
+/// How an RMSNorm applies its weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormStyle {
+    /// Llama: the normalised input is rounded to the compute dtype, then multiplied by `w`.
+    Scaled,
+    /// Gemma: `x̂ (1 + w)` in f32, rounded once.
+    OnePlus,
+}
+
 pub struct RmsNorm {
+    /// The factor each normalised row is multiplied by (`1 + w` for [`NormStyle::OnePlus`], in
+    /// f32 there), for candle's op off the CPU.
     weight: Tensor,
-    /// The weight as f32 values (rounded through the compute dtype), for the CPU kernel.
+    /// The same factor as f32 values (`w` rounded through the compute dtype), for the CPU kernel.
     values: Vec<f32>,
     eps: f32,
+    style: NormStyle,
 }
 
 impl RmsNorm {
-    pub fn load(w: &Weights, name: &str, size: usize, eps: f64, dtype: DType) -> Result<Self> {
+    pub fn load(w: &Weights, name: &str, size: usize, eps: f64, dtype: DType, style: NormStyle) -> Result<Self> {
         let weight = w.get(name, &[size], dtype)?;
-        let values = weight.to_dtype(DType::F32)?.to_vec1()?;
-        Ok(Self { weight, values, eps: eps as f32 })
+        let mut values: Vec<f32> = weight.to_dtype(DType::F32)?.to_vec1()?;
+        let weight = match style {
+            NormStyle::Scaled => weight,
+            NormStyle::OnePlus => {
+                values.iter_mut().for_each(|v| *v += 1.0);
+                Tensor::from_slice(&values, size, weight.device())?
+            }
+        };
+        Ok(Self { weight, values, eps: eps as f32, style })
     }
 
     /// (rows, hidden) -> (rows, hidden), in x's dtype.
@@ -80,7 +99,23 @@ impl RmsNorm {
         if let Device::Cpu = x.device() {
             return Ok(x.apply_op1_no_bwd(self)?);
         }
-        Ok(candle_nn::ops::rms_norm(x, &self.weight, self.eps)?)
+        Ok(match self.style {
+            NormStyle::Scaled => candle_nn::ops::rms_norm(x, &self.weight, self.eps)?,
+            NormStyle::OnePlus => {
+                let f32 = x.to_dtype(DType::F32)?;
+                let ones = Tensor::ones_like(&self.weight)?;
+                candle_nn::ops::rms_norm(&f32, &ones, self.eps)?.broadcast_mul(&self.weight)?.to_dtype(x.dtype())?
+            }
+        })
+    }
+
+    /// Normalises chunks [from, to) of `row`, each as wide as the norm, in place: the per-head
+    /// norms of a fused q/k/v row.
+    pub(crate) fn norm_heads<T: Element>(&self, row: &mut [T], from: usize, to: usize) {
+        let size = self.values.len();
+        for head in row[from * size..to * size].chunks_exact_mut(size) {
+            norm_in_place(head, &self.values, self.eps, self.style);
+        }
     }
 }
 
@@ -116,7 +151,7 @@ impl RmsNorm {
             filled(x.len(), |out| {
                 out.par_chunks_mut(rows_per_task).zip(x.par_chunks(rows_per_task)).for_each(|(out, x)| {
                     for (out, x) in out.chunks_exact_mut(hidden).zip(x.chunks_exact(hidden)) {
-                        norm_row(x, &self.values, self.eps, out);
+                        norm_row(x, &self.values, self.eps, self.style, out);
                     }
                 })
             })
@@ -124,12 +159,29 @@ impl RmsNorm {
     }
 }
 
-/// As transformers' LlamaRMSNorm: normalise in f32, round to the dtype, then scale by the weight.
+/// As transformers' RMSNorms: normalise in f32, then LlamaRMSNorm rounds to the dtype and scales
+/// by the weight, Gemma's scales by 1 + w in f32 and rounds once.
+#[inline(always)]
+fn normed<T: Element>(v: f32, inv: f32, w: f32, style: NormStyle) -> T {
+    match style {
+        NormStyle::Scaled => T::from_f32(w * T::round(v * inv)),
+        NormStyle::OnePlus => T::from_f32(v * inv * w),
+    }
+}
+
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn norm_row<T: Element>(x: &[T], weight: &[f32], eps: f32, out: &mut [MaybeUninit<T>]) {
+fn norm_row<T: Element>(x: &[T], weight: &[f32], eps: f32, style: NormStyle, out: &mut [MaybeUninit<T>]) {
     let inv = 1.0 / (simd::sum_of_squares(x) / x.len() as f32 + eps).sqrt();
-    for ((o, v), w) in out.iter_mut().zip(x).zip(weight) {
-        o.write(T::from_f32(w * T::round(v.to_f32() * inv)));
+    for ((o, v), &w) in out.iter_mut().zip(x).zip(weight) {
+        o.write(normed(v.to_f32(), inv, w, style));
+    }
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn norm_in_place<T: Element>(x: &mut [T], weight: &[f32], eps: f32, style: NormStyle) {
+    let inv = 1.0 / (simd::sum_of_squares(x) / x.len() as f32 + eps).sqrt();
+    for (v, &w) in x.iter_mut().zip(weight) {
+        *v = normed(v.to_f32(), inv, w, style);
     }
 }
 
@@ -142,7 +194,8 @@ mod tests {
         let x = Tensor::randn(0f32, 2.0, (7, 40), &Device::Cpu).unwrap();
         let d = Tensor::randn(0f32, 2.0, (7, 40), &Device::Cpu).unwrap();
         let weight = Tensor::randn(0f32, 1.0, 40, &Device::Cpu).unwrap();
-        let norm = RmsNorm { values: weight.to_vec1().unwrap(), weight: weight.clone(), eps: 1e-5 };
+        let norm =
+            RmsNorm { values: weight.to_vec1().unwrap(), weight: weight.clone(), eps: 1e-5, style: NormStyle::Scaled };
         let max_diff = |a: &Tensor, b: &Tensor| -> f32 {
             (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
         };

@@ -5,7 +5,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{LlamaConfig, RopeScaling};
+use crate::config::{RopeConfig, RopeScaling};
 use crate::error::Result;
 
 pub struct Rope {
@@ -33,10 +33,10 @@ impl RopeTable {
 }
 
 impl Rope {
-    pub fn new(cfg: &LlamaConfig, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(cfg: &RopeConfig, dtype: DType, device: &Device) -> Result<Self> {
         let inv_freq = inverse_frequencies(cfg);
         let half = inv_freq.len();
-        let max = cfg.max_position_embeddings;
+        let max = cfg.max_positions;
         let mut cos = Vec::with_capacity(max * half);
         let mut sin = Vec::with_capacity(max * half);
         for pos in 0..max {
@@ -76,11 +76,11 @@ impl Rope {
     }
 }
 
-fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f32> {
+fn inverse_frequencies(cfg: &RopeConfig) -> Vec<f32> {
     let dim = cfg.head_dim;
-    let base = cfg.rope_theta as f32;
+    let base = cfg.theta as f32;
     let plain = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32));
-    match cfg.rope_scaling {
+    match cfg.scaling {
         RopeScaling::None => plain.collect(),
         RopeScaling::Linear { factor } => plain.map(|f| f / factor as f32).collect(),
         RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
@@ -110,20 +110,8 @@ fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f32> {
 mod tests {
     use super::*;
 
-    fn cfg(scaling: RopeScaling) -> LlamaConfig {
-        LlamaConfig {
-            vocab_size: 1,
-            hidden_size: 8,
-            intermediate_size: 8,
-            num_hidden_layers: 1,
-            num_attention_heads: 1,
-            num_key_value_heads: 1,
-            head_dim: 8,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10000.0,
-            rope_scaling: scaling,
-            max_position_embeddings: 4,
-        }
+    fn cfg(scaling: RopeScaling) -> RopeConfig {
+        RopeConfig { head_dim: 8, theta: 10000.0, scaling, max_positions: 4 }
     }
 
     #[test]

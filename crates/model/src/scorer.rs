@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use candle_core::Device;
 
+use crate::arch::Architecture;
 use crate::checkpoint::ModelSource;
 use crate::conversation::Conversation;
 use crate::dtype::{ComputeDType, DTypeChoice};
@@ -88,10 +89,14 @@ pub struct RewardOutput {
     /// `None` for heads without objectives (Bradley-Terry).
     #[serde(flatten)]
     pub objectives: Option<ObjectiveScores>,
+    /// Every label's logit, for a classification head with more than one (`score` is the first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logits: Option<Vec<f32>>,
 }
 
 pub struct RewardModel {
     source: ModelSource,
+    architecture: Architecture,
     embedder: Embedder,
     head: Head,
 }
@@ -101,8 +106,11 @@ impl RewardModel {
         let ckpt = OpenCheckpoint::open(source, options)?;
         let head = Head::load(&ckpt.weights, &ckpt.cfg)?;
         let embedder = Embedder::from_checkpoint(&ckpt, options, head.kind() == HeadKind::Armo)?;
+        let family = ckpt.cfg.architecture.family;
+        ckpt.refuse_unread(|name| family.may_ignore(name))?;
         tracing::info!(
             model = %source.id(),
+            architecture = %ckpt.cfg.architecture.class,
             head = ?head.kind(),
             dtype = embedder.dtype().dtype.name(),
             layers = embedder.num_layers(),
@@ -111,7 +119,7 @@ impl RewardModel {
             "model loaded"
         );
         ckpt.log_memory();
-        Ok(Self { source: source.clone(), embedder, head })
+        Ok(Self { source: source.clone(), architecture: ckpt.cfg.architecture.clone(), embedder, head })
     }
 
     pub fn source(&self) -> &ModelSource {
@@ -120,6 +128,11 @@ impl RewardModel {
 
     pub fn encoder(&self) -> &Encoder {
         self.embedder.encoder()
+    }
+
+    /// The checkpoint's family and class, as its config.json names them.
+    pub fn architecture(&self) -> &Architecture {
+        &self.architecture
     }
 
     pub fn head_kind(&self) -> HeadKind {
@@ -153,7 +166,7 @@ impl RewardModel {
     pub fn objectives(&self) -> &[String] {
         match &self.head {
             Head::Armo(h) => h.objectives(),
-            Head::BradleyTerry(_) => &[],
+            Head::Classifier(_) => &[],
         }
     }
 
@@ -167,7 +180,7 @@ impl RewardModel {
     pub fn reward_transform(&self) -> Result<Option<Vec<Vec<f32>>>> {
         match &self.head {
             Head::Armo(h) => Ok(Some(h.transform()?)),
-            Head::BradleyTerry(_) => Ok(None),
+            Head::Classifier(_) => Ok(None),
         }
     }
 
@@ -178,13 +191,19 @@ impl RewardModel {
             return Ok(Vec::new());
         }
         match &self.head {
-            Head::BradleyTerry(score_t) => {
+            Head::Classifier(classifier) => {
                 let hidden = self.embedder.hidden_states(batch, false)?.last;
-                let scores = crate::linear::matmul(&hidden, score_t)?.flatten_all()?.to_vec1::<f32>()?;
+                let logits = classifier.forward(&hidden)?.to_vec2::<f32>()?;
+                let several = classifier.labels() > 1;
                 Ok(batch
                     .iter()
-                    .zip(scores)
-                    .map(|(e, score)| RewardOutput { score, num_tokens: e.len(), objectives: None })
+                    .zip(logits)
+                    .map(|(e, logits)| RewardOutput {
+                        score: logits[0],
+                        num_tokens: e.len(),
+                        objectives: None,
+                        logits: several.then_some(logits),
+                    })
                     .collect())
             }
             Head::Armo(head) => {
@@ -203,6 +222,7 @@ impl RewardModel {
                         score,
                         num_tokens: e.len(),
                         objectives: Some(ObjectiveScores { rewards, gating, coefficients }),
+                        logits: None,
                     })
                     .collect())
             }

@@ -17,6 +17,7 @@ use crate::template::ChatTemplate;
 pub struct Encoded {
     ids: Vec<u32>,
     gate_pos: usize,
+    last_pos: usize,
 }
 
 impl Encoded {
@@ -37,9 +38,10 @@ impl Encoded {
         self.gate_pos
     }
 
-    /// Where the reward head reads: the last token.
+    /// Where the reward head reads: the last token, or for a sequence-classification head the
+    /// last that is not its pad id ([`Encoder::reading_past`]).
     pub fn last_pos(&self) -> usize {
-        self.ids.len() - 1
+        self.last_pos
     }
 }
 
@@ -82,6 +84,8 @@ pub struct Encoder {
     /// `None` for heads that need no gate position (Bradley-Terry).
     pattern: Option<GatingPattern>,
     vocab_size: usize,
+    /// A token id the head does not read at the end of a sequence (see `reading_past`).
+    skipped: Option<u32>,
     /// An upper bound on the bytes of text one token stands for: text longer than `max_tokens`
     /// times this cannot fit, and is refused (or cut) before the tokenizer sees it.
     max_token_bytes: usize,
@@ -96,7 +100,23 @@ impl Encoder {
     ) -> Result<Self> {
         let specials = SpecialTokens::new(&tokenizer)?;
         let max_token_bytes = max_token_bytes(&tokenizer);
-        Ok(Self { tokenizer, plain: OnceLock::new(), specials, template, pattern, vocab_size, max_token_bytes })
+        Ok(Self {
+            tokenizer,
+            plain: OnceLock::new(),
+            specials,
+            template,
+            pattern,
+            vocab_size,
+            skipped: None,
+            max_token_bytes,
+        })
+    }
+
+    /// The head reads the last token that is not `pad`, as transformers' sequence classifiers do
+    /// (the first token when all are `pad`).
+    pub fn reading_past(mut self, pad: Option<u32>) -> Self {
+        self.skipped = pad;
+        self
     }
 
     pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
@@ -264,7 +284,11 @@ impl Encoder {
                 .find_last(&ids)
                 .ok_or_else(|| ConversationError::GatingPatternNotFound { pattern: p.ids().to_vec() })?,
         };
-        Ok(Encoded { ids, gate_pos })
+        let last_pos = match self.skipped {
+            Some(pad) => ids.iter().rposition(|&id| id != pad).unwrap_or(0),
+            None => ids.len() - 1,
+        };
+        Ok(Encoded { ids, gate_pos, last_pos })
     }
 }
 

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::mem::MaybeUninit;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{DType, Device, Tensor};
@@ -45,6 +45,9 @@ struct Located {
     /// Offset of the tensor's first byte in the file.
     offset: u64,
     entry: Entry,
+    /// Whether the loader has read it: a checkpoint whose tensors are not all read is not what
+    /// its config says ([`Weights::unread`]).
+    read: AtomicBool,
 }
 
 /// Tensors to stack, each with its entry.
@@ -131,7 +134,10 @@ impl Weights {
                 if end < start || data_start + end > len || expected.is_some_and(|b| b != end - start) {
                     return Err(bad(format!("{name}: data offsets {start}..{end} do not fit its shape or the file")));
                 }
-                tensors.insert(name, Located { shard, stored, offset: data_start + start, entry });
+                tensors.insert(
+                    name,
+                    Located { shard, stored, offset: data_start + start, entry, read: AtomicBool::new(false) },
+                );
             }
             shards.push((path.clone(), file));
         }
@@ -153,6 +159,19 @@ impl Weights {
 
     pub fn contains(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
+    }
+
+    /// A tensor's stored shape, without reading it.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.entry.shape.as_slice())
+    }
+
+    /// The tensors no load has read yet, sorted by name.
+    pub fn unread(&self) -> Vec<&str> {
+        let mut names: Vec<&str> =
+            self.tensors.iter().filter(|(_, t)| !t.read.load(Ordering::Relaxed)).map(|(n, _)| n.as_str()).collect();
+        names.sort_unstable();
+        names
     }
 
     /// Elements of every tensor in the checkpoint.
@@ -283,6 +302,7 @@ impl Weights {
                     t.entry.shape
                 )));
             }
+            t.read.store(true, Ordering::Relaxed);
             located.push((name, t));
         }
         let mut shape = first.to_vec();

@@ -17,6 +17,9 @@ pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 struct Info<'a> {
     model_id: String,
     revision: Option<&'a str>,
+    /// The checkpoint's class (`architectures[0]`) and decoder family (`model_type`).
+    architecture: &'a str,
+    family: armorm_model::arch::Family,
     head: armorm_model::HeadKind,
     objectives: &'a [String],
     gating_pattern: Option<&'a [u32]>,
@@ -57,6 +60,8 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
     Json(Info {
         model_id: m.source().id(),
         revision: m.source().revision(),
+        architecture: &m.architecture().class,
+        family: m.architecture().family,
         head: m.head_kind(),
         objectives: m.objectives(),
         gating_pattern: m.encoder().pattern().map(|p| p.ids()),

@@ -208,6 +208,7 @@ mod tests {
                 gating: vec![0.2, 0.3, 0.5],
                 coefficients: vec![0.1, -0.4, 0.1],
             }),
+            logits: None,
         }
     }
 

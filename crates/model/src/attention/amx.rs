@@ -8,8 +8,8 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::scaffold::{self, rotate, softmax_step, visible, FusedAttention, KEY_TILE};
-use super::Heads;
+use super::scaffold::{self, rotate, softmax_step, FusedAttention, KEY_TILE};
+use super::{Heads, Scoring};
 use crate::simd::{filled, Disjoint};
 use crate::tiles::{self, BLOCK, TILE};
 
@@ -88,7 +88,6 @@ impl FusedAttention<'_> {
     fn attend_tiles(&self, q: &[bf16], kv: &KeyValues, tokens: usize, out: &mut [MaybeUninit<bf16>]) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let rep = heads / kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
         // Every (token, group) pair belongs to exactly one item.
         let dst = Disjoint(out.as_mut_ptr());
         self.items().par_iter().for_each(|item| {
@@ -114,7 +113,7 @@ impl FusedAttention<'_> {
                     let (k, v, padded) = kv.region(home, item.group, hd);
                     (k, v, padded, row)
                 };
-                for tile in (0..keys).step_by(KEY_TILE) {
+                for tile in (self.first_tile(first)..keys).step_by(KEY_TILE) {
                     let n = KEY_TILE.min(keys - tile);
                     let n_padded = n.next_multiple_of(BLOCK);
                     for r0 in (0..padded_rows).step_by(BLOCK) {
@@ -132,7 +131,7 @@ impl FusedAttention<'_> {
                         }
                     }
                     let tile_keys = TileKeys { first, rep, tile, n, n_padded };
-                    softmax_tile(&mut scores, &mut probs, tile_keys, scale, &mut max, &mut sum, &mut acc);
+                    softmax_tile(&mut scores, &mut probs, tile_keys, self.scoring, &mut max, &mut sum, &mut acc);
                     // Dim block d's n_padded / 32 tiles: in place, or gathered, `stride` tiles apart.
                     let (start, end) = (block_of(tile), block_of(tile + n_padded - BLOCK));
                     let (v, stride, first_tile) = if std::ptr::eq(start.1, end.1) {
@@ -169,7 +168,7 @@ impl FusedAttention<'_> {
     }
 }
 
-/// Which keys of a tile [tile, tile + n) the rows of an item see (see [`visible`]); the tile's
+/// Which keys of a tile [tile, tile + n) the rows of an item see (see [`Scoring::seen`]); the tile's
 /// probabilities are n_padded wide.
 #[derive(Clone, Copy)]
 struct TileKeys {
@@ -188,19 +187,21 @@ fn softmax_tile(
     scores: &mut [f32],
     probs: &mut [bf16],
     keys: TileKeys,
-    scale: f32,
+    scoring: Scoring,
     max: &mut [f32],
     sum: &mut [f32],
     acc: &mut [f32],
 ) {
     let hd = acc.len() / max.len();
     for (row, (max, sum)) in max.iter_mut().zip(sum.iter_mut()).enumerate() {
-        let seen = &mut scores[row * KEY_TILE..][..visible(keys.first, row / keys.rep, keys.tile, keys.n)];
-        seen.iter_mut().for_each(|s| *s *= scale);
+        let (lo, hi) = scoring.seen(keys.first + row / keys.rep, keys.tile, keys.n);
+        let seen = &mut scores[row * KEY_TILE..][lo..hi];
+        seen.iter_mut().for_each(|s| *s *= scoring.scale);
+        scoring.cap(seen);
         softmax_step(seen, max, sum, &mut acc[row * hd..][..hd]);
         let p = &mut probs[row * KEY_TILE..][..keys.n_padded];
         p.fill(bf16::ZERO);
-        for (p, &x) in p.iter_mut().zip(seen.iter()) {
+        for (p, &x) in p[lo..].iter_mut().zip(seen.iter()) {
             *p = bf16::from_f32(x);
         }
     }

@@ -51,7 +51,7 @@ impl Varlen {
     }
 
     /// (tokens, (heads + 2 kv_heads) head_dim) -> (tokens, heads head_dim); bf16 or f16 only.
-    pub fn attend(&self, qkv: &Tensor, h: Heads, rope: &Rope) -> Result<Tensor> {
+    pub fn attend(&self, qkv: &Tensor, h: Heads, rope: &Rope, scale: f32) -> Result<Tensor> {
         let Heads { heads, kv_heads, head_dim: hd } = h;
         let tokens = qkv.dim(0)?;
         // (1, tokens, n, hd), the layout rope_thd and the kernel both read.
@@ -60,7 +60,6 @@ impl Varlen {
         let k = rope.apply_thd(&split(heads, kv_heads)?, &self.positions)?.squeeze(0)?;
         let v = split(heads + kv_heads, kv_heads)?.squeeze(0)?;
         let (k, v) = (k.index_select(&self.keys, 0)?, v.contiguous()?.index_select(&self.keys, 0)?);
-        let scale = 1.0 / (hd as f32).sqrt();
         let out = candle_flash_attn::flash_attn_varlen(
             &q.contiguous()?,
             &k,

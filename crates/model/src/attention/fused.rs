@@ -8,8 +8,8 @@ use std::mem::MaybeUninit;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::scaffold::{self, rotate, softmax_step, visible, FusedAttention, KEY_TILE, STAGE_TOKENS};
-use super::Heads;
+use super::scaffold::{self, rotate, softmax_step, FusedAttention, KEY_TILE, STAGE_TOKENS};
+use super::{Heads, Scoring};
 use crate::matmul::{product, Out, View};
 use crate::simd::{filled, Disjoint, Element};
 
@@ -32,6 +32,7 @@ impl FusedAttention<'_> {
             let span = Keys {
                 keys,
                 first,
+                first_tile: self.first_tile(first),
                 at: &|tile| {
                     let (s, row) = self.key_home(item.segment, tile, KEY_TILE);
                     let (k, v, _) = kv.region(s, item.group, hd);
@@ -40,7 +41,7 @@ impl FusedAttention<'_> {
             };
             let rows = self.query_rows(q, item, tokens);
             let (mut acc, mut sum) = (vec![0.0f32; rows.len()], vec![0.0f32; rows.len() / hd]);
-            attend(rows, rep, hd, &span, &mut acc, &mut sum);
+            attend(rows, rep, hd, &span, self.scoring, &mut acc, &mut sum);
             // SAFETY: `dst` is the whole output, and these rows are this item's alone.
             unsafe { self.store(item, &acc, &sum, &dst) };
         });
@@ -51,7 +52,7 @@ impl FusedAttention<'_> {
     fn prepare<T: Element>(&self, qkv: &[T], tokens: usize) -> (Vec<f32>, KeyValues) {
         let Heads { heads, kv_heads, head_dim: hd } = self.heads;
         let width = (heads + 2 * kv_heads) * hd;
-        let q = self.stage_queries(qkv, tokens, 1.0 / (hd as f32).sqrt());
+        let q = self.stage_queries(qkv, tokens, self.scoring.scale);
         // Whole key tiles of a prefix are read where the prefix staged them.
         let (regions, total) = self.key_regions(KEY_TILE, |len| len);
         // Tasks of up to STAGE_TOKENS rows of one (segment, kv head), each writing its own rows.
@@ -103,10 +104,12 @@ impl FusedAttention<'_> {
 type KeyValues = scaffold::KeyValues<f32>;
 
 /// The keys and values a block of queries attends to: its sequence's first `keys`, query token t of
-/// the block (which starts at position `first`) seeing keys [0, first + t].
+/// the block (which starts at position `first`) seeing keys [0, first + t] (within its window),
+/// none before the key tile `first_tile`.
 struct Keys<'a> {
     keys: usize,
     first: usize,
+    first_tile: usize,
     /// Key tile `tile`'s keys and values, (keys, head_dim) each from the tile's first key on.
     at: &'a dyn Fn(usize) -> (&'a [f32], &'a [f32]),
 }
@@ -115,12 +118,12 @@ struct Keys<'a> {
 /// keys' tiles in turn, with flash attention's running max and sum: `out` (same shape as `q`,
 /// zeroed) accumulates, `sum` (one per row, zeroed) receives each row's softmax denominator.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-fn attend(q: &[f32], rep: usize, hd: usize, span: &Keys, out: &mut [f32], sum: &mut [f32]) {
+fn attend(q: &[f32], rep: usize, hd: usize, span: &Keys, scoring: Scoring, out: &mut [f32], sum: &mut [f32]) {
     let rows = q.len() / hd;
     let mut max = vec![f32::NEG_INFINITY; rows];
     let mut scores = vec![0.0f32; rows * KEY_TILE];
     let len = span.keys;
-    for tile in (0..len).step_by(KEY_TILE) {
+    for tile in (span.first_tile..len).step_by(KEY_TILE) {
         let n = KEY_TILE.min(len - tile);
         let (k, v) = (span.at)(tile);
         let (k, v) = (&k[..n * hd], &v[..n * hd]);
@@ -129,8 +132,12 @@ fn attend(q: &[f32], rep: usize, hd: usize, span: &Keys, out: &mut [f32], sum: &
         let (q_rows, keys) = (View::row_major(q, rows, hd), View::row_major(k, n, hd).t());
         product(Out::Replace(s), q_rows, keys, 1);
         for (row, s) in s.chunks_exact_mut(n).enumerate() {
-            let (seen, hidden) = s.split_at_mut(visible(span.first, row / rep, tile, n));
-            hidden.fill(0.0);
+            let (lo, hi) = scoring.seen(span.first + row / rep, tile, n);
+            let (before, rest) = s.split_at_mut(lo);
+            let (seen, after) = rest.split_at_mut(hi - lo);
+            before.fill(0.0);
+            after.fill(0.0);
+            scoring.cap(seen);
             softmax_step(seen, &mut max[row], &mut sum[row], &mut out[row * hd..][..hd]);
         }
         // out (rows, hd) += s (rows, n) v (n, hd).

@@ -26,6 +26,46 @@ pub struct Heads {
     pub head_dim: usize,
 }
 
+/// How one layer turns q k^T into attention weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scoring {
+    /// Scores are q k^T times this.
+    pub scale: f32,
+    /// Scores become `cap tanh(score / cap)` before the softmax.
+    pub softcap: Option<f32>,
+    /// A query sees only the `window` keys up to and including itself.
+    pub window: Option<usize>,
+}
+
+impl Scoring {
+    /// Plain causal attention scaled by head_dim^-1/2.
+    pub fn standard(head_dim: usize) -> Self {
+        Self { scale: 1.0 / (head_dim as f32).sqrt(), softcap: None, window: None }
+    }
+
+    /// The keys [lo, hi) of the key tile [tile, tile + n) that the query at sequence position
+    /// `position` sees: those up to itself, and within its window.
+    #[inline(always)]
+    pub(crate) fn seen(&self, position: usize, tile: usize, n: usize) -> (usize, usize) {
+        let hi = (position + 1).saturating_sub(tile).min(n);
+        let lo = self.window.map_or(0, |w| (position + 1).saturating_sub(w).saturating_sub(tile).min(hi));
+        (lo, hi)
+    }
+
+    /// The first key any query from sequence position `first` on sees.
+    pub(crate) fn first_key(&self, first: usize) -> usize {
+        self.window.map_or(0, |w| (first + 1).saturating_sub(w))
+    }
+
+    /// The soft cap, in place (scores already scaled).
+    #[inline(always)]
+    pub(crate) fn cap(&self, scores: &mut [f32]) {
+        if let Some(cap) = self.softcap {
+            scores.iter_mut().for_each(|s| *s = cap * (*s / cap).tanh());
+        }
+    }
+}
+
 /// How one forward pass runs attention: prepared once, used by every layer.
 pub enum Plan {
     Fused,
@@ -35,26 +75,39 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// `dtype` matters only with the `flash-attn` feature (its kernel takes bf16 and f16).
+    /// `layers`: every layer's scoring. `dtype` matters only with the `flash-attn` feature (its
+    /// kernel takes bf16 and f16, without soft caps or windows).
     #[cfg_attr(not(feature = "flash-attn"), allow(unused_variables))]
-    pub fn new(batch: &PackedBatch, heads: Heads, dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(batch: &PackedBatch, heads: Heads, layers: &[Scoring], dtype: DType, device: &Device) -> Result<Self> {
         Ok(match device {
             Device::Cpu => Self::Fused,
             #[cfg(feature = "flash-attn")]
-            Device::Cuda(_) if matches!(dtype, DType::BF16 | DType::F16) => {
+            Device::Cuda(_)
+                if matches!(dtype, DType::BF16 | DType::F16)
+                    && layers.iter().all(|s| s.softcap.is_none() && s.window.is_none()) =>
+            {
                 Self::Flash(flash::Varlen::new(batch, device)?)
             }
-            _ => Self::TensorOps(tensor_ops::Blocks::new(batch, heads, device)?),
+            _ => Self::TensorOps(tensor_ops::Blocks::new(batch, heads, layers, device)?),
         })
     }
 
     /// (tokens, (heads + 2 kv_heads) head_dim) -> (tokens, heads head_dim), in qkv's dtype.
-    pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, heads: Heads, rope: &Rope) -> Result<Tensor> {
+    pub fn attend(
+        &self,
+        qkv: &Tensor,
+        batch: &PackedBatch,
+        heads: Heads,
+        rope: &Rope,
+        scoring: Scoring,
+    ) -> Result<Tensor> {
         match self {
-            Self::Fused => Ok(qkv.apply_op1_no_bwd(&scaffold::FusedAttention { heads, batch, rope: rope.table() })?),
+            Self::Fused => {
+                Ok(qkv.apply_op1_no_bwd(&scaffold::FusedAttention { heads, batch, rope: rope.table(), scoring })?)
+            }
             #[cfg(feature = "flash-attn")]
-            Self::Flash(varlen) => varlen.attend(qkv, heads, rope),
-            Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope),
+            Self::Flash(varlen) => varlen.attend(qkv, heads, rope, scoring.scale),
+            Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope, scoring),
         }
     }
 }
@@ -93,7 +146,7 @@ mod tests {
     use candle_core::DType;
 
     use super::*;
-    use crate::config::{LlamaConfig, RopeScaling};
+    use crate::config::{RopeConfig, RopeScaling};
     use crate::packed::PackedBatchBuilder;
 
     fn max_abs(t: &Tensor) -> f32 {
@@ -125,19 +178,8 @@ mod tests {
     }
 
     fn fused_kernel_matches_tensor_ops(heads: Heads) {
-        let cfg = LlamaConfig {
-            vocab_size: 1,
-            hidden_size: heads.heads * heads.head_dim,
-            intermediate_size: 1,
-            num_hidden_layers: 1,
-            num_attention_heads: heads.heads,
-            num_key_value_heads: heads.kv_heads,
-            head_dim: heads.head_dim,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10000.0,
-            rope_scaling: RopeScaling::None,
-            max_position_embeddings: 1024,
-        };
+        let cfg =
+            RopeConfig { head_dim: heads.head_dim, theta: 10000.0, scaling: RopeScaling::None, max_positions: 1024 };
         let batch = batch();
         let tokens = batch.positions.len();
         let width = (heads.heads + 2 * heads.kv_heads) * heads.head_dim;
@@ -152,20 +194,32 @@ mod tests {
             .map(|_| (3.0 * (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos()) as f32)
             .collect();
         let qkv = Tensor::from_vec(normal, (tokens, width), &Device::Cpu).unwrap();
-        let blocks = Plan::TensorOps(tensor_ops::Blocks::new(&batch, heads, &Device::Cpu).unwrap());
+        // Plain; Gemma-2's soft cap with a window shorter than a key tile (so whole tiles are
+        // skipped); and a window wider than a tile.
+        let scorings = [
+            Scoring::standard(heads.head_dim),
+            Scoring { scale: 0.0625, softcap: Some(5.0), window: Some(37) },
+            Scoring { scale: 0.1, softcap: None, window: Some(270) },
+        ];
+        let blocks = Plan::TensorOps(tensor_ops::Blocks::new(&batch, heads, &scorings, &Device::Cpu).unwrap());
         // Relative to the largest output: f32 to rounding, the half types to two units in the last
         // place (the paths round the rotary products and the probabilities at different points).
-        for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::BF16, 2.0 / 256.0), (DType::F16, 2.0 / 2048.0)] {
-            let rope = Rope::new(&cfg, dtype, &Device::Cpu).unwrap();
-            let qkv = qkv.to_dtype(dtype).unwrap();
-            let fused = Plan::Fused.attend(&qkv, &batch, heads, &rope).unwrap();
-            let reference = blocks.attend(&qkv, &batch, heads, &rope).unwrap();
-            assert_eq!(fused.dims(), &[tokens, heads.heads * heads.head_dim]);
-            assert_eq!(fused.dtype(), dtype);
-            let diff =
-                max_abs(&(fused.to_dtype(DType::F32).unwrap() - reference.to_dtype(DType::F32).unwrap()).unwrap());
-            let scale = max_abs(&reference);
-            assert!(diff <= tolerance * scale, "{heads:?} {dtype:?}: max abs diff {diff}, largest output {scale}");
+        for scoring in scorings {
+            for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::BF16, 2.0 / 256.0), (DType::F16, 2.0 / 2048.0)] {
+                let rope = Rope::new(&cfg, dtype, &Device::Cpu).unwrap();
+                let qkv = qkv.to_dtype(dtype).unwrap();
+                let fused = Plan::Fused.attend(&qkv, &batch, heads, &rope, scoring).unwrap();
+                let reference = blocks.attend(&qkv, &batch, heads, &rope, scoring).unwrap();
+                assert_eq!(fused.dims(), &[tokens, heads.heads * heads.head_dim]);
+                assert_eq!(fused.dtype(), dtype);
+                let diff =
+                    max_abs(&(fused.to_dtype(DType::F32).unwrap() - reference.to_dtype(DType::F32).unwrap()).unwrap());
+                let scale = max_abs(&reference);
+                assert!(
+                    diff <= tolerance * scale,
+                    "{heads:?} {scoring:?} {dtype:?}: max abs diff {diff}, largest {scale}"
+                );
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use std::mem::MaybeUninit;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::Heads;
+use super::{Heads, Scoring};
 use crate::packed::PackedBatch;
 use crate::rope::RopeTable;
 use crate::simd::{self, filled, Disjoint, Element};
@@ -36,6 +36,7 @@ pub struct FusedAttention<'a> {
     pub heads: Heads,
     pub batch: &'a PackedBatch,
     pub rope: &'a RopeTable,
+    pub scoring: Scoring,
 }
 
 /// Every segment's staged keys and values, in the layout of the kernel that staged them: per
@@ -91,6 +92,12 @@ impl FusedAttention<'_> {
     pub(super) fn keys(&self, item: &Item) -> (usize, usize) {
         let first = self.prefix_len(item.segment) + item.first;
         (first + item.len, first)
+    }
+
+    /// The first key tile any of an item's queries sees (tiles start at multiples of KEY_TILE
+    /// from position 0 whatever the window, so skipping the ones before changes no sum).
+    pub(super) fn first_tile(&self, first: usize) -> usize {
+        self.scoring.first_key(first) / KEY_TILE * KEY_TILE
     }
 
     /// Where the granule of segment `s`'s sequence that starts at key `key` (a multiple of
@@ -237,13 +244,6 @@ pub(super) fn rotate<T: Element, O: Element>(
 
 /// Tokens per parallel task when staging queries, keys and values.
 pub(super) const STAGE_TOKENS: usize = 64;
-
-/// How many keys of the tile [tile, tile + n) query token `token` of a block sees, the block
-/// starting at sequence position `first`: those up to its own position.
-#[inline(always)]
-pub(super) fn visible(first: usize, token: usize, tile: usize, n: usize) -> usize {
-    (first + token + 1).saturating_sub(tile).min(n)
-}
 
 /// Flash attention's recurrence for one query row: folds the scores it sees in this tile into the
 /// row's running max and sum, replaces them with e^(score - max), and rescales the row's output

@@ -3,7 +3,7 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use super::Heads;
+use super::{Heads, Scoring};
 use crate::error::Result;
 use crate::packed::{PackedBatch, Segment};
 use crate::rope::Rope;
@@ -17,10 +17,11 @@ const ATTENTION_BLOCK_ELEMENTS: usize = 16 << 20;
 /// of more, smaller matmuls.
 const QUERY_BLOCK: usize = 128;
 
-/// What every layer shares: the positions on the device, each segment's query blocks and masks.
+/// What every layer shares: the positions on the device, and for each window the layers use
+/// (`None`: plain causal), each segment's query blocks and masks.
 pub struct Blocks {
     positions: Tensor,
-    per_segment: Vec<Vec<QueryBlock>>,
+    per_window: Vec<(Option<usize>, Vec<Vec<QueryBlock>>)>,
 }
 
 /// Query rows [q_start, q_start + rows) of a segment and their (rows, keys) causal mask.
@@ -31,8 +32,25 @@ struct QueryBlock {
 }
 
 impl Blocks {
-    pub fn new(batch: &PackedBatch, heads: Heads, device: &Device) -> Result<Self> {
-        let per_segment = batch
+    pub fn new(batch: &PackedBatch, heads: Heads, layers: &[Scoring], device: &Device) -> Result<Self> {
+        let mut windows: Vec<Option<usize>> = layers.iter().map(|s| s.window).collect();
+        windows.sort_unstable();
+        windows.dedup();
+        let per_window = windows
+            .into_iter()
+            .map(|window| Ok((window, Self::segments(batch, heads, window, device)?)))
+            .collect::<Result<_>>()?;
+        let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), device)?;
+        Ok(Self { positions, per_window })
+    }
+
+    fn segments(
+        batch: &PackedBatch,
+        heads: Heads,
+        window: Option<usize>,
+        device: &Device,
+    ) -> Result<Vec<Vec<QueryBlock>>> {
+        batch
             .segments
             .iter()
             .map(|seg| {
@@ -45,17 +63,16 @@ impl Blocks {
                     .map(|q_start| {
                         let rows = chunk.min(seg.len - q_start);
                         let first = offset + q_start;
-                        Ok(QueryBlock { q_start, rows, mask: causal_mask(first, rows, first + rows, device)? })
+                        let mask = causal_mask(first, rows, first + rows, window, device)?;
+                        Ok(QueryBlock { q_start, rows, mask })
                     })
                     .collect()
             })
-            .collect::<Result<_>>()?;
-        let positions = Tensor::from_slice(&batch.positions, batch.positions.len(), device)?;
-        Ok(Self { positions, per_segment })
+            .collect()
     }
 
     /// (tokens, (heads + 2 kv_heads) head_dim) -> (tokens, heads head_dim), in qkv's dtype.
-    pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, h: Heads, rope: &Rope) -> Result<Tensor> {
+    pub fn attend(&self, qkv: &Tensor, batch: &PackedBatch, h: Heads, rope: &Rope, scoring: Scoring) -> Result<Tensor> {
         let Heads { heads: nh, kv_heads: nkv, head_dim: hd } = h;
         let tokens = qkv.dim(0)?;
         let heads = |offset: usize, n: usize| -> Result<Tensor> {
@@ -69,9 +86,14 @@ impl Blocks {
         let q = f32(rope.apply(&heads(0, nh)?, &self.positions)?)?;
         let k = f32(rope.apply(&heads(nh, nkv)?, &self.positions)?)?;
         let v = f32(heads(nh + nkv, nkv)?)?;
-        let scale = 1.0 / (hd as f64).sqrt();
+        let per_segment = self
+            .per_window
+            .iter()
+            .find(|(w, _)| *w == scoring.window)
+            .map(|(_, blocks)| blocks)
+            .ok_or_else(|| candle_core::Error::Msg("attention: a layer's window was not prepared".into()))?;
         let mut outputs = Vec::with_capacity(batch.segments.len());
-        for (seg, blocks) in batch.segments.iter().zip(&self.per_segment) {
+        for (seg, blocks) in batch.segments.iter().zip(per_segment) {
             let own = |t: &Tensor, s: &Segment| t.narrow(1, s.start, s.len);
             // A continuation sees its prefix's keys first, exactly as if they were its own tokens.
             let (k, v, offset) = match seg.prefix.map(|p| batch.segments[p]) {
@@ -85,7 +107,7 @@ impl Blocks {
             let q = own(&q, seg)?; // (nh, len, hd)
             for b in blocks {
                 let q = q.narrow(1, b.q_start, b.rows)?;
-                outputs.push(attend_block(h, &q, &k, &v, offset + b.q_start, &b.mask, scale)?);
+                outputs.push(attend_block(h, &q, &k, &v, offset + b.q_start, &b.mask, scoring)?);
             }
         }
         // Each output block is (rows, nh * hd) in packed order.
@@ -102,7 +124,7 @@ fn attend_block(
     v: &Tensor,
     q_start: usize,
     mask: &Tensor,
-    scale: f64,
+    scoring: Scoring,
 ) -> Result<Tensor> {
     let Heads { heads: nh, kv_heads: nkv, head_dim: hd } = h;
     let rep = nh / nkv;
@@ -113,18 +135,23 @@ fn attend_block(
     // Query heads h = g * rep + r share kv head g: fold r into the rows -> (nkv, rep * rows, hd).
     // Scaling q (rows x head_dim) instead of the scores (rows x keys) is one pass over far fewer
     // elements.
-    let q = (q.contiguous()?.reshape((nkv, rep * rows, hd))? * scale)?;
-    let scores = q.matmul(&k.t()?)?; // (nkv, rep * rows, keys)
+    let q = (q.contiguous()?.reshape((nkv, rep * rows, hd))? * scoring.scale as f64)?;
+    let mut scores = q.matmul(&k.t()?)?; // (nkv, rep * rows, keys)
+    if let Some(cap) = scoring.softcap {
+        scores = ((scores / cap as f64)?.tanh()? * cap as f64)?;
+    }
     let scores = scores.reshape((nkv, rep, rows, keys))?.broadcast_add(mask)?;
     let probs = candle_nn::ops::softmax_last_dim(&scores)?;
     let out = probs.reshape((nkv, rep * rows, keys))?.matmul(&v.contiguous()?)?; // (nkv, rep * rows, hd)
     Ok(out.reshape((nh, rows, hd))?.transpose(0, 1)?.reshape((rows, nh * hd))?)
 }
 
-/// (rows, keys) additive mask: query row i (absolute position q_start + i) sees keys 0..=q_start + i.
-fn causal_mask(q_start: usize, rows: usize, keys: usize, device: &Device) -> Result<Tensor> {
+/// (rows, keys) additive mask: query row i (absolute position p = q_start + i) sees keys 0..=p,
+/// or with a window w only those after p - w.
+fn causal_mask(q_start: usize, rows: usize, keys: usize, window: Option<usize>, device: &Device) -> Result<Tensor> {
+    let sees = move |p: usize, j: usize| j <= p && window.is_none_or(|w| j + w > p);
     let mask: Vec<f32> = (0..rows)
-        .flat_map(|i| (0..keys).map(move |j| if j <= q_start + i { 0.0 } else { f32::NEG_INFINITY }))
+        .flat_map(|i| (0..keys).map(move |j| if sees(q_start + i, j) { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
     Ok(Tensor::from_vec(mask, (rows, keys), device)?)
 }

@@ -9,7 +9,8 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::simd::{self, filled, Disjoint, Element};
+use crate::activation::Activation;
+use crate::simd::{filled, Disjoint, Element};
 use crate::tiles::{self, available, BLOCK, TILE};
 
 /// C rows per parallel task: the task's A rows (ROWS x k bf16) stay in L2 while it walks the weight.
@@ -21,9 +22,9 @@ pub enum Epilogue {
     /// Rounded to bf16 as they are: (m, n).
     Plain,
     /// W is [gate; up] (n = 2 x intermediate), packed so that each block pairs 16 gate columns with
-    /// the same 16 up columns; the block becomes silu(gate) * up, (m, n / 2), rounded where the
+    /// the same 16 up columns; the block becomes act(gate) * up, (m, n / 2), rounded where the
     /// separate ops would round. The (m, n) product never reaches memory.
-    SwiGlu,
+    Gated(Activation),
 }
 
 /// A weight (n, k) packed for `tdpbf16ps`, computing x W^T and then its epilogue.
@@ -47,8 +48,8 @@ impl PackedWeight {
         // SwiGLU interleaves gate row blocks (first half of W) with the matching up row blocks.
         let source = |j: usize| match epilogue {
             Epilogue::Plain => j,
-            Epilogue::SwiGlu if j.is_multiple_of(2) => j / 2,
-            Epilogue::SwiGlu => n / 32 + j / 2,
+            Epilogue::Gated(_) if j.is_multiple_of(2) => j / 2,
+            Epilogue::Gated(_) => n / 32 + j / 2,
         };
         let mut tiles = vec![bf16::ZERO; n * k];
         tiles.par_chunks_mut(k_blocks * TILE).enumerate().for_each(|(j, column_block)| {
@@ -71,7 +72,7 @@ impl PackedWeight {
     pub fn out_features(&self) -> usize {
         match self.epilogue {
             Epilogue::Plain => self.n,
-            Epilogue::SwiGlu => self.n / 2,
+            Epilogue::Gated(_) => self.n / 2,
         }
     }
 
@@ -116,8 +117,8 @@ impl PackedWeight {
                         unsafe {
                             match self.epilogue {
                                 Epilogue::Plain => store(&acc, valid, dst.0.add(r0 * width + block * BLOCK), width),
-                                Epilogue::SwiGlu => {
-                                    store_swiglu(&acc, valid, dst.0.add(r0 * width + block * BLOCK / 2), width)
+                                Epilogue::Gated(act) => {
+                                    store_gated(&acc, valid, act, dst.0.add(r0 * width + block * BLOCK / 2), width)
                                 }
                             }
                         };
@@ -144,13 +145,19 @@ unsafe fn store(acc: &[f32; BLOCK * BLOCK], rows: usize, dst: *mut MaybeUninit<b
     }
 }
 
-/// As `store`, for `Epilogue::SwiGlu`: each row's 16 gate values then 16 up values become 16
+/// As `store`, for `Epilogue::Gated`: each row's 16 gate values then 16 up values become 16
 /// outputs, rounded as transformers' separate bf16 ops round them.
 ///
 /// # Safety
 /// `dst` must be valid for `rows` rows of 16 values at that stride, written by no one else.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
-unsafe fn store_swiglu(acc: &[f32; BLOCK * BLOCK], rows: usize, dst: *mut MaybeUninit<bf16>, stride: usize) {
+unsafe fn store_gated(
+    acc: &[f32; BLOCK * BLOCK],
+    rows: usize,
+    activation: Activation,
+    dst: *mut MaybeUninit<bf16>,
+    stride: usize,
+) {
     type B = bf16;
     const HALF: usize = BLOCK / 2;
     // The activation runs over all gate values at once: one row's 16 are a single vector, and its
@@ -160,7 +167,7 @@ unsafe fn store_swiglu(acc: &[f32; BLOCK * BLOCK], rows: usize, dst: *mut MaybeU
         a.copy_from_slice(&row[..HALF]);
     }
     for a in &mut act[..rows * HALF] {
-        *a = B::round(simd::silu(B::round(*a)));
+        *a = B::round(activation.apply(B::round(*a)));
     }
     for (i, (a, row)) in act.chunks_exact(HALF).zip(acc.chunks_exact(BLOCK)).take(rows).enumerate() {
         // SAFETY: the caller's contract.
@@ -194,7 +201,8 @@ mod tests {
                     assert_eq!(got[i * n + j], bf16::from_f32(exact(i, j)), "({m}x{n}x{k}) at ({i}, {j})");
                 }
             }
-            let gated = PackedWeight::pack(&w, n, k, Epilogue::SwiGlu).expect("tileable shape").matmul(&x, m);
+            let gated =
+                PackedWeight::pack(&w, n, k, Epilogue::Gated(Activation::Silu)).expect("tileable shape").matmul(&x, m);
             let half = n / 2;
             for i in 0..m {
                 for j in 0..half {

@@ -1,5 +1,5 @@
-//! y = x W^T for the backbone's projections, with W stored (out, in) as in the checkpoint, and the
-//! MLP's gate/up projection fused with its SwiGLU activation. bf16 on a CPU with AMX runs on the
+//! y = x W^T (+ b) for the backbone's projections, with W stored (out, in) as in the checkpoint,
+//! and the MLP's gate/up projection fused with its gated activation. bf16 on a CPU with AMX runs on the
 //! tiles ([`amx`]), on one with AVX512-BF16 on `vdpbf16ps` over the stored rows ([`dot`]);
 //! everything else is a candle matmul.
 
@@ -10,7 +10,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::bf16;
 
-use crate::activation::swiglu;
+use crate::activation::{gated, Activation};
 use crate::error::Result;
 use crate::matmul::{product, Out, View};
 use crate::simd::filled;
@@ -19,18 +19,22 @@ use crate::weights::{self, Weights};
 use amx::{Epilogue, PackedWeight};
 use dot::DotWeight;
 
-pub enum Linear {
+/// y = x W^T (+ b), then the epilogue.
+pub struct Linear {
+    kernel: Kernel,
+    /// Added to the product before the epilogue, in the compute dtype.
+    bias: Option<Tensor>,
+    /// Applied after the kernel (and the bias), unless the kernel applied it itself.
+    epilogue: Epilogue,
+}
+
+enum Kernel {
     /// Transposed and contiguous, so the matmul streams the weight row-major.
-    Matmul {
-        weight_t: Tensor,
-        epilogue: Epilogue,
-    },
+    Matmul(Tensor),
+    /// Packed for the tiles, with its epilogue inside when there is no bias.
     Amx(PackedWeight),
     /// bf16 rows as stored (memory-mapped when the checkpoint is bf16), on `vdpbf16ps`.
-    Dot {
-        weight: DotWeight,
-        epilogue: Epilogue,
-    },
+    Dot(DotWeight),
 }
 
 /// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16's `vdpbf16ps`); without
@@ -39,67 +43,101 @@ pub fn cpu_computes_bf16() -> bool {
     crate::tiles::available() || dot::available()
 }
 
+/// Weight names (each with its output rows) read by one projection, and their biases if any.
+pub struct Parts<'a> {
+    pub weights: &'a [(String, usize)],
+    pub biases: Option<&'a [String]>,
+}
+
 impl Linear {
-    /// Concatenates several projections that read the same input (q/k/v, gate/up) into one matmul.
-    pub fn load_fused(w: &Weights, names: &[(String, usize)], input: usize, dtype: DType) -> Result<Self> {
-        let shapes: Vec<[usize; 2]> = names.iter().map(|(_, out)| [*out, input]).collect();
-        let parts: Vec<(&str, &[usize])> = names.iter().zip(&shapes).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
-        Self::from_parts(w, &parts, dtype, Epilogue::Plain)
+    /// Concatenates several projections that read the same input (q/k/v) into one matmul, with
+    /// their biases when given.
+    pub fn load_fused(w: &Weights, parts: Parts, input: usize, dtype: DType) -> Result<Self> {
+        Self::from_parts(w, parts, input, dtype, Epilogue::Plain)
     }
 
-    /// The MLP's gate and up projections, whose output is silu(gate) * up.
-    pub fn load_gated(w: &Weights, gate: &str, up: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
-        let shape = [out, input];
-        Self::from_parts(w, &[(gate, &shape), (up, &shape)], dtype, Epilogue::SwiGlu)
+    /// The MLP's gate and up projections (each `out` rows), whose output is act(gate) * up.
+    pub fn load_gated(w: &Weights, parts: Parts, input: usize, dtype: DType, act: Activation) -> Result<Self> {
+        Self::from_parts(w, parts, input, dtype, Epilogue::Gated(act))
+    }
+
+    pub fn load(w: &Weights, name: &str, bias: Option<&str>, out: usize, input: usize, dtype: DType) -> Result<Self> {
+        let biases = bias.map(|b| vec![b.to_string()]);
+        Self::load_fused(w, Parts { weights: &[(name.to_string(), out)], biases: biases.as_deref() }, input, dtype)
     }
 
     /// The dot-product kernel takes the stored rows as they are; the CPU matmul's weights are read
     /// straight into their transposed layout (one buffer, one pass); AMX packing and GPUs start
-    /// from the stacked (out, in) weight.
-    fn from_parts(w: &Weights, parts: &[(&str, &[usize])], dtype: DType, epilogue: Epilogue) -> Result<Self> {
+    /// from the stacked (out, in) weight. A bias keeps the epilogue out of the kernel, since it
+    /// must be added before the activation.
+    fn from_parts(w: &Weights, parts: Parts, input: usize, dtype: DType, epilogue: Epilogue) -> Result<Self> {
+        let shapes: Vec<[usize; 2]> = parts.weights.iter().map(|(_, out)| [*out, input]).collect();
+        let names: Vec<(&str, &[usize])> =
+            parts.weights.iter().zip(&shapes).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
+        let bias = match parts.biases {
+            Some(biases) => {
+                let shapes: Vec<[usize; 1]> = parts.weights.iter().map(|(_, out)| [*out]).collect();
+                let names: Vec<(&str, &[usize])> =
+                    biases.iter().zip(&shapes).map(|(n, s)| (n.as_str(), &s[..])).collect();
+                Some(w.get_stacked(&names, dtype)?)
+            }
+            None => None,
+        };
+        let inner = if bias.is_some() { Epilogue::Plain } else { epilogue };
         let cpu = matches!(w.device(), Device::Cpu);
         let amx = dtype == DType::BF16 && crate::tiles::available();
-        if cpu && dtype == DType::BF16 && !amx && dot::available() {
+        let kernel = if cpu && dtype == DType::BF16 && !amx && dot::available() {
             let rows =
-                parts.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
-            if let Some(weight) = DotWeight::new(rows) {
-                return Ok(Self::Dot { weight, epilogue });
+                names.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
+            match DotWeight::new(rows) {
+                Some(weight) => Kernel::Dot(weight),
+                None => Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?),
             }
-        }
-        if cpu && !amx {
-            return Ok(Self::Matmul { weight_t: w.get_stacked_transposed(parts, dtype)?, epilogue });
-        }
-        Self::new(&w.get_stacked(parts, dtype)?, epilogue)
+        } else if cpu && !amx {
+            Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?)
+        } else {
+            Self::kernel(&w.get_stacked(&names, dtype)?, inner)?
+        };
+        Ok(Self { kernel, bias, epilogue })
     }
 
-    /// From a weight (out, in) in the compute dtype, on its device.
+    /// From a weight (out, in) in the compute dtype, on its device, without a bias.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
+        Ok(Self { kernel: Self::kernel(weight, epilogue)?, bias: None, epilogue })
+    }
+
+    fn kernel(weight: &Tensor, epilogue: Epilogue) -> Result<Kernel> {
         let (out, input) = weight.dims2()?;
         if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && cpu_computes_bf16() {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
             if crate::tiles::available() {
                 if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
-                    return Ok(Self::Amx(packed));
+                    return Ok(Kernel::Amx(packed));
                 }
             } else if let Some(weight) = DotWeight::new(vec![weights::Bf16Rows::owned(values, out, input)]) {
-                return Ok(Self::Dot { weight, epilogue });
+                return Ok(Kernel::Dot(weight));
             }
         }
-        Ok(Self::Matmul { weight_t: transposed(weight)?, epilogue })
+        Ok(Kernel::Matmul(transposed(weight)?))
     }
 
-    pub fn load(w: &Weights, name: &str, out: usize, input: usize, dtype: DType) -> Result<Self> {
-        Self::load_fused(w, &[(name.to_string(), out)], input, dtype)
-    }
-
-    /// (tokens, in) -> (tokens, out), or (tokens, out / 2) after SwiGLU
+    /// (tokens, in) -> (tokens, out), or (tokens, out / 2) after a gated activation
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match self {
-            Self::Matmul { weight_t, epilogue } => epilogue_of(matmul(x, weight_t)?, *epilogue)?,
-            // The AMX kernel applies its epilogue inside, before the product reaches memory.
-            Self::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
-            Self::Dot { weight, epilogue } => epilogue_of(x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?, *epilogue)?,
-        })
+        let product = match &self.kernel {
+            Kernel::Matmul(weight_t) => matmul(x, weight_t)?,
+            Kernel::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
+            Kernel::Dot(weight) => x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?,
+        };
+        // The AMX kernel applies its epilogue inside, before the product reaches memory, unless a
+        // bias comes first.
+        if let (Kernel::Amx(_), None) = (&self.kernel, &self.bias) {
+            return Ok(product);
+        }
+        let product = match &self.bias {
+            Some(bias) => product.broadcast_add(bias)?,
+            None => product,
+        };
+        epilogue_of(product, self.epilogue)
     }
 }
 
@@ -116,7 +154,7 @@ pub fn matmul(x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
 fn epilogue_of(product: Tensor, epilogue: Epilogue) -> Result<Tensor> {
     Ok(match epilogue {
         Epilogue::Plain => product,
-        Epilogue::SwiGlu => swiglu(&product)?,
+        Epilogue::Gated(act) => gated(&product, act)?,
     })
 }
 
