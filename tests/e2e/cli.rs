@@ -4,11 +4,48 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::common::{assert_matches, cases, fixtures};
+use crate::common::{assert_matches, cases, fixtures, FAMILIES};
+
+/// The Llama fixtures of tests/fixtures/generate.py, then every family's.
+const FIXTURES: [&str; 9] = [
+    "tiny-f32",
+    "tiny-bf16",
+    "tiny-sharded",
+    "tiny-bt",
+    FAMILIES[0],
+    FAMILIES[1],
+    FAMILIES[2],
+    FAMILIES[3],
+    FAMILIES[4],
+];
+
+/// A checkpoint armorm cannot score exactly stops `score` and `serve` before any request, naming
+/// why: an architecture it lacks, or tensors its config's architecture does not have.
+#[test]
+fn checkpoints_that_cannot_be_scored_exactly_stop_score_and_serve() {
+    for (model, why) in [
+        ("refused-mistral", "architecture \"MistralForSequenceClassification\" is not one armorm implements"),
+        ("refused-mislabelled", "model.layers.0.self_attn.q_norm.weight"),
+    ] {
+        let dir = fixtures().join("models").join(model);
+        for args in [&["score", "--model"][..], &["serve", "--port", "0", "--model"][..]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_armorm"))
+                .args(args)
+                .arg(&dir)
+                .stdin(Stdio::null())
+                .env("RUST_BACKTRACE", "0")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success() && stderr.contains(why), "{model} {args:?}: {stderr}");
+            assert!(out.stdout.is_empty(), "{model} {args:?}: nothing scored");
+        }
+    }
+}
 
 #[test]
 fn score_command_annotates_jsonl_in_order_on_every_fixture() {
-    for model in ["tiny-f32", "tiny-bf16", "tiny-sharded", "tiny-bt"] {
+    for model in FIXTURES {
         let out = Command::new(env!("CARGO_BIN_EXE_armorm"))
             .args(["score", "--model"])
             .arg(fixtures().join("models").join(model))

@@ -74,6 +74,10 @@ pub fn floats(v: &Value) -> Vec<f64> {
 }
 
 /// A /score result against a reference case, within `tol` on every number.
+/// The family fixtures (tests/fixtures/families/generate.py): Llama-3.1, Qwen2, Qwen3, Gemma-2
+/// and an MLP score head, each scored by transformers' own class.
+pub const FAMILIES: [&str; 5] = ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head"];
+
 pub fn assert_matches(result: &Value, case: &Value, tol: f64) {
     let idx = &case["index"];
     let close = |what: &str, got: f64, want: f64| {
@@ -81,7 +85,7 @@ pub fn assert_matches(result: &Value, case: &Value, tol: f64) {
     };
     close("score", result["score"].as_f64().unwrap(), case["score"].as_f64().unwrap());
     assert_eq!(result["num_tokens"], case["num_tokens"], "case {idx}");
-    for key in ["rewards", "gating", "coefficients"] {
+    for key in ["rewards", "gating", "coefficients", "logits"] {
         match case.get(key) {
             Some(want) => {
                 let (got, want) = (floats(&result[key]), floats(want));

@@ -1,6 +1,6 @@
 use serde_json::{json, Value};
 
-use crate::common::{assert_matches, floats, scorable, TestServer};
+use crate::common::{assert_matches, floats, scorable, TestServer, FAMILIES};
 
 const TOL: f64 = 1e-4;
 
@@ -14,6 +14,35 @@ async fn single_requests_match_the_reference() {
             assert_eq!(status, 200, "{model} {result}");
             assert_matches(&result, &case, TOL);
             assert_eq!(result["truncated"], false);
+        }
+        server.stop().await;
+    }
+}
+
+/// Every family over HTTP: one batch of every conversation each fixture scores, against
+/// transformers' numbers, and `/info` naming the architecture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_family_is_served_with_the_reference_numbers() {
+    for model in FAMILIES {
+        let server = TestServer::start(model, &[]).await;
+        let (_, info) = server.get("/info").await;
+        let info: Value = serde_json::from_str(&info).unwrap();
+        let expected = crate::common::expected(model);
+        assert_eq!(info["architecture"], expected["architecture"], "{info}");
+        let cases = scorable(model);
+        let conversations: Vec<Value> = cases
+            .iter()
+            .map(|(b, _)| match b.get("messages") {
+                Some(m) => m.clone(),
+                None => {
+                    json!([{"role": "user", "content": b["prompt"]}, {"role": "assistant", "content": b["response"]}])
+                }
+            })
+            .collect();
+        let (status, body) = server.post("/score", &json!({ "conversations": conversations })).await;
+        assert_eq!(status, 200, "{model} {body}");
+        for (result, (_, case)) in body["results"].as_array().unwrap().iter().zip(&cases) {
+            assert_matches(result, case, TOL);
         }
         server.stop().await;
     }

@@ -38,7 +38,7 @@ fn close(got: &Value, want: &Value, tol: f64, what: &str) {
 fn scores_sections_and_audit_match_the_reference() {
     let expected: Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures().join("eval/expected.json")).unwrap()).unwrap();
-    for model in ["tiny-f32", "tiny-bt"] {
+    for model in ["tiny-f32", "tiny-bt", "tiny-qwen3", "tiny-gemma2"] {
         let dir = tempfile::tempdir().unwrap();
         let (json, lines, html) = (dir.path().join("r.json"), dir.path().join("e.jsonl"), dir.path().join("r.html"));
         let m = fixtures().join("models").join(model);
