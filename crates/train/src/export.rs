@@ -2,13 +2,16 @@
 //! `RLHFlow/ArmoRM-Llama3-8B-v0.1`: the base's `model.*` tensors copied as they are (a
 //! Bradley-Terry `score.weight` or an `lm_head` dropped), `regression_layer.weight`,
 //! `reward_transform_matrix`, `gating.layers.{i}.weight/bias` and `gating.logit_scale` in f32,
-//! config.json with the head's hyper-parameters and objective names, the tokenizer files, and a
+//! config.json with the head's hyper-parameters and objective names (its class the backbone
+//! family's `{Family}ForRewardModelWithGating`), the tokenizer files, and for Llama backbones a
 //! `modeling_custom.py` so transformers can load it with `trust_remote_code=True`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use armorm_model::arch::Family;
 use armorm_model::checkpoint::CheckpointFiles;
+use armorm_model::config::ModelConfig;
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;
@@ -35,25 +38,36 @@ pub struct Heads {
 /// Writes the checkpoint into `out` (an empty or new directory).
 pub fn export(base: &CheckpointFiles, heads: &Heads, out: &Path, max_shard_bytes: usize) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    write_config(base, heads, out)?;
+    let family = ModelConfig::from_file(&base.config)?.architecture.family;
+    write_config(base, heads, family, out)?;
     write_weights(base, heads, out, max_shard_bytes)?;
     copy_tokenizer_files(base, out)?;
+    // The remote code is the Llama class; transformers would run another family's weights through
+    // it without complaint, so other families get no auto_map and no modeling file.
     let modeling = out.join("modeling_custom.py");
-    std::fs::write(&modeling, MODELING).map_err(|e| TrainError::io(&modeling, e))
+    if family == Family::Llama {
+        std::fs::write(&modeling, MODELING).map_err(|e| TrainError::io(&modeling, e))?;
+    } else if modeling.exists() {
+        std::fs::remove_file(&modeling).map_err(|e| TrainError::io(&modeling, e))?;
+    }
+    Ok(())
 }
 
-fn write_config(base: &CheckpointFiles, heads: &Heads, out: &Path) -> Result<()> {
+fn write_config(base: &CheckpointFiles, heads: &Heads, family: Family, out: &Path) -> Result<()> {
     let text = std::fs::read_to_string(&base.config).map_err(|e| TrainError::io(&base.config, e))?;
     let mut cfg: Value =
         serde_json::from_str(&text).map_err(|e| TrainError::corrupt(&base.config, format!("invalid JSON: {e}")))?;
     let obj = cfg.as_object_mut().ok_or_else(|| TrainError::corrupt(&base.config, "not a JSON object"))?;
-    for stale in ["num_labels", "id2label", "label2id"] {
+    for stale in ["num_labels", "id2label", "label2id", "auto_map"] {
         obj.remove(stale);
+    }
+    if family == Family::Llama {
+        let class = "modeling_custom.LlamaForRewardModelWithGating";
+        obj.insert("auto_map".into(), json!({ "AutoModelForSequenceClassification": class }));
     }
     let g = &heads.gating_shape;
     let set = [
-        ("architectures", json!(["LlamaForRewardModelWithGating"])),
-        ("auto_map", json!({"AutoModelForSequenceClassification": "modeling_custom.LlamaForRewardModelWithGating"})),
+        ("architectures", json!([family.gating_class()])),
         ("num_objectives", json!(g.objectives)),
         ("gating_temperature", json!(g.temperature)),
         ("gating_hidden_dim", json!(g.hidden)),

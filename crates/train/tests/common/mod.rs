@@ -48,9 +48,14 @@ pub fn generator_flags() -> Vec<String> {
 
 /// `armorm train [stage] --model tiny-bt ...args` in process.
 pub fn train(stage: Option<&str>, args: &[&str]) -> armorm_train::Result<()> {
+    train_on(&base_model(), stage, args)
+}
+
+/// `armorm train [stage] --model <base> ...args` in process.
+pub fn train_on(base: &Path, stage: Option<&str>, args: &[&str]) -> armorm_train::Result<()> {
     let mut argv: Vec<String> = vec!["armorm".into(), "train".into()];
     argv.extend(stage.map(String::from));
-    argv.extend(["--model".to_string(), base_model().display().to_string()]);
+    argv.extend(["--model".to_string(), base.display().to_string()]);
     argv.extend(args.iter().map(|s| s.to_string()));
     let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
     let Command::Train(args) = cli.command;
