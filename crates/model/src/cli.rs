@@ -2,9 +2,9 @@
 
 use clap::Args;
 
-use crate::checkpoint::ModelSource;
-use crate::dtype::ComputeDType;
-use crate::scorer::{DeviceChoice, LoadOptions};
+use crate::load::checkpoint::ModelSource;
+use crate::load::dtype::ComputeDType;
+use crate::load::options::{DeviceChoice, LoadOptions};
 
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {

@@ -6,21 +6,21 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::anchor::GatingPattern;
+use crate::arch::config::ModelConfig;
 use crate::arch::decoder::Backbone;
-use crate::arch::Role;
-use crate::checkpoint::ModelSource;
-use crate::config::ModelConfig;
-use crate::conversation::Conversation;
-use crate::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
+use crate::arch::Task;
 use crate::error::{ModelError, Result};
-use crate::linear::cpu_computes_bf16;
-use crate::memory;
-use crate::packed::{PackedBatch, PackedBatchBuilder};
-use crate::scorer::LoadOptions;
-use crate::template::ChatTemplate;
-use crate::tokenize::{EncodeLimits, Encoded, Encoder};
-use crate::weights::Weights;
+use crate::kernels::packed::{PackedBatch, PackedBatchBuilder};
+use crate::layers::linear::cpu_computes_bf16;
+use crate::load::checkpoint::ModelSource;
+use crate::load::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
+use crate::load::memory;
+use crate::load::options::LoadOptions;
+use crate::load::weights::Weights;
+use crate::text::anchor::GatingPattern;
+use crate::text::conversation::Conversation;
+use crate::text::template::ChatTemplate;
+use crate::text::tokenize::{EncodeLimits, Encoded, Encoder};
 
 /// Final-norm hidden states (f32) of a batch, one row per conversation, in batch order.
 pub struct HiddenStates {
@@ -42,7 +42,7 @@ pub struct Embedder {
 pub(crate) struct OpenCheckpoint {
     pub cfg: ModelConfig,
     pub weights: Weights,
-    files: crate::checkpoint::CheckpointFiles,
+    files: crate::load::checkpoint::CheckpointFiles,
     device: Device,
     dtype: DTypeChoice,
 }
@@ -178,12 +178,12 @@ impl Embedder {
     /// the options give it).
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
         let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), &ckpt.device)?;
-        let tokenizer = Encoder::load_tokenizer(&ckpt.files.tokenizer)?;
+        let tokenizer = crate::text::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
         let pattern = gated
             .then(|| GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer))
             .transpose()?;
-        let classifies = ckpt.cfg.architecture.role == Role::SequenceClassification;
+        let classifies = ckpt.cfg.architecture.task == Task::SequenceClassification;
         let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.backbone.vocab_size)?
             .reading_past(ckpt.cfg.pad_token_id.filter(|_| classifies));
         Ok(Self {

@@ -3,10 +3,10 @@
 
 use candle_core::{DType, Tensor, D};
 
-use crate::config::{GatingConfig, ModelConfig};
+use crate::arch::config::{GatingConfig, ModelConfig};
 use crate::error::{ModelError, Result};
-use crate::linear::matmul;
-use crate::weights::Weights;
+use crate::layers::linear::matmul;
+use crate::load::weights::Weights;
 
 /// Linear(hidden -> gh), ReLU, (Linear(gh -> gh), ReLU) x (n_hidden - 1), Linear(gh -> k); then
 /// softmax(logits / temperature) * logit_scale.

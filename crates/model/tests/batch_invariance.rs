@@ -167,9 +167,9 @@ fn check(dtype: ComputeDType, share_prefixes: bool) {
 fn bit_identical_alone_and_in_any_batch() {
     eprintln!(
         "kernels: cap {:?}, AMX {}, AVX512-BF16 {}",
-        armorm_model::cpu_kernels::cap(),
-        armorm_model::tiles::available(),
-        armorm_model::linear::dot::available()
+        armorm_model::kernels::cpu_kernels::cap(),
+        armorm_model::kernels::tiles::available(),
+        armorm_model::layers::linear::dot::available()
     );
     for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
         for share in [true, false] {

@@ -138,7 +138,11 @@ fn every_family_matches_transformers_in_f32() {
 /// vector, at least 0.05.
 #[test]
 fn every_family_matches_transformers_in_bf16() {
-    eprintln!("kernels: cap {:?}, AMX {}", armorm_model::cpu_kernels::cap(), armorm_model::tiles::available());
+    eprintln!(
+        "kernels: cap {:?}, AMX {}",
+        armorm_model::kernels::cpu_kernels::cap(),
+        armorm_model::kernels::tiles::available()
+    );
     for name in FAMILIES {
         let worst = check(name, ComputeDType::Bf16, "bf16", |r| 0.05 * r.iter().fold(1.0f32, |m, x| m.max(x.abs())));
         eprintln!("{name} bf16: max |err| {worst:.2e}");

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use armorm_model::pystr::is_python_space;
-use armorm_model::template::ChatTemplate;
+use armorm_model::text::pystr::is_python_space;
+use armorm_model::text::template::ChatTemplate;
 use armorm_model::{
     ContentSpecialTokens, Conversation, ConversationError, EncodeLimits, Encoder, GatingPattern, ModelError, RawMessage,
 };
@@ -25,7 +25,7 @@ fn conversation(messages: &Value) -> Conversation {
 fn tiny_encoder() -> Encoder {
     let dir = fixtures().join("models/tiny-f32");
     let template = ChatTemplate::from_files(&dir.join("tokenizer_config.json"), None).unwrap();
-    let tokenizer = Encoder::load_tokenizer(&dir.join("tokenizer.json")).unwrap();
+    let tokenizer = armorm_model::text::load_tokenizer(&dir.join("tokenizer.json")).unwrap();
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
     Encoder::new(tokenizer, template, Some(pattern), 420).unwrap()
 }
@@ -99,7 +99,7 @@ fn real_llama3_literal_content_matches_transformers_split_special_tokens() {
             .unwrap();
     let str_of = |k: &str| llama3[k].as_str().unwrap().to_string();
     let template = ChatTemplate::new(str_of("chat_template"), str_of("bos_token"), str_of("eos_token")).unwrap();
-    let tokenizer = Encoder::load_tokenizer(Path::new(&path)).unwrap();
+    let tokenizer = armorm_model::text::load_tokenizer(Path::new(&path)).unwrap();
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
     let encoder = Encoder::new(tokenizer, template, Some(pattern), 128256).unwrap();
     assert_eq!(encoder.max_token_bytes(), 128, "Llama-3's longest token is 128 spaces");

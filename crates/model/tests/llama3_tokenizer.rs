@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use armorm_model::template::ChatTemplate;
+use armorm_model::text::template::ChatTemplate;
 use armorm_model::{ConversationError, Encoder, GatingPattern, ModelError};
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ fn real_llama3_tokenizer_renders_encodes_and_anchors_like_transformers() {
         serde_json::from_str(&std::fs::read_to_string(root.join("expected/llama3-tokenizer.json")).unwrap()).unwrap();
     let str_of = |k: &str| exp[k].as_str().unwrap().to_string();
     let template = ChatTemplate::new(str_of("chat_template"), str_of("bos_token"), str_of("eos_token")).unwrap();
-    let tokenizer = Encoder::load_tokenizer(Path::new(&path)).unwrap();
+    let tokenizer = armorm_model::text::load_tokenizer(Path::new(&path)).unwrap();
 
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
     assert_eq!(pattern.ids(), [128009, 128006, 78191, 128007, 271]);

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use armorm_model::arch::config::ModelConfig;
 use armorm_model::arch::Family;
-use armorm_model::checkpoint::CheckpointFiles;
-use armorm_model::config::ModelConfig;
+use armorm_model::load::checkpoint::CheckpointFiles;
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
 use safetensors::SafeTensors;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use armorm_data::digest::sha256_file;
-use armorm_model::checkpoint::CheckpointFiles;
+use armorm_model::load::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions};
 use clap::ValueEnum;
 use rand::SeedableRng;

@@ -3,20 +3,20 @@
 //!
 //! All sequences of a batch are concatenated into one (tokens, hidden) matrix, so the linear layers
 //! run as one matmul over every real token and no compute is spent on padding. Attention is the only
-//! per-sequence step (see [`crate::attention`]).
+//! per-sequence step (see [`crate::kernels::attention`]).
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::attention::{Heads, Plan, Scoring};
-use crate::config::BackboneConfig;
+use crate::arch::config::BackboneConfig;
 use crate::error::{ModelError, Result};
-use crate::linear::{Linear, Parts};
-use crate::packed::PackedBatch;
-use crate::qk_norm::QkNorm;
-use crate::residual::{self, RmsNorm};
-use crate::rope::Rope;
-use crate::token_embedding::TokenEmbedding;
-use crate::weights::Weights;
+use crate::kernels::attention::{Heads, Plan, Scoring};
+use crate::kernels::packed::PackedBatch;
+use crate::kernels::rope::Rope;
+use crate::layers::linear::{Linear, Parts};
+use crate::layers::qk_norm::QkNorm;
+use crate::layers::residual::{self, RmsNorm};
+use crate::layers::token_embedding::TokenEmbedding;
+use crate::load::weights::Weights;
 
 struct Layer {
     input_norm: RmsNorm,

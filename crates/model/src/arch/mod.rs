@@ -5,6 +5,7 @@
 //! read into a [`Block`] (or refused), and the checkpoint tensors it may leave unread. The decoder
 //! itself ([`decoder`]) is shared and reads only the [`Block`].
 
+pub mod config;
 pub mod decoder;
 mod gemma2;
 mod keys;
@@ -14,8 +15,8 @@ mod qwen3;
 
 pub use keys::ConfigKeys;
 
-pub use crate::activation::Activation;
-pub use crate::residual::NormStyle;
+pub use crate::layers::activation::Activation;
+pub use crate::layers::residual::NormStyle;
 
 use crate::error::{ModelError, Result};
 
@@ -54,7 +55,7 @@ impl Family {
 
     /// The class an ArmoRM-style export of this backbone declares.
     pub fn gating_class(self) -> String {
-        format!("{}{}", self.class_prefix(), Role::GATING_SUFFIX)
+        format!("{}{}", self.class_prefix(), Task::GATING_SUFFIX)
     }
 
     fn from_model_type(model_type: &str) -> Option<Self> {
@@ -90,9 +91,9 @@ impl Family {
     }
 }
 
-/// What a checkpoint's class is for; every role of a family shares the backbone.
+/// What a checkpoint's class is for; every task of a family shares the backbone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum Task {
     /// `*ForSequenceClassification`: a `score` head over the last non-pad token.
     SequenceClassification,
     /// `*ForRewardModelWithGating`: ArmoRM's regression, gating and transform heads.
@@ -101,7 +102,7 @@ pub enum Role {
     Backbone,
 }
 
-impl Role {
+impl Task {
     const GATING_SUFFIX: &'static str = "ForRewardModelWithGating";
     const SUFFIXES: [(&'static str, Self); 4] = [
         ("ForSequenceClassification", Self::SequenceClassification),
@@ -115,7 +116,7 @@ impl Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Architecture {
     pub family: Family,
-    pub role: Role,
+    pub task: Task,
     /// `architectures[0]`, or the family's `Model` class when the config names none.
     pub class: String,
 }
@@ -124,7 +125,7 @@ pub struct Architecture {
 pub fn supported_classes() -> Vec<String> {
     Family::ALL
         .iter()
-        .flat_map(|f| Role::SUFFIXES.iter().map(move |(suffix, _)| format!("{}{suffix}", f.class_prefix())))
+        .flat_map(|f| Task::SUFFIXES.iter().map(move |(suffix, _)| format!("{}{suffix}", f.class_prefix())))
         .collect()
 }
 
@@ -161,7 +162,7 @@ impl Architecture {
             ))),
             (Some(arch), _) => Ok(arch),
             (None, Some(family)) => {
-                Ok(Self { family, role: Role::Backbone, class: format!("{}Model", family.class_prefix()) })
+                Ok(Self { family, task: Task::Backbone, class: format!("{}Model", family.class_prefix()) })
             }
             (None, None) => Err(unsupported(
                 "config.json names neither architectures nor model_type, so the decoder cannot be known".into(),
@@ -172,8 +173,8 @@ impl Architecture {
     fn from_class(class: &str) -> Option<Self> {
         Family::ALL.into_iter().find_map(|family| {
             let rest = class.strip_prefix(family.class_prefix())?;
-            let &(_, role) = Role::SUFFIXES.iter().find(|(suffix, _)| rest == *suffix)?;
-            Some(Self { family, role, class: class.to_string() })
+            let &(_, task) = Task::SUFFIXES.iter().find(|(suffix, _)| rest == *suffix)?;
+            Some(Self { family, task, class: class.to_string() })
         })
     }
 }
@@ -298,11 +299,11 @@ mod tests {
     #[test]
     fn architecture_comes_from_the_class_and_the_model_type() {
         let a = detect(r#"{"architectures": ["Qwen3ForSequenceClassification"], "model_type": "qwen3"}"#).unwrap();
-        assert_eq!((a.family, a.role), (Family::Qwen3, Role::SequenceClassification));
+        assert_eq!((a.family, a.task), (Family::Qwen3, Task::SequenceClassification));
         let a = detect(r#"{"architectures": ["LlamaForRewardModelWithGating"]}"#).unwrap();
-        assert_eq!((a.family, a.role), (Family::Llama, Role::Gating));
+        assert_eq!((a.family, a.task), (Family::Llama, Task::Gating));
         let a = detect(r#"{"model_type": "gemma2"}"#).unwrap();
-        assert_eq!((a.family, a.role, a.class.as_str()), (Family::Gemma2, Role::Backbone, "Gemma2Model"));
+        assert_eq!((a.family, a.task, a.class.as_str()), (Family::Gemma2, Task::Backbone, "Gemma2Model"));
     }
 
     #[test]

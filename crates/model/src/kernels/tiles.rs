@@ -16,7 +16,8 @@ pub const TILE: usize = 512;
 /// rule them out, and Linux granted the permission (asked for once, on first use).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| crate::cpu_kernels::cap() == crate::cpu_kernels::Cap::All && imp::enable())
+    *AVAILABLE
+        .get_or_init(|| crate::kernels::cpu_kernels::cap() == crate::kernels::cpu_kernels::Cap::All && imp::enable())
 }
 
 pub use imp::{kernel as block, with_tiles};

@@ -4,10 +4,10 @@
 
 use tokenizers::Tokenizer;
 
-use crate::checkpoint::CheckpointFiles;
-use crate::conversation::{Message, Role};
 use crate::error::{ModelError, Result};
-use crate::template::ChatTemplate;
+use crate::load::checkpoint::CheckpointFiles;
+use crate::text::conversation::{Message, Role};
+use crate::text::template::ChatTemplate;
 
 const PROBE_USER: &str = "ArmormProbeUserContent";
 const PROBE_ASSISTANT: &str = "ArmormProbeAssistantContent";
@@ -64,7 +64,7 @@ impl GatingPattern {
         if let Some(ids) = explicit {
             return Self::new(ids.to_vec());
         }
-        let tokenizer = crate::tokenize::Encoder::load_tokenizer(&files.tokenizer)?;
+        let tokenizer = super::load_tokenizer(&files.tokenizer)?;
         let template = ChatTemplate::from_files(&files.tokenizer_config, files.chat_template.as_deref())?;
         Self::derive(&template, &tokenizer)
     }

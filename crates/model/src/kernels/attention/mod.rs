@@ -16,8 +16,8 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use half::{bf16, f16};
 
 use crate::error::Result;
-use crate::packed::PackedBatch;
-use crate::rope::Rope;
+use crate::kernels::packed::PackedBatch;
+use crate::kernels::rope::Rope;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Heads {
@@ -146,8 +146,8 @@ mod tests {
     use candle_core::DType;
 
     use super::*;
-    use crate::config::{RopeConfig, RopeScaling};
-    use crate::packed::PackedBatchBuilder;
+    use crate::kernels::packed::PackedBatchBuilder;
+    use crate::kernels::rope::{RopeConfig, RopeScaling};
 
     fn max_abs(t: &Tensor) -> f32 {
         t.to_dtype(DType::F32).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()

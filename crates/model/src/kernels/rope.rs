@@ -5,8 +5,32 @@
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::config::{RopeConfig, RopeScaling};
 use crate::error::Result;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Every frequency divided by `factor`.
+    Linear {
+        factor: f64,
+    },
+    /// Llama-3.1's frequency-dependent scaling.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// The rotary embedding's table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeConfig {
+    pub head_dim: usize,
+    pub theta: f64,
+    pub scaling: RopeScaling,
+    pub max_positions: usize,
+}
 
 pub struct Rope {
     table: RopeTable,

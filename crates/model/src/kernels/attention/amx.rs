@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::scaffold::{self, rotate, softmax_step, FusedAttention, KEY_TILE};
 use super::{Heads, Scoring};
-use crate::simd::{filled, Disjoint};
-use crate::tiles::{self, BLOCK, TILE};
+use crate::kernels::simd::{filled, Disjoint};
+use crate::kernels::tiles::{self, BLOCK, TILE};
 
 /// Whether the tiles can run attention with these heads.
 pub fn supports(heads: Heads) -> bool {

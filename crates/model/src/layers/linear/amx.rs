@@ -1,4 +1,4 @@
-//! bf16 projections on AMX tiles ([`crate::tiles`]). candle multiplies bf16 by widening both
+//! bf16 projections on AMX tiles ([`crate::kernels::tiles`]). candle multiplies bf16 by widening both
 //! operands to f32 on every call; PyTorch reaches the tiles through oneDNN, and so must we to match
 //! it. Weights are packed into the tile layout once, at load; accumulation is f32 throughout, and
 //! each result is rounded to bf16 once, as oneDNN does.
@@ -9,9 +9,9 @@ use half::bf16;
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use crate::activation::Activation;
-use crate::simd::{filled, Disjoint, Element};
-use crate::tiles::{self, available, BLOCK, TILE};
+use crate::kernels::simd::{filled, Disjoint, Element};
+use crate::kernels::tiles::{self, available, BLOCK, TILE};
+use crate::layers::activation::Activation;
 
 /// C rows per parallel task: the task's A rows (ROWS x k bf16) stay in L2 while it walks the weight.
 const ROWS: usize = 128;

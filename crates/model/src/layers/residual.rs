@@ -11,8 +11,8 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::simd::{self, filled, Element};
-use crate::weights::Weights;
+use crate::kernels::simd::{self, filled, Element};
+use crate::load::weights::Weights;
 
 /// Elements per parallel task of the element-wise passes.
 const CHUNK: usize = 1 << 14;

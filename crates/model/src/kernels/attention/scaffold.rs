@@ -19,9 +19,9 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::{Heads, Scoring};
-use crate::packed::PackedBatch;
-use crate::rope::RopeTable;
-use crate::simd::{self, filled, Disjoint, Element};
+use crate::kernels::packed::PackedBatch;
+use crate::kernels::rope::RopeTable;
+use crate::kernels::simd::{self, filled, Disjoint, Element};
 
 /// Query tokens per work item. An item's rows are these tokens times the query heads of one kv
 /// head; it reads keys only up to its last token, so small blocks skip most of the masked triangle,

@@ -8,8 +8,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::arch::{self, Architecture, Block, ConfigKeys, Family};
-use crate::dtype::{self, ComputeDType};
 use crate::error::{ModelError, Result};
+use crate::kernels::rope::{RopeConfig, RopeScaling};
+use crate::load::dtype::{self, ComputeDType};
 
 /// The 19 objectives of `RLHFlow/ArmoRM-Llama3-8B-v0.1`, in the order of its regression layer's rows.
 pub const ARMORM_OBJECTIVES: [&str; 19] = [
@@ -33,31 +34,6 @@ pub const ARMORM_OBJECTIVES: [&str; 19] = [
     "code-instruction-following",
     "code-readability",
 ];
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum RopeScaling {
-    None,
-    /// Every frequency divided by `factor`.
-    Linear {
-        factor: f64,
-    },
-    /// Llama-3.1's frequency-dependent scaling.
-    Llama3 {
-        factor: f64,
-        low_freq_factor: f64,
-        high_freq_factor: f64,
-        original_max_position_embeddings: f64,
-    },
-}
-
-/// The rotary embedding's table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RopeConfig {
-    pub head_dim: usize,
-    pub theta: f64,
-    pub scaling: RopeScaling,
-    pub max_positions: usize,
-}
 
 /// Everything the forward pass needs to know about the backbone.
 #[derive(Debug, Clone)]

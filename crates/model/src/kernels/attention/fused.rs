@@ -10,8 +10,8 @@ use rayon::prelude::*;
 
 use super::scaffold::{self, rotate, softmax_step, FusedAttention, KEY_TILE, STAGE_TOKENS};
 use super::{Heads, Scoring};
-use crate::matmul::{product, Out, View};
-use crate::simd::{filled, Disjoint, Element};
+use crate::kernels::matmul::{product, Out, View};
+use crate::kernels::simd::{filled, Disjoint, Element};
 
 impl FusedAttention<'_> {
     pub(super) fn run<T: Element>(&self, qkv: &[T], tokens: usize) -> Vec<T> {

@@ -8,8 +8,8 @@ use candle_core::{Device, Tensor};
 
 use super::Heads;
 use crate::error::Result;
-use crate::packed::PackedBatch;
-use crate::rope::Rope;
+use crate::kernels::packed::PackedBatch;
+use crate::kernels::rope::Rope;
 
 /// What every layer shares: positions, the key gather and the cumulative lengths.
 pub struct Varlen {

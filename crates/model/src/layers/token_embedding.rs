@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use half::f16;
 
 use crate::error::{ModelError, Result};
-use crate::weights::{Bf16Rows, Weights};
+use crate::load::weights::{Bf16Rows, Weights};
 
 pub enum TokenEmbedding {
     /// The whole table in the compute dtype, on its device.

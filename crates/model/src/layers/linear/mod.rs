@@ -10,12 +10,12 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, Layout, Shape, Tensor};
 use half::bf16;
 
-use crate::activation::{gated, Activation};
 use crate::error::Result;
-use crate::matmul::{product, Out, View};
-use crate::simd::filled;
-use crate::transpose::transpose_into;
-use crate::weights::{self, Weights};
+use crate::kernels::matmul::{product, Out, View};
+use crate::kernels::simd::filled;
+use crate::kernels::transpose::transpose_into;
+use crate::layers::activation::{gated, Activation};
+use crate::load::weights::{self, Weights};
 use amx::{Epilogue, PackedWeight};
 use dot::DotWeight;
 
@@ -40,7 +40,7 @@ enum Kernel {
 /// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16's `vdpbf16ps`); without
 /// one, candle's bf16 matmul widens to f32 and is no faster than f32.
 pub fn cpu_computes_bf16() -> bool {
-    crate::tiles::available() || dot::available()
+    crate::kernels::tiles::available() || dot::available()
 }
 
 /// Weight names (each with its output rows) read by one projection, and their biases if any.
@@ -85,7 +85,7 @@ impl Linear {
         };
         let inner = if bias.is_some() { Epilogue::Plain } else { epilogue };
         let cpu = matches!(w.device(), Device::Cpu);
-        let amx = dtype == DType::BF16 && crate::tiles::available();
+        let amx = dtype == DType::BF16 && crate::kernels::tiles::available();
         let kernel = if cpu && dtype == DType::BF16 && !amx && dot::available() {
             let rows =
                 names.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
@@ -110,7 +110,7 @@ impl Linear {
         let (out, input) = weight.dims2()?;
         if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && cpu_computes_bf16() {
             let values = weight.flatten_all()?.to_vec1::<bf16>()?;
-            if crate::tiles::available() {
+            if crate::kernels::tiles::available() {
                 if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
                     return Ok(Kernel::Amx(packed));
                 }
@@ -142,7 +142,7 @@ impl Linear {
 }
 
 /// x (m, k) times w_t (k, n); on the CPU in f32 each row is the same bits whatever the other rows
-/// ([`crate::matmul`]), which the heads need as much as the backbone.
+/// ([`crate::kernels::matmul`]), which the heads need as much as the backbone.
 pub fn matmul(x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
     Ok(match (x.device(), x.dtype()) {
         (Device::Cpu, DType::F32) => x.contiguous()?.apply_op2_no_bwd(&w_t.contiguous()?, &CpuGemm)?,

@@ -1,15 +1,14 @@
 //! Conversation -> token ids -> [`Encoded`], the unit the batcher queues and the backbone consumes.
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use tokenizers::Tokenizer;
 
-use crate::anchor::GatingPattern;
-use crate::conversation::Conversation;
 use crate::error::{ConversationError, ModelError, Result};
-use crate::special_text::{ContentSpecialTokens, SpecialTokens};
-use crate::template::ChatTemplate;
+use crate::text::anchor::GatingPattern;
+use crate::text::conversation::Conversation;
+use crate::text::special_text::{ContentSpecialTokens, SpecialTokens};
+use crate::text::template::ChatTemplate;
 
 /// Token ids plus the two positions the heads read. Only an [`Encoder`] makes one, so the gate
 /// position is always inside the sequence and, for gating models, really is the pattern's start.
@@ -117,10 +116,6 @@ impl Encoder {
     pub fn reading_past(mut self, pad: Option<u32>) -> Self {
         self.skipped = pad;
         self
-    }
-
-    pub fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
-        Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))
     }
 
     pub fn pattern(&self) -> Option<&GatingPattern> {

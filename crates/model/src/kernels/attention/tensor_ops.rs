@@ -5,8 +5,8 @@ use candle_core::{DType, Device, Tensor};
 
 use super::{Heads, Scoring};
 use crate::error::Result;
-use crate::packed::{PackedBatch, Segment};
-use crate::rope::Rope;
+use crate::kernels::packed::{PackedBatch, Segment};
+use crate::kernels::rope::Rope;
 
 /// Upper bound on one attention score block (query rows x keys x heads, in elements), so a long
 /// sequence is processed in query chunks instead of materialising (len^2 x heads) at once.

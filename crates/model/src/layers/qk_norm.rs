@@ -7,11 +7,11 @@ use candle_core::{CpuStorage, DType, Device, InplaceOp1, Layout, Tensor};
 use half::{bf16, f16};
 use rayon::prelude::*;
 
-use crate::attention::Heads;
 use crate::error::Result;
-use crate::residual::{NormStyle, RmsNorm};
-use crate::simd::Element;
-use crate::weights::Weights;
+use crate::kernels::attention::Heads;
+use crate::kernels::simd::Element;
+use crate::layers::residual::{NormStyle, RmsNorm};
+use crate::load::weights::Weights;
 
 pub struct QkNorm {
     q: RmsNorm,

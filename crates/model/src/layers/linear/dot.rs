@@ -3,7 +3,7 @@
 //! FMA rate).
 //!
 //! W stays in the checkpoint's own (n, k) layout, unpacked, so a bf16 checkpoint's weights are
-//! used straight from the memory-mapped file ([`crate::weights::Bf16Rows`]): no load-time copy, no
+//! used straight from the memory-mapped file ([`crate::load::weights::Bf16Rows`]): no load-time copy, no
 //! resident duplicate. candle instead widens both operands to f32 on every call, which left bf16 no
 //! faster than f32 here, at half PyTorch's (oneDNN's) bf16 speed. Accumulation is f32 throughout and
 //! each result is rounded to bf16 once, as oneDNN does.
@@ -22,8 +22,8 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
-use crate::simd::{filled, Disjoint};
-use crate::weights::Bf16Rows;
+use crate::kernels::simd::{filled, Disjoint};
+use crate::load::weights::Bf16Rows;
 
 /// Bytes of x one task keeps in L2 while it walks its W rows.
 const X_BLOCK_BYTES: usize = 256 << 10;
@@ -38,7 +38,9 @@ const STRIP_NC: usize = 4 * WR;
 /// Whether this CPU runs `vdpbf16ps` and `ARMORM_CPU_KERNELS` allows it (checked once).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| crate::cpu_kernels::cap() >= crate::cpu_kernels::Cap::Avx512Bf16 && imp::detect())
+    *AVAILABLE.get_or_init(|| {
+        crate::kernels::cpu_kernels::cap() >= crate::kernels::cpu_kernels::Cap::Avx512Bf16 && imp::detect()
+    })
 }
 
 /// W as the row blocks it was stored in (q, k, v or gate, up), each (rows_i, k), stacked by rows:

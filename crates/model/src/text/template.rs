@@ -7,9 +7,9 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{context, Environment, Error as JinjaError, ErrorKind, State};
 use serde::Serialize;
 
-use crate::conversation::Message;
 use crate::error::{ModelError, Result};
-use crate::pystr::{self, Ends};
+use crate::text::conversation::Message;
+use crate::text::pystr::{self, Ends};
 
 pub struct ChatTemplate {
     env: Environment<'static>,
@@ -111,7 +111,7 @@ fn special_token(json: &serde_json::Value, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversation::Role;
+    use crate::text::conversation::Role;
 
     const LLAMA3: &str = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 

@@ -11,7 +11,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::simd::{self, filled, Element};
+use crate::kernels::simd::{self, filled, Element};
 
 /// The MLP's gate activation, applied as `act(gate) * up`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,10 +25,10 @@ use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::Deserialize;
 
-use crate::dtype::ComputeDType;
 use crate::error::{ModelError, Result};
-use crate::simd::filled;
-use crate::transpose::transpose_into;
+use crate::kernels::simd::filled;
+use crate::kernels::transpose::transpose_into;
+use crate::load::dtype::ComputeDType;
 
 /// One tensor's entry in a safetensors header.
 #[derive(Debug, Clone, Deserialize)]
@@ -247,7 +247,7 @@ impl Weights {
     }
 
     /// A (rows, cols) matrix as bf16 rows in its stored layout, for the kernels that read W row by
-    /// row ([`crate::linear::dot`]): a view of the shard's memory map when stored as bf16 (no copy),
+    /// row ([`crate::layers::linear::dot`]): a view of the shard's memory map when stored as bf16 (no copy),
     /// otherwise read and converted into memory of its own.
     pub fn bf16_rows(&self, name: &str, rows: usize, cols: usize) -> Result<Bf16Rows> {
         let (located, _) = self.locate(&[(name, &[rows, cols])])?;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use candle_core::DType;
 
-use crate::memory;
+use crate::load::memory;
 
 /// The dtype the backbone computes in; the heads always compute in f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
