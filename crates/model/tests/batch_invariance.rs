@@ -8,7 +8,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
+
+mod common;
 
 use armorm_model::{ComputeDType, DeviceChoice, Encoded, LoadOptions, ModelSource, RewardModel, RewardOutput};
 use candle_core::{Device, Tensor};
@@ -165,12 +166,7 @@ fn check(dtype: ComputeDType, share_prefixes: bool) {
 /// Runs under whatever `ARMORM_CPU_KERNELS` allows (all kernels unless the parent test capped it).
 #[test]
 fn bit_identical_alone_and_in_any_batch() {
-    eprintln!(
-        "kernels: cap {:?}, AMX {}, AVX512-BF16 {}",
-        armorm_model::kernels::cpu_kernels::cap(),
-        armorm_model::kernels::tiles::available(),
-        armorm_model::layers::linear::dot::available()
-    );
+    common::print_kernels();
     for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
         for share in [true, false] {
             check(dtype, share);
@@ -182,19 +178,5 @@ fn bit_identical_alone_and_in_any_batch() {
 /// in its own process (the cap is read once per process).
 #[test]
 fn every_kernel_path_this_cpu_runs() {
-    if std::env::var_os("ARMORM_CPU_KERNELS").is_some() {
-        return; // a child run: the parent runs the caps
-    }
-    for cap in ["avx512bf16", "f32"] {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "bit_identical_alone_and_in_any_batch", "--nocapture", "--test-threads", "1"])
-            .env("ARMORM_CPU_KERNELS", cap)
-            .output()
-            .unwrap();
-        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && log.contains("1 passed"), "ARMORM_CPU_KERNELS={cap}:\n{log}");
-        let line = log.lines().find(|l| l.starts_with("kernels:")).unwrap_or_default();
-        eprintln!("ARMORM_CPU_KERNELS={cap}: passed ({line})");
-        assert!(line.contains("AMX false"), "the cap must rule the tiles out: {line}");
-    }
+    common::rerun_under_every_cap("bit_identical_alone_and_in_any_batch");
 }

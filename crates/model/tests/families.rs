@@ -7,47 +7,17 @@
 //! `ARMORM_CPU_KERNELS` caps the kernels a process uses, so [`every_kernel_path_this_cpu_runs`]
 //! reruns the bf16 checks under each cap, as the batch-invariance test does.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-use armorm_model::{
-    ComputeDType, Conversation, DeviceChoice, Encoded, LoadOptions, ModelError, ModelSource, RawMessage, RewardModel,
-};
+use armorm_model::{ComputeDType, DeviceChoice, Encoded, LoadOptions, ModelError, ModelSource, RewardModel};
+use common::{conversations, expected, fixtures};
 use serde_json::Value;
 
 const FAMILIES: [&str; 5] = ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head"];
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn expected(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected").join(format!("{name}.json"))).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn load(name: &str, dtype: Option<ComputeDType>) -> Result<RewardModel, ModelError> {
     let source = ModelSource::Local(fixtures().join("models").join(name));
     RewardModel::load(&source, &LoadOptions { device: DeviceChoice::Cpu, dtype, ..Default::default() })
-}
-
-fn conversations() -> Vec<Result<Conversation, String>> {
-    let text = std::fs::read_to_string(fixtures().join("conversations.jsonl")).unwrap();
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            match v.get("messages") {
-                Some(m) => {
-                    let raw: Vec<RawMessage> = serde_json::from_value(m.clone()).unwrap();
-                    Conversation::new(raw).map_err(|e| e.code().to_string())
-                }
-                None => Ok(Conversation::from_prompt_response(
-                    v["prompt"].as_str().unwrap().into(),
-                    v["response"].as_str().unwrap().into(),
-                )),
-            }
-        })
-        .collect()
 }
 
 /// The code a conversation is refused with, as the CLI and the server name it.
@@ -151,18 +121,7 @@ fn every_family_matches_transformers_in_bf16() {
 
 #[test]
 fn every_kernel_path_this_cpu_runs() {
-    if std::env::var_os("ARMORM_CPU_KERNELS").is_some() {
-        return; // a child run: the parent runs the caps
-    }
-    for cap in ["avx512bf16", "f32"] {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "every_family_matches_transformers_in_bf16", "--nocapture", "--test-threads", "1"])
-            .env("ARMORM_CPU_KERNELS", cap)
-            .output()
-            .unwrap();
-        let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && log.contains("1 passed"), "ARMORM_CPU_KERNELS={cap}:\n{log}");
-    }
+    common::rerun_under_every_cap("every_family_matches_transformers_in_bf16");
 }
 
 #[test]

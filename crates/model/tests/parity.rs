@@ -1,11 +1,12 @@
 //! Numerical parity with the PyTorch reference (tests/fixtures/generate.py, committed outputs).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use armorm_model::{
     ComputeDType, Conversation, DeviceChoice, EncodeLimits, Encoded, LoadOptions, ModelSource, RawMessage, RewardModel,
     RewardOutput,
 };
+use common::{conversations, expected, fixtures};
 use serde_json::Value;
 
 /// Absolute tolerance for f32 compute.
@@ -29,34 +30,6 @@ impl Tol {
             Tol::OfVectorScale(f) => f * reference.iter().fold(1.0f32, |m, x| m.max(x.abs())),
         }
     }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn expected(name: &str) -> Value {
-    let text = std::fs::read_to_string(fixtures().join("expected").join(format!("{name}.json"))).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn conversations() -> Vec<Result<Conversation, String>> {
-    let text = std::fs::read_to_string(fixtures().join("conversations.jsonl")).unwrap();
-    text.lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            match v.get("messages") {
-                Some(m) => {
-                    let raw: Vec<RawMessage> = serde_json::from_value(m.clone()).unwrap();
-                    Conversation::new(raw).map_err(|e| e.code().to_string())
-                }
-                None => Ok(Conversation::from_prompt_response(
-                    v["prompt"].as_str().unwrap().into(),
-                    v["response"].as_str().unwrap().into(),
-                )),
-            }
-        })
-        .collect()
 }
 
 fn load(name: &str, dtype: ComputeDType) -> RewardModel {

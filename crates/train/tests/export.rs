@@ -16,13 +16,7 @@ fn export_scores_like_the_pytorch_reference_and_reruns_skip_stages() {
     for f in std::fs::read_dir(train_fixture("work")).unwrap().flatten() {
         std::fs::copy(f.path(), work.join(f.file_name())).unwrap();
     }
-    let (r, p) = (train_fixture("ratings.jsonl"), train_fixture("pairs.jsonl"));
-    let mut args: Vec<String> =
-        ["--ratings", path(&r), "--pairs", path(&p), "--work", path(&work), "--out", path(&out)]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-    args.extend(generator_flags());
+    let args = generator_run(&work, &out);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Every stage result is up to date: export must not need features (there are none in work/).
     train(Some("export"), &args).unwrap();

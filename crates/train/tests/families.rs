@@ -18,13 +18,7 @@ fn an_armorm_on_a_qwen3_or_gemma2_base_exports_and_loads_back() {
     for (base, family, pattern_text) in bases {
         let dir = tempfile::tempdir().unwrap();
         let (work, out) = (dir.path().join("work"), dir.path().join("out"));
-        let (r, p) = (train_fixture("ratings.jsonl"), train_fixture("pairs.jsonl"));
-        let mut args: Vec<String> =
-            ["--ratings", path(&r), "--pairs", path(&p), "--work", path(&work), "--out", path(&out)]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
-        args.extend(generator_flags());
+        let args = generator_run(&work, &out);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         train_on(&fixtures().join("models").join(base), None, &args).unwrap();
 

@@ -46,6 +46,17 @@ pub fn generator_flags() -> Vec<String> {
         .collect()
 }
 
+/// The generator's run of `armorm train` over the fixtures' ratings and pairs, in `work` and `out`.
+pub fn generator_run(work: &Path, out: &Path) -> Vec<String> {
+    let (r, p) = (train_fixture("ratings.jsonl"), train_fixture("pairs.jsonl"));
+    let mut args: Vec<String> = ["--ratings", path(&r), "--pairs", path(&p), "--work", path(work), "--out", path(out)]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(generator_flags());
+    args
+}
+
 /// `armorm train [stage] --model tiny-bt ...args` in process.
 pub fn train(stage: Option<&str>, args: &[&str]) -> armorm_train::Result<()> {
     train_on(&base_model(), stage, args)
