@@ -121,11 +121,17 @@ pub struct Architecture {
     pub class: String,
 }
 
+/// Classes named for their authors rather than their family: INF-ORM's Llama-3.1 with an MLP score
+/// head (`score.0`, `score.2`; the head is read from the tensors).
+const NAMED_CLASSES: [(&str, Family, Task); 1] =
+    [("INFORMForSequenceClassification", Family::Llama, Task::SequenceClassification)];
+
 /// Every class armorm implements, for error messages and the docs.
 pub fn supported_classes() -> Vec<String> {
     Family::ALL
         .iter()
         .flat_map(|f| Task::SUFFIXES.iter().map(move |(suffix, _)| format!("{}{suffix}", f.class_prefix())))
+        .chain(NAMED_CLASSES.iter().map(|(class, ..)| class.to_string()))
         .collect()
 }
 
@@ -171,6 +177,9 @@ impl Architecture {
     }
 
     fn from_class(class: &str) -> Option<Self> {
+        if let Some(&(_, family, task)) = NAMED_CLASSES.iter().find(|(name, ..)| *name == class) {
+            return Some(Self { family, task, class: class.to_string() });
+        }
         Family::ALL.into_iter().find_map(|family| {
             let rest = class.strip_prefix(family.class_prefix())?;
             let &(_, task) = Task::SUFFIXES.iter().find(|(suffix, _)| rest == *suffix)?;
@@ -302,6 +311,8 @@ mod tests {
         assert_eq!((a.family, a.task), (Family::Qwen3, Task::SequenceClassification));
         let a = detect(r#"{"architectures": ["LlamaForRewardModelWithGating"]}"#).unwrap();
         assert_eq!((a.family, a.task), (Family::Llama, Task::Gating));
+        let a = detect(r#"{"architectures": ["INFORMForSequenceClassification"], "model_type": "llama"}"#).unwrap();
+        assert_eq!((a.family, a.task), (Family::Llama, Task::SequenceClassification));
         let a = detect(r#"{"model_type": "gemma2"}"#).unwrap();
         assert_eq!((a.family, a.task, a.class.as_str()), (Family::Gemma2, Task::Backbone, "Gemma2Model"));
     }
