@@ -96,11 +96,8 @@ fn field(line: &str, key: &str) -> Option<f64> {
 
 fn main() -> anyhow::Result<()> {
     let shape_name = arg("--shape").unwrap_or_else(|| "1b".into());
-    let (shape, dir_name) = match shape_name.as_str() {
-        "135m" => (&checkpoint::SMOLLM2_135M, "smollm2-135m-armorm"),
-        "1b" => (&checkpoint::LLAMA32_1B, "llama32-1b-armorm"),
-        "8b" => (&checkpoint::LLAMA3_8B, "llama3-8b-armorm"),
-        other => anyhow::bail!("--shape 135m, 1b or 8b, not {other}"),
+    let Some((shape, dir_name)) = checkpoint::named(&shape_name) else {
+        anyhow::bail!("--shape 135m, 1b, 8b, qwen3-0.6b or gemma2-2b, not {shape_name}")
     };
     let dtypes = arg("--dtype").unwrap_or_else(|| "bf16,f32".into());
     let tokenizer = std::env::var("ARMORM_LLAMA3_TOKENIZER")

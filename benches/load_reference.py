@@ -12,12 +12,12 @@ import time
 STARTED = time.time()
 
 import torch  # noqa: E402
-from transformers import LlamaModel  # noqa: E402
+from transformers import AutoModel  # noqa: E402
 
 torch.set_num_threads(2)
 dtype = {"bf16": torch.bfloat16, "f32": torch.float32}[sys.argv[2]]
 # The bench checkpoint's pad id is outside the embedding; a reward model never pads here.
-model = LlamaModel.from_pretrained(sys.argv[1], torch_dtype=dtype, pad_token_id=None).eval()
+model = AutoModel.from_pretrained(sys.argv[1], torch_dtype=dtype, pad_token_id=None).eval()
 ids = torch.tensor([[128000, 128006, 882, 128007, 271, 3923, 374, 220, 17, 10, 17, 30, 128009]])
 with torch.no_grad():
     model(ids)

@@ -1,5 +1,6 @@
 """PyTorch reference throughput: the same checkpoint and token ids as armorm's bench, through
-transformers' LlamaModel + the ArmoRM heads, in padded batches, on 2 threads.
+transformers' own decoder of the checkpoint's family (LlamaModel, Qwen3Model, Gemma2Model) + the
+ArmoRM heads, in padded batches, on 2 threads.
 
 Run by `cargo bench -p armorm-server --bench throughput` (which writes the inputs file) with
 ARMORM_REFERENCE_PYTHON pointing at a Python that has torch + transformers; prints one JSON line per
@@ -18,17 +19,19 @@ import time
 
 import torch
 from safetensors.torch import load_file
-from transformers import LlamaConfig, LlamaModel
+from transformers import AutoConfig, AutoModel
 
 
 def load(model_dir, dtype):
     cfg = json.load(open(f"{model_dir}/config.json"))
-    keep = {k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype", "pad_token_id")}
-    backbone = LlamaModel(LlamaConfig(pad_token_id=None, **keep)).eval()
+    keep = {k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype", "pad_token_id", "model_type")}
+    config = AutoConfig.for_model(cfg["model_type"], pad_token_id=None, **keep)
+    backbone = AutoModel.from_config(config).eval()
     state = load_file(f"{model_dir}/model.safetensors")
     backbone.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
-    backbone = backbone.to(dtype)
     heads = {k: v.float() for k, v in state.items() if not k.startswith("model.")}
+    del state
+    backbone = backbone.to(dtype)
     return backbone, heads, cfg
 
 
@@ -76,10 +79,10 @@ def run(backbone, heads, cfg, items, batch, repeats):
 
 def gemm_gflops(cfg, dtype, tokens=1024, repeats=5):
     h, i = cfg["hidden_size"], cfg["intermediate_size"]
-    hd = h // cfg["num_attention_heads"]
-    qkv = h + 2 * cfg["num_key_value_heads"] * hd
+    hd = cfg.get("head_dim") or h // cfg["num_attention_heads"]
+    qkv = (cfg["num_attention_heads"] + 2 * cfg["num_key_value_heads"]) * hd
     flops, seconds = 0.0, 0.0
-    for k, n in ((h, qkv), (h, h), (h, 2 * i), (i, h)):
+    for k, n in ((h, qkv), (cfg["num_attention_heads"] * hd, h), (h, 2 * i), (i, h)):
         a, w = torch.randn(tokens, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         a @ w
         t = time.perf_counter()
@@ -114,6 +117,8 @@ def main():
                 cps = run(backbone, heads, cfg, items, int(batch), args.repeats)
                 line = {"workload": w["name"], "dtype": name, "batching": batching, "conv_per_s": cps}
                 print(json.dumps(line), flush=True)
+        # Free this dtype's model before the next one loads (a 2B-shaped model in f32 is 10 GB).
+        del backbone, heads
 
 
 if __name__ == "__main__":

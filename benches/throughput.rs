@@ -29,8 +29,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use armorm_model::linear::amx::Epilogue;
-use armorm_model::linear::Linear;
+use armorm_model::layers::linear::amx::Epilogue;
+use armorm_model::layers::linear::Linear;
 use armorm_model::{ComputeDType, Conversation, EncodeLimits, Encoded, LoadOptions, ModelSource, RewardModel};
 use candle_core::{DType, Device, Tensor};
 use serde_json::{json, Value};
@@ -41,9 +41,10 @@ static ALLOCATOR: armorm_server::allocator::Allocator = mimalloc::MiMalloc;
 
 struct Args {
     scale: usize,
-    /// `--shape 1b`: the Llama-3.2-1B-shaped model on the ~256-token workload only, forward passes
-    /// against the reference (the model is written once under target/bench-checkpoints).
-    shape: Option<&'static checkpoint::Shape>,
+    /// `--shape 1b | qwen3-0.6b | gemma2-2b`: that model on the ~256-token workload (and best-of-8
+    /// for the Qwen3 and Gemma-2 shapes), forward passes against the reference (each model is
+    /// written once under target/bench-checkpoints).
+    shape: Option<(&'static checkpoint::Shape, &'static str)>,
     skip_bf16: bool,
     gpu: bool,
     /// Only armorm's own forward passes (no reference or HTTP): for quick iteration.
@@ -57,11 +58,14 @@ fn args() -> Args {
     let forward_only = flag("--forward-only");
     let shape = match argv.iter().position(|a| a == "--shape").and_then(|i| argv.get(i + 1)).map(String::as_str) {
         None | Some("135m") => None,
-        Some("1b") => Some(&checkpoint::LLAMA32_1B),
-        Some(other) => {
-            eprintln!("--shape 135m or 1b, not {other}");
-            std::process::exit(2)
-        }
+        // The 8B shape is the GPU bench's (`--gpu`).
+        Some(name) => match checkpoint::named(name).filter(|_| name != "8b") {
+            Some(named) => Some(named),
+            None => {
+                eprintln!("--shape 135m, 1b, qwen3-0.6b or gemma2-2b, not {name}");
+                std::process::exit(2)
+            }
+        },
     };
     Args { scale, shape, skip_bf16: flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
 }
@@ -79,19 +83,25 @@ fn main() -> anyhow::Result<()> {
     };
     let (shape, dir) = match args.shape {
         None => (&checkpoint::SMOLLM2_135M, root.join("smollm2-135m-armorm")),
-        Some(shape) => (shape, root.join("../bench-checkpoints/llama32-1b-armorm")),
+        Some((shape, name)) => (shape, root.join("../bench-checkpoints").join(name)),
     };
     let dir = checkpoint::write(&dir, shape, Path::new(&tokenizer))?;
     let f32_model = load(&dir, ComputeDType::F32)?;
     let mut workloads = workload::all(args.scale);
-    if args.shape.is_some() {
-        workloads.truncate(1);
+    match args.shape {
+        // The families are measured where their differences show: short answers and a shared prompt.
+        Some((s, _)) if s.family != "llama" => workloads.retain(|w| w.name == "256-token" || w.name == "best-of-8"),
+        Some(_) => workloads.truncate(1),
+        None => {}
     }
     let encoded: Vec<Vec<Encoded>> = workloads.iter().map(|w| workload::encode(&f32_model, w)).collect();
 
     let long = long_input(&f32_model)?;
+    // The reference runs without this process's model resident (a 2B-shaped model is 10 GB in f32).
+    drop(f32_model);
     let reference =
         if args.forward_only { HashMap::new() } else { reference(&dir, &root, &workloads, &encoded, args.skip_bf16)? };
+    let f32_model = load(&dir, ComputeDType::F32)?;
 
     let dtypes: &[(DType, ComputeDType, &str)] = if args.skip_bf16 {
         &[(DType::F32, ComputeDType::F32, "f32")]
@@ -254,7 +264,7 @@ fn ratios(reference: &HashMap<String, f64>, workload: &str, dtype: &str, ours: f
 /// every layer's projections for every token, except that the last layer's output projection and
 /// MLP run only on the two rows per conversation that the heads read.
 fn linear_flops(s: &checkpoint::Shape, tokens: f64, conversations: f64) -> f64 {
-    let hd = s.hidden / s.heads;
+    let hd = s.head_dim;
     let qkv = (s.hidden * (s.heads * hd + 2 * s.kv_heads * hd)) as f64;
     let rest = (s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate) as f64;
     2.0 * ((qkv + rest) * tokens * (s.layers - 1) as f64 + qkv * tokens + rest * 2.0 * conversations)
@@ -263,11 +273,11 @@ fn linear_flops(s: &checkpoint::Shape, tokens: f64, conversations: f64) -> f64 {
 /// GFLOP/s of armorm's projections alone (the gemm crate's kernels for f32; for bf16 AMX tiles, or
 /// `vdpbf16ps` strips and dot products, where the CPU has them) on the model's shapes.
 fn gemm_gflops(s: &checkpoint::Shape, dtype: DType) -> anyhow::Result<f64> {
-    let hd = s.hidden / s.heads;
+    let hd = s.head_dim;
     let tokens = 1024;
     let shapes = [
-        (s.hidden, s.hidden + 2 * s.kv_heads * hd),
-        (s.hidden, s.hidden),
+        (s.hidden, (s.heads + 2 * s.kv_heads) * hd),
+        (s.heads * hd, s.hidden),
         (s.hidden, 2 * s.intermediate),
         (s.intermediate, s.hidden),
     ];

@@ -12,7 +12,7 @@ use crate::checkpoint::{self, Shape};
 const DEFAULT_PEAK_TFLOPS: f64 = 989.0;
 
 fn flops_per_token(s: &Shape, context: usize) -> f64 {
-    let hd = s.hidden / s.heads;
+    let hd = s.head_dim;
     let linear =
         s.hidden * (s.heads * hd + 2 * s.kv_heads * hd) + s.heads * hd * s.hidden + 3 * s.hidden * s.intermediate;
     // Causal attention: QK^T and PV over on average half the context.
