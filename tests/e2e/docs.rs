@@ -1,4 +1,5 @@
-//! The README's configuration table agrees with the CLI.
+//! The README agrees with the code: its configuration tables with the CLI, its supported models
+//! with the architectures armorm implements.
 
 use armorm_server::cli::Cli;
 use clap::CommandFactory;
@@ -73,5 +74,31 @@ fn readme_points_only_at_files_in_the_repository() {
             std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
             "{script} is not executable"
         );
+    }
+}
+
+/// The families armorm implements are the README's supported-models rows and openapi.yaml's
+/// `Info.family` values, no more and no fewer.
+#[test]
+fn readme_and_openapi_list_the_families_armorm_implements() {
+    use armorm_model::arch::Family;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let start = readme.find("## Supported models").expect("a Supported models section");
+    let section = &readme[start..][..readme[start..].find("\n## ").unwrap_or(readme.len() - start)];
+    let rows: Vec<&str> = section.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+    let families: Vec<&str> = Family::ALL.iter().map(|f| f.model_type()).collect();
+    assert_eq!(rows, families, "README's supported-models rows");
+    let spec: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap()).unwrap();
+    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["family"]["enum"]
+        .as_array()
+        .expect("Info.family is an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(listed, families, "openapi.yaml's Info.family");
+    for class in armorm_model::arch::supported_classes() {
+        assert!(section.contains(&format!("`{class}`")), "README's supported models do not name {class}");
     }
 }
