@@ -24,8 +24,9 @@ pub struct Linear {
     kernel: Kernel,
     /// Added to the product before the epilogue, in the compute dtype.
     bias: Option<Tensor>,
-    /// Applied after the kernel (and the bias), unless the kernel applied it itself.
-    epilogue: Epilogue,
+    /// What is left to apply after the kernel (and the bias): the epilogue, or `Plain` when the
+    /// kernel applied it itself.
+    after: Epilogue,
 }
 
 enum Kernel {
@@ -61,11 +62,6 @@ impl Linear {
         Self::from_parts(w, parts, input, dtype, Epilogue::Gated(act))
     }
 
-    pub fn load(w: &Weights, name: &str, bias: Option<&str>, out: usize, input: usize, dtype: DType) -> Result<Self> {
-        let biases = bias.map(|b| vec![b.to_string()]);
-        Self::load_fused(w, Parts { weights: &[(name.to_string(), out)], biases: biases.as_deref() }, input, dtype)
-    }
-
     /// The dot-product kernel takes the stored rows as they are; the CPU matmul's weights are read
     /// straight into their transposed layout (one buffer, one pass); AMX packing and GPUs start
     /// from the stacked (out, in) weight. A bias keeps the epilogue out of the kernel, since it
@@ -98,12 +94,22 @@ impl Linear {
         } else {
             Self::kernel(&w.get_stacked(&names, dtype)?, inner)?
         };
-        Ok(Self { kernel, bias, epilogue })
+        Ok(Self::with(kernel, bias, epilogue))
     }
 
     /// From a weight (out, in) in the compute dtype, on its device, without a bias.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
-        Ok(Self { kernel: Self::kernel(weight, epilogue)?, bias: None, epilogue })
+        Ok(Self::with(Self::kernel(weight, epilogue)?, None, epilogue))
+    }
+
+    /// The AMX kernel applies its epilogue inside, before the product reaches memory, unless a
+    /// bias must come first (it was then packed without one).
+    fn with(kernel: Kernel, bias: Option<Tensor>, epilogue: Epilogue) -> Self {
+        let after = match (&kernel, &bias) {
+            (Kernel::Amx(_), None) => Epilogue::Plain,
+            _ => epilogue,
+        };
+        Self { kernel, bias, after }
     }
 
     fn kernel(weight: &Tensor, epilogue: Epilogue) -> Result<Kernel> {
@@ -128,16 +134,11 @@ impl Linear {
             Kernel::Amx(packed) => x.apply_op1_no_bwd(&Bf16Kernel::Amx(packed))?,
             Kernel::Dot(weight) => x.apply_op1_no_bwd(&Bf16Kernel::Dot(weight))?,
         };
-        // The AMX kernel applies its epilogue inside, before the product reaches memory, unless a
-        // bias comes first.
-        if let (Kernel::Amx(_), None) = (&self.kernel, &self.bias) {
-            return Ok(product);
-        }
         let product = match &self.bias {
             Some(bias) => product.broadcast_add(bias)?,
             None => product,
         };
-        epilogue_of(product, self.epilogue)
+        epilogue_of(product, self.after)
     }
 }
 
