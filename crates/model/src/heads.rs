@@ -8,42 +8,77 @@ use crate::error::{ModelError, Result};
 use crate::layers::linear::matmul;
 use crate::load::weights::Weights;
 
+/// Linear layers in f32 with ReLU between them: the gating network's trunk and the MLP score heads.
+struct Mlp {
+    /// (weight transposed (in, out), bias (out) if the layer has one)
+    layers: Vec<(Tensor, Option<Tensor>)>,
+}
+
+impl Mlp {
+    /// `{name}.weight` (out, input) for each (name, input, has a bias) in order, with `{name}.bias`.
+    fn load(w: &Weights, layers: &[(String, usize, bool)]) -> Result<Self> {
+        let layers = layers
+            .iter()
+            .map(|(name, input, bias)| {
+                let weight = format!("{name}.weight");
+                let out = match w.shape(&weight) {
+                    Some(&[out, _]) => out,
+                    _ => return Err(ModelError::Checkpoint(format!("{weight} is missing or not a matrix"))),
+                };
+                let bias = bias.then(|| w.get(&format!("{name}.bias"), &[out], DType::F32)).transpose()?;
+                Ok((w.get(&weight, &[out, *input], DType::F32)?.t()?.contiguous()?, bias))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { layers })
+    }
+
+    fn out_features(&self) -> usize {
+        self.layers.last().and_then(|(w_t, _)| w_t.dims().last().copied()).unwrap_or(0)
+    }
+
+    /// (n, in) -> (n, out)
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
+            x = matmul(&x, weight_t)?;
+            if let Some(b) = bias {
+                x = x.broadcast_add(b)?;
+            }
+            if i + 1 < self.layers.len() {
+                x = x.relu()?;
+            }
+        }
+        Ok(x)
+    }
+}
+
 /// Linear(hidden -> gh), ReLU, (Linear(gh -> gh), ReLU) x (n_hidden - 1), Linear(gh -> k); then
 /// softmax(logits / temperature) * logit_scale.
 struct GatingNetwork {
-    /// (weight transposed (in, out), bias (out))
-    layers: Vec<(Tensor, Tensor)>,
+    mlp: Mlp,
     temperature: f64,
     logit_scale: Tensor,
 }
 
 impl GatingNetwork {
     fn load(w: &Weights, hidden: usize, g: &GatingConfig) -> Result<Self> {
-        let mut dims = vec![hidden];
-        dims.extend(std::iter::repeat_n(g.hidden_dim, g.n_hidden));
-        dims.push(g.num_objectives);
-        let layers = dims
-            .windows(2)
-            .enumerate()
-            .map(|(i, io)| {
-                let weight = w.get(&format!("gating.layers.{i}.weight"), &[io[1], io[0]], DType::F32)?;
-                let bias = w.get(&format!("gating.layers.{i}.bias"), &[io[1]], DType::F32)?;
-                Ok((weight.t()?.contiguous()?, bias))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers, temperature: g.temperature, logit_scale: w.get("gating.logit_scale", &[1], DType::F32)? })
+        let inputs = std::iter::once(hidden).chain(std::iter::repeat_n(g.hidden_dim, g.n_hidden));
+        let layers: Vec<(String, usize, bool)> =
+            inputs.enumerate().map(|(i, input)| (format!("gating.layers.{i}"), input, true)).collect();
+        let mlp = Mlp::load(w, &layers)?;
+        if mlp.out_features() != g.num_objectives {
+            return Err(ModelError::Checkpoint(format!(
+                "the gating network has {} outputs but config.json says num_objectives {}",
+                mlp.out_features(),
+                g.num_objectives
+            )));
+        }
+        Ok(Self { mlp, temperature: g.temperature, logit_scale: w.get("gating.logit_scale", &[1], DType::F32)? })
     }
 
     /// (n, hidden) -> (n, k)
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
-            x = matmul(&x, weight_t)?.broadcast_add(bias)?;
-            if i + 1 < self.layers.len() {
-                x = x.relu()?;
-            }
-        }
-        let gating = candle_nn::ops::softmax_last_dim(&(x / self.temperature)?)?;
+        let gating = candle_nn::ops::softmax_last_dim(&(self.mlp.forward(x)? / self.temperature)?)?;
         Ok(gating.broadcast_mul(&self.logit_scale)?)
     }
 }
@@ -97,58 +132,36 @@ pub enum Head {
 /// (labels, hidden), as transformers' `*ForSequenceClassification` and Bradley-Terry reward models
 /// have it), or INF-ORM's Linear, ReLU, Linear (`score.0.*`, `score.2.*`). Every label's logit is
 /// an output; the first is the score.
-pub struct Classifier {
-    /// (weight transposed (in, out), bias (out)), ReLU between layers.
-    layers: Vec<(Tensor, Option<Tensor>)>,
-    labels: usize,
-}
+pub struct Classifier(Mlp);
 
 impl Classifier {
     fn load(w: &Weights, hidden: usize, labels: Option<usize>) -> Result<Option<Self>> {
-        let rows = |name: &str| w.shape(name).and_then(|s| s.first().copied());
-        let layer = |name: &str, input: usize, bias: bool| -> Result<(Tensor, Option<Tensor>, usize)> {
-            let out = rows(&format!("{name}.weight")).unwrap_or(0);
-            let weight = w.get(&format!("{name}.weight"), &[out, input], DType::F32)?.t()?.contiguous()?;
-            let bias = bias.then(|| w.get(&format!("{name}.bias"), &[out], DType::F32)).transpose()?;
-            Ok((weight, bias, out))
-        };
         let layers = if w.contains("score.weight") {
-            let (weight, bias, out) = layer("score", hidden, w.contains("score.bias"))?;
-            vec![(weight, bias, out)]
+            vec![("score".to_string(), hidden, w.contains("score.bias"))]
         } else if w.contains("score.0.weight") && w.contains("score.2.weight") {
-            let (w0, b0, inner) = layer("score.0", hidden, true)?;
-            let (w2, b2, out) = layer("score.2", inner, true)?;
-            vec![(w0, b0, inner), (w2, b2, out)]
+            let inner = w.shape("score.0.weight").and_then(|s| s.first().copied()).unwrap_or(0);
+            vec![("score.0".to_string(), hidden, true), ("score.2".to_string(), inner, true)]
         } else {
             return Ok(None);
         };
-        let out = layers.last().map_or(0, |l| l.2);
+        let mlp = Mlp::load(w, &layers)?;
+        let out = mlp.out_features();
         if out == 0 || labels.is_some_and(|n| n != out) {
             return Err(ModelError::Checkpoint(format!(
                 "the score head has {out} outputs but config.json says num_labels {}",
                 labels.map_or("(absent)".into(), |n| n.to_string())
             )));
         }
-        Ok(Some(Self { layers: layers.into_iter().map(|(w, b, _)| (w, b)).collect(), labels: out }))
+        Ok(Some(Self(mlp)))
     }
 
     pub fn labels(&self) -> usize {
-        self.labels
+        self.0.out_features()
     }
 
     /// (n, hidden) -> (n, labels)
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for (i, (weight_t, bias)) in self.layers.iter().enumerate() {
-            x = matmul(&x, weight_t)?;
-            if let Some(b) = bias {
-                x = x.broadcast_add(b)?;
-            }
-            if i + 1 < self.layers.len() {
-                x = x.relu()?;
-            }
-        }
-        Ok(x)
+        self.0.forward(x)
     }
 }
 
