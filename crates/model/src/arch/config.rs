@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::arch::{self, Architecture, Block, ConfigKeys, Family};
+use crate::arch::{Architecture, Block, ConfigKeys, Family};
 use crate::error::{ModelError, Result};
 use crate::kernels::rope::{RopeConfig, RopeScaling};
 use crate::load::dtype::{self, ComputeDType};
@@ -122,7 +122,7 @@ impl ModelConfig {
                 "num_attention_heads ({heads}) must be a positive multiple of num_key_value_heads ({kv_heads})"
             )));
         }
-        let head_dim = arch::head_dim(family, &keys, raw.hidden_size, heads)?;
+        let head_dim = family.head_dim(&keys, raw.hidden_size, heads)?;
         if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(ModelError::UnsupportedConfig(format!("head_dim {head_dim} must be even for RoPE")));
         }
@@ -148,7 +148,7 @@ impl ModelConfig {
             head_dim,
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope,
-            block: arch::block(family, &keys, raw.num_hidden_layers, head_dim)?,
+            block: family.block(&keys, raw.num_hidden_layers, head_dim)?,
         };
         let gating = raw.num_objectives.map(|num_objectives| GatingConfig {
             num_objectives,

@@ -1,20 +1,13 @@
 //! Llama 2 / 3 / 3.1 / 3.2 (`model_type: llama`): the plain block, with transformers' optional
 //! biases (`attention_bias` on q, k, v and o; `mlp_bias` on gate, up and down).
 
-use super::{activation, Activation, Block, ConfigKeys};
+use super::{Block, ConfigKeys};
 use crate::error::Result;
 
 pub(super) fn block(keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Block> {
+    let mut block = Block::llama(keys, layers, head_dim)?;
     let bias = keys.bool("attention_bias")?.unwrap_or(false);
-    let activation = activation("hidden_act", keys.str("hidden_act")?.unwrap_or("silu"))?;
-    if activation != Activation::Silu {
-        return Err(crate::error::ModelError::UnsupportedConfig(
-            "hidden_act: a Llama MLP other than SwiGLU (silu) is not implemented".into(),
-        ));
-    }
-    let mut block = Block::llama(head_dim, layers);
-    block.qkv_bias = bias;
-    block.o_bias = bias;
+    (block.qkv_bias, block.o_bias) = (bias, bias);
     block.mlp_bias = keys.bool("mlp_bias")?.unwrap_or(false);
     Ok(block)
 }

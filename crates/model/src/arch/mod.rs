@@ -62,16 +62,17 @@ impl Family {
         Self::ALL.into_iter().find(|f| f.model_type() == model_type)
     }
 
-    /// The family's default for keys its config class fills in when config.json leaves them out.
-    fn default_head_dim(self, hidden: usize, heads: usize) -> usize {
-        match self {
+    /// `head_dim`, or the default the family's config class fills in when config.json leaves it
+    /// out.
+    pub(crate) fn head_dim(self, keys: &ConfigKeys, hidden: usize, heads: usize) -> Result<usize> {
+        Ok(keys.usize("head_dim")?.unwrap_or(match self {
             Self::Gemma2 => 256,
             _ => hidden / heads.max(1),
-        }
+        }))
     }
 
     /// The config's math-changing keys, read or refused by name.
-    fn block(self, keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Block> {
+    pub(crate) fn block(self, keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Block> {
         match self {
             Self::Llama => llama::block(keys, layers, head_dim),
             Self::Qwen2 => qwen2::block(keys, layers, head_dim),
@@ -227,9 +228,14 @@ pub struct Block {
 }
 
 impl Block {
-    /// The Llama block with `head_dim`'s standard scale and full attention in every layer.
-    fn llama(head_dim: usize, layers: usize) -> Self {
-        Self {
+    /// The Llama block with `head_dim`'s standard scale and full attention in every layer; its
+    /// MLP is SwiGLU, so `hidden_act` must be silu.
+    fn llama(keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Self> {
+        let name = keys.str("hidden_act")?.unwrap_or("silu");
+        if activation("hidden_act", name)? != Activation::Silu {
+            return Err(unsupported(format!("hidden_act {name:?}: this family's MLP is SwiGLU (silu)")));
+        }
+        Ok(Self {
             qkv_bias: false,
             o_bias: false,
             mlp_bias: false,
@@ -241,18 +247,8 @@ impl Block {
             query_scale: 1.0 / (head_dim as f64).sqrt(),
             softcap: None,
             windows: vec![None; layers],
-        }
+        })
     }
-}
-
-/// The shape keys every family shares, with the family's defaults.
-pub(crate) fn head_dim(family: Family, keys: &ConfigKeys, hidden: usize, heads: usize) -> Result<usize> {
-    Ok(keys.usize("head_dim")?.unwrap_or_else(|| family.default_head_dim(hidden, heads)))
-}
-
-/// The family's block for this config (see [`Family::block`]).
-pub(crate) fn block(family: Family, keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Block> {
-    family.block(keys, layers, head_dim)
 }
 
 /// Per layer, its sliding window or none: from `layer_types` when the config lists them, else

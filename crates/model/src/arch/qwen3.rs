@@ -2,16 +2,11 @@
 //! of queries and keys before the rotary embedding, a `head_dim` of its own (128 where hidden /
 //! heads is 64), `attention_bias` on q, k, v and o, and Qwen2's sliding-window rule.
 
-use super::{activation, qwen_windows, Activation, Block, ConfigKeys};
-use crate::error::{ModelError, Result};
+use super::{qwen_windows, Block, ConfigKeys};
+use crate::error::Result;
 
 pub(super) fn block(keys: &ConfigKeys, layers: usize, head_dim: usize) -> Result<Block> {
-    if activation("hidden_act", keys.str("hidden_act")?.unwrap_or("silu"))? != Activation::Silu {
-        return Err(ModelError::UnsupportedConfig(
-            "hidden_act: a Qwen3 MLP other than SwiGLU is not implemented".into(),
-        ));
-    }
-    let mut block = Block::llama(head_dim, layers);
+    let mut block = Block::llama(keys, layers, head_dim)?;
     let bias = keys.bool("attention_bias")?.unwrap_or(false);
     (block.qkv_bias, block.o_bias) = (bias, bias);
     block.qk_norm = true;
