@@ -38,23 +38,22 @@ pub struct Heads {
 /// Writes the checkpoint into `out` (an empty or new directory).
 pub fn export(base: &CheckpointFiles, heads: &Heads, out: &Path, max_shard_bytes: usize) -> Result<()> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let family = ModelConfig::from_file(&base.config)?.architecture.family;
-    write_config(base, heads, family, out)?;
+    let family = write_config(base, heads, out)?;
     write_weights(base, heads, out, max_shard_bytes)?;
     copy_tokenizer_files(base, out)?;
     // The remote code is the Llama class; transformers would run another family's weights through
     // it without complaint, so other families get no auto_map and no modeling file.
-    let modeling = out.join("modeling_custom.py");
     if family == Family::Llama {
+        let modeling = out.join("modeling_custom.py");
         std::fs::write(&modeling, MODELING).map_err(|e| TrainError::io(&modeling, e))?;
-    } else if modeling.exists() {
-        std::fs::remove_file(&modeling).map_err(|e| TrainError::io(&modeling, e))?;
     }
     Ok(())
 }
 
-fn write_config(base: &CheckpointFiles, heads: &Heads, family: Family, out: &Path) -> Result<()> {
+/// Writes config.json and returns the backbone's family, which names the exported class.
+fn write_config(base: &CheckpointFiles, heads: &Heads, out: &Path) -> Result<Family> {
     let text = std::fs::read_to_string(&base.config).map_err(|e| TrainError::io(&base.config, e))?;
+    let family = ModelConfig::from_json(&text)?.architecture.family;
     let mut cfg: Value =
         serde_json::from_str(&text).map_err(|e| TrainError::corrupt(&base.config, format!("invalid JSON: {e}")))?;
     let obj = cfg.as_object_mut().ok_or_else(|| TrainError::corrupt(&base.config, "not a JSON object"))?;
@@ -80,7 +79,8 @@ fn write_config(base: &CheckpointFiles, heads: &Heads, family: Family, out: &Pat
     }
     let path = out.join("config.json");
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    std::fs::write(&path, text + "\n").map_err(|e| TrainError::io(&path, e))
+    std::fs::write(&path, text + "\n").map_err(|e| TrainError::io(&path, e))?;
+    Ok(family)
 }
 
 /// Copies the backbone tensor by tensor from the memory-mapped base files (never all in memory),
