@@ -142,11 +142,14 @@ impl Linear {
     }
 }
 
-/// x (m, k) times w_t (k, n); on the CPU in f32 each row is the same bits whatever the other rows
-/// ([`crate::kernels::matmul`]), which the heads need as much as the backbone.
+/// x (m, k) times w_t (k, n); on the CPU each row is the same bits whatever the other rows, which
+/// the heads need as much as the backbone: in f32 by construction ([`crate::kernels::matmul`]); in
+/// f16/bf16 the gemm crate's blocked kernel splits k by k and the cache alone, but a single row
+/// takes its gemv path, which sums in another order, so one row is computed as two.
 pub fn matmul(x: &Tensor, w_t: &Tensor) -> Result<Tensor> {
     Ok(match (x.device(), x.dtype()) {
         (Device::Cpu, DType::F32) => x.contiguous()?.apply_op2_no_bwd(&w_t.contiguous()?, &CpuGemm)?,
+        (Device::Cpu, _) if x.dim(0)? == 1 => Tensor::cat(&[x, x], 0)?.matmul(w_t)?.narrow(0, 0, 1)?,
         _ => x.matmul(w_t)?,
     })
 }
