@@ -13,6 +13,7 @@ async fn metrics_exist_at_zero_before_the_first_request() {
         "armorm_queue_depth 0",
         "armorm_batch_size_count 0",
         "armorm_batch_tokens_count 0",
+        "armorm_shared_prompt_tokens_total 0",
         "armorm_score_count 0",
         "armorm_input_tokens_count 0",
         "armorm_queue_duration_seconds_count 0",

@@ -44,6 +44,10 @@ async fn every_family_is_served_with_the_reference_numbers() {
         for (result, (_, case)) in body["results"].as_array().unwrap().iter().zip(&cases) {
             assert_matches(result, case, TOL);
         }
+        // The conversations answering one prompt computed it once.
+        let (_, metrics) = server.get("/metrics").await;
+        let shared = metrics.lines().find_map(|l| l.strip_prefix("armorm_shared_prompt_tokens_total ")).unwrap();
+        assert!(shared.parse::<u64>().unwrap() > 0, "{model}: no prompt was shared");
         server.stop().await;
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 pub use policy::{BatchPolicy, CostModel};
-pub use scorer::{NoObserver, Observer, Scorer};
+pub use scorer::{BatchRun, NoObserver, Observer, Scorer};
 
 use queue::{Pending, Shared};
 

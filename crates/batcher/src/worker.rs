@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::queue::{Pending, Shared};
-use crate::{BatchError, Scored, Scorer};
+use crate::{BatchError, BatchRun, Scored, Scorer};
 
 pub(crate) fn spawn<S: Scorer>(mut scorer: S, shared: Arc<Shared<S>>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("armorm-model".into()).spawn(move || {
@@ -28,6 +28,7 @@ fn run_batch<S: Scorer>(scorer: &mut S, shared: &Shared<S>, batch: Vec<Pending<S
     let started = Instant::now();
     let items: Vec<&S::Item> = batch.iter().map(|p| &p.item).collect();
     let tokens: usize = batch.iter().map(|p| p.tokens).sum();
+    let computed_tokens = scorer.computed_tokens(&items);
     // A panicking forward pass fails its own batch only; the worker keeps serving.
     let result = match catch_unwind(AssertUnwindSafe(|| scorer.score(&items))) {
         Ok(Ok(outputs)) if outputs.len() == batch.len() => Ok(outputs),
@@ -36,7 +37,7 @@ fn run_batch<S: Scorer>(scorer: &mut S, shared: &Shared<S>, batch: Vec<Pending<S
         Err(panic) => Err(panic_message(panic.as_ref())),
     };
     let elapsed = started.elapsed();
-    shared.observer().batch(batch.len(), tokens, elapsed);
+    shared.observer().batch(&BatchRun { items: batch.len(), tokens, computed_tokens, elapsed });
     let size = batch.len();
     match result {
         Ok(outputs) => {

@@ -10,14 +10,14 @@ use crate::arch::config::ModelConfig;
 use crate::arch::decoder::Backbone;
 use crate::arch::Task;
 use crate::error::{ModelError, Result};
-use crate::kernels::packed::{PackedBatch, PackedBatchBuilder};
+use crate::kernels::packed::PackedBatchBuilder;
 use crate::layers::linear::cpu_computes_bf16;
 use crate::load::checkpoint::ModelSource;
 use crate::load::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
 use crate::load::memory;
 use crate::load::options::LoadOptions;
 use crate::load::weights::Weights;
-use crate::text::anchor::GatingPattern;
+use crate::text::anchor::{GatingPattern, TurnAnchor};
 use crate::text::conversation::Conversation;
 use crate::text::template::ChatTemplate;
 use crate::text::tokenize::{EncodeLimits, Encoded, Encoder};
@@ -154,9 +154,9 @@ fn fits(weights: &Weights, dtype: ComputeDType, available: u64) -> Result<()> {
     )))
 }
 
-/// A packed batch plus, per conversation, the packed rows the heads read.
+/// A packed batch (not yet on the device) plus, per conversation, the packed rows the heads read.
 struct Layout {
-    packed: PackedBatch,
+    packed: PackedBatchBuilder,
     last_rows: Vec<u32>,
     gate_rows: Vec<u32>,
 }
@@ -174,17 +174,25 @@ impl Embedder {
         Ok(embedder)
     }
 
-    /// `gated`: whether encodings must locate the gating pattern (derived from the template unless
-    /// the options give it).
+    /// `gated`: whether the gating network reads at the pattern that opens the final assistant
+    /// turn (derived from the template unless the options give it). Without gating the pattern
+    /// only marks where prompts may be shared, so a template it cannot be derived from shares none.
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
         let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), &ckpt.device)?;
         let tokenizer = crate::text::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
-        let pattern = gated
-            .then(|| GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer))
-            .transpose()?;
+        let pattern = GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer);
+        let anchor = match pattern {
+            Ok(p) if gated => TurnAnchor::Gate(p),
+            Err(e) if gated => return Err(e),
+            Ok(p) => TurnAnchor::PromptEnd(p),
+            Err(e) => {
+                tracing::info!(reason = %e, "no assistant-turn header: conversations will not share prompts");
+                TurnAnchor::None
+            }
+        };
         let classifies = ckpt.cfg.architecture.task == Task::SequenceClassification;
-        let encoder = Encoder::new(tokenizer, template, pattern, ckpt.cfg.backbone.vocab_size)?
+        let encoder = Encoder::new(tokenizer, template, anchor, ckpt.cfg.backbone.vocab_size)?
             .reading_past(ckpt.cfg.pad_token_id.filter(|_| classifies));
         Ok(Self {
             backbone,
@@ -228,7 +236,8 @@ impl Embedder {
 
     /// One forward pass over the batch (packed, prompts shared), keeping only the rows the heads read.
     pub fn hidden_states(&self, batch: &[&Encoded], with_gate: bool) -> Result<HiddenStates> {
-        let Layout { packed, last_rows, gate_rows } = self.layout(batch)?;
+        let Layout { packed, last_rows, gate_rows } = self.layout(batch);
+        let packed = packed.build(&self.device)?;
         let n = batch.len();
         if !with_gate {
             return Ok(HiddenStates { last: self.backbone.forward(&packed, &last_rows)?, gate: None });
@@ -238,18 +247,22 @@ impl Embedder {
         Ok(HiddenStates { last: hidden.narrow(0, 0, n)?, gate: Some(hidden.narrow(0, n, n)?) })
     }
 
-    /// Where a conversation's prompt ends (through the assistant header that the gating pattern
-    /// opens), when it may be shared: conversations with the same ids up to here differ only in
-    /// their responses.
+    /// The token rows one forward pass over `batch` computes: its tokens, less every shared
+    /// prompt's repeats.
+    pub fn computed_tokens(&self, batch: &[&Encoded]) -> usize {
+        self.layout(batch).packed.tokens()
+    }
+
+    /// Where a conversation's prompt ends, when it may be shared: conversations with the same ids
+    /// up to here differ only in their responses.
     fn prompt_end(&self, e: &Encoded) -> Option<usize> {
-        let end = e.gate_pos() + self.encoder.pattern()?.ids().len();
-        (self.share_prefixes && end < e.len()).then_some(end)
+        e.prompt_end().filter(|_| self.share_prefixes)
     }
 
     /// Packs the batch, computing each prompt that two or more conversations share only once: the
     /// prompt becomes one segment and every response a continuation of it. Exact, because causal
     /// attention never lets a prompt token see what follows it.
-    fn layout(&self, batch: &[&Encoded]) -> Result<Layout> {
+    fn layout(&self, batch: &[&Encoded]) -> Layout {
         let mut counts: HashMap<&[u32], usize> = HashMap::new();
         for e in batch {
             if let Some(end) = self.prompt_end(e) {
@@ -281,7 +294,7 @@ impl Embedder {
             last_rows.push(last as u32);
             gate_rows.push(gate as u32);
         }
-        Ok(Layout { packed: builder.build(&self.device)?, last_rows, gate_rows })
+        Layout { packed: builder, last_rows, gate_rows }
     }
 }
 

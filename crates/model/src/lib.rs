@@ -31,7 +31,7 @@ pub use load::checkpoint::ModelSource;
 pub use load::dtype::{ComputeDType, DTypeChoice};
 pub use load::options::{DeviceChoice, LoadOptions};
 pub use scorer::{ObjectiveScores, RewardModel, RewardOutput};
-pub use text::anchor::GatingPattern;
+pub use text::anchor::{GatingPattern, TurnAnchor};
 pub use text::conversation::{Conversation, Message, RawMessage, Role};
 pub use text::special_text::ContentSpecialTokens;
 pub use text::tokenize::{EncodeLimits, Encoded, EncodedConversation, Encoder};

@@ -123,6 +123,11 @@ impl RewardModel {
         }
     }
 
+    /// The token rows a forward pass over `batch` computes (shared prompts once).
+    pub fn computed_tokens(&self, batch: &[&Encoded]) -> usize {
+        self.embedder.computed_tokens(batch)
+    }
+
     /// Scores a batch in one forward pass. Either every conversation gets its output, in order, or the
     /// whole batch fails (a compute error is not any one conversation's fault).
     pub fn forward(&self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>> {

@@ -11,7 +11,10 @@ use std::path::Path;
 
 mod common;
 
-use armorm_model::{ComputeDType, DeviceChoice, Encoded, LoadOptions, ModelSource, RewardModel, RewardOutput};
+use armorm_model::text::template::ChatTemplate;
+use armorm_model::{
+    ComputeDType, DeviceChoice, Encoded, GatingPattern, LoadOptions, ModelSource, RewardModel, RewardOutput,
+};
 use candle_core::{Device, Tensor};
 
 /// splitmix64: seeded, the same draws on every machine.
@@ -52,14 +55,26 @@ const VOCAB: usize = 420;
 const OBJECTIVES: usize = 19;
 const GATING_HIDDEN: usize = 64;
 
-/// A Llama ArmoRM checkpoint with random weights (outputs O(1)) and the fixtures' tiny tokenizer.
-fn write_checkpoint(dir: &Path) {
+/// The head on the generated backbone: ArmoRM's, or a sequence classifier's (which shares prompts
+/// without reading a gate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum HeadUnderTest {
+    Armo,
+    Classifier,
+}
+
+/// A Llama checkpoint with `head`, random weights (outputs O(1)) and the fixtures' tiny tokenizer.
+fn write_checkpoint(dir: &Path, head: HeadUnderTest) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/tiny-f32");
     for file in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
         std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
     }
+    let class = match head {
+        HeadUnderTest::Armo => "LlamaForRewardModelWithGating",
+        HeadUnderTest::Classifier => "LlamaForSequenceClassification",
+    };
     let config = serde_json::json!({
-        "architectures": ["LlamaForRewardModelWithGating"], "model_type": "llama",
+        "architectures": [class], "model_type": "llama",
         "hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE, "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "vocab_size": VOCAB,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "max_position_embeddings": 4096,
@@ -90,6 +105,11 @@ fn write_checkpoint(dir: &Path) {
         add(format!("{p}.mlp.down_proj.weight"), &[HIDDEN, INTERMEDIATE], fan_in(INTERMEDIATE), 0.0);
     }
     add("model.norm.weight".into(), &[HIDDEN], 0.2, 1.0);
+    if head == HeadUnderTest::Classifier {
+        add("score.weight".into(), &[1, HIDDEN], fan_in(HIDDEN), 0.0);
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+        return;
+    }
     add("regression_layer.weight".into(), &[OBJECTIVES, HIDDEN], fan_in(HIDDEN), 0.0);
     add("reward_transform_matrix".into(), &[OBJECTIVES, OBJECTIVES], 0.3, 0.0);
     let dims = [HIDDEN, GATING_HIDDEN, GATING_HIDDEN, OBJECTIVES];
@@ -103,15 +123,14 @@ fn write_checkpoint(dir: &Path) {
 
 /// Families of conversations that answer one prompt (so a batch shares it), with lengths from one
 /// token of prompt to about 2048 in all.
-fn conversations(model: &RewardModel, rng: &mut Rng) -> Vec<Encoded> {
-    let pattern = model.encoder().pattern().expect("a gating pattern").ids().to_vec();
+fn conversations(model: &RewardModel, pattern: &[u32], rng: &mut Rng) -> Vec<Encoded> {
     let pool: Vec<u32> = (0..VOCAB as u32).filter(|id| !pattern.contains(id)).collect();
     let draw = |rng: &mut Rng, n: usize| -> Vec<u32> { (0..n).map(|_| pool[rng.below(pool.len())]).collect() };
     let mut out = Vec::new();
     for _ in 0..10 {
         let n = rng.length(1500);
         let mut prompt = draw(rng, n);
-        prompt.extend(&pattern);
+        prompt.extend(pattern);
         for _ in 0..1 + rng.below(4) {
             let response = match rng.below(8) {
                 0 => Vec::new(),
@@ -122,7 +141,8 @@ fn conversations(model: &RewardModel, rng: &mut Rng) -> Vec<Encoded> {
             };
             let ids: Vec<u32> = prompt.iter().chain(&response).copied().collect();
             let encoded = model.encoder().encode_ids(ids).unwrap();
-            assert_eq!(encoded.gate_pos(), prompt.len() - pattern.len(), "the pattern occurs once");
+            let shared = (!response.is_empty()).then_some(prompt.len());
+            assert_eq!(encoded.prompt_end(), shared, "the pattern occurs once");
             out.push(encoded);
         }
     }
@@ -130,46 +150,54 @@ fn conversations(model: &RewardModel, rng: &mut Rng) -> Vec<Encoded> {
 }
 
 fn bits(out: &RewardOutput) -> Vec<u32> {
-    let o = out.objectives.as_ref().expect("an ArmoRM head");
-    std::iter::once(out.score)
-        .chain(o.rewards.iter().chain(&o.gating).chain(&o.coefficients).copied())
-        .map(f32::to_bits)
-        .collect()
+    let objectives = out.objectives.iter().flat_map(|o| o.rewards.iter().chain(&o.gating).chain(&o.coefficients));
+    std::iter::once(out.score).chain(objectives.copied()).map(f32::to_bits).collect()
 }
 
 /// Each conversation alone, then in random batches (sizes 1 to 16, repeats and prompt siblings,
 /// random order), compared bit for bit.
-fn check(dtype: ComputeDType, share_prefixes: bool) {
+fn check(head: HeadUnderTest, dtype: ComputeDType, share_prefixes: bool) {
     let dir = tempfile::tempdir().unwrap();
-    write_checkpoint(dir.path());
+    write_checkpoint(dir.path(), head);
     let options = LoadOptions { device: DeviceChoice::Cpu, dtype: Some(dtype), share_prefixes, ..Default::default() };
     let model = RewardModel::load(&ModelSource::Local(dir.path().to_path_buf()), &options).unwrap();
+    let template = ChatTemplate::from_files(&dir.path().join("tokenizer_config.json"), None).unwrap();
+    let tokenizer = armorm_model::text::load_tokenizer(&dir.path().join("tokenizer.json")).unwrap();
+    let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
     let mut rng = Rng(0xBA7C4 + dtype as u64);
-    let encoded = conversations(&model, &mut rng);
+    let encoded = conversations(&model, pattern.ids(), &mut rng);
     let alone: Vec<Vec<u32>> = encoded.iter().map(|e| bits(&model.forward(&[e]).unwrap()[0])).collect();
+    let mut shared_rounds = 0;
     for round in 0..12 {
         let size = 1 + rng.below(16);
         let picks: Vec<usize> = (0..size).map(|_| rng.below(encoded.len())).collect();
         let batch: Vec<&Encoded> = picks.iter().map(|&i| &encoded[i]).collect();
+        let total: usize = batch.iter().map(|e| e.len()).sum();
+        let computed = model.computed_tokens(&batch);
+        assert!(share_prefixes || computed == total, "nothing is shared when sharing is off");
+        shared_rounds += usize::from(computed < total);
         for (position, (&i, out)) in picks.iter().zip(model.forward(&batch).unwrap()).enumerate() {
             assert_eq!(
                 bits(&out),
                 alone[i],
-                "{dtype:?}, sharing {share_prefixes}, round {round}: conversation {i} ({} tokens) at position \
+                "{head:?} {dtype:?}, sharing {share_prefixes}, round {round}: conversation {i} ({} tokens) at position \
                  {position} of {picks:?} differs from its score alone",
                 encoded[i].len()
             );
         }
     }
+    assert!(!share_prefixes || shared_rounds > 0, "{head:?}: some batch shared a prompt");
 }
 
 /// Runs under whatever `ARMORM_CPU_KERNELS` allows (all kernels unless the parent test capped it).
 #[test]
 fn bit_identical_alone_and_in_any_batch() {
     common::print_kernels();
-    for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
-        for share in [true, false] {
-            check(dtype, share);
+    for head in [HeadUnderTest::Armo, HeadUnderTest::Classifier] {
+        for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
+            for share in [true, false] {
+                check(head, dtype, share);
+            }
         }
     }
 }

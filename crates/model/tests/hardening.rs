@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use armorm_model::text::pystr::is_python_space;
 use armorm_model::text::template::ChatTemplate;
 use armorm_model::{
-    ContentSpecialTokens, Conversation, ConversationError, EncodeLimits, Encoder, GatingPattern, ModelError, RawMessage,
+    ContentSpecialTokens, Conversation, ConversationError, EncodeLimits, Encoder, GatingPattern, ModelError,
+    RawMessage, TurnAnchor,
 };
 use serde_json::Value;
 
@@ -27,7 +28,7 @@ fn tiny_encoder() -> Encoder {
     let template = ChatTemplate::from_files(&dir.join("tokenizer_config.json"), None).unwrap();
     let tokenizer = armorm_model::text::load_tokenizer(&dir.join("tokenizer.json")).unwrap();
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
-    Encoder::new(tokenizer, template, Some(pattern), 420).unwrap()
+    Encoder::new(tokenizer, template, TurnAnchor::Gate(pattern), 420).unwrap()
 }
 
 fn limits(max_tokens: usize, mode: ContentSpecialTokens) -> EncodeLimits {
@@ -101,7 +102,7 @@ fn real_llama3_literal_content_matches_transformers_split_special_tokens() {
     let template = ChatTemplate::new(str_of("chat_template"), str_of("bos_token"), str_of("eos_token")).unwrap();
     let tokenizer = armorm_model::text::load_tokenizer(Path::new(&path)).unwrap();
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
-    let encoder = Encoder::new(tokenizer, template, Some(pattern), 128256).unwrap();
+    let encoder = Encoder::new(tokenizer, template, TurnAnchor::Gate(pattern), 128256).unwrap();
     assert_eq!(encoder.max_token_bytes(), 128, "Llama-3's longest token is 128 spaces");
     for case in expected()["llama3_literal"].as_array().expect("generate.py ran with the Llama-3 tokenizer") {
         let conv = conversation(&case["messages"]);

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use armorm_model::text::template::ChatTemplate;
-use armorm_model::{ConversationError, Encoder, GatingPattern, ModelError};
+use armorm_model::{ConversationError, Encoder, GatingPattern, ModelError, TurnAnchor};
 use serde_json::Value;
 
 #[test]
@@ -28,7 +28,7 @@ fn real_llama3_tokenizer_renders_encodes_and_anchors_like_transformers() {
     let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
     assert_eq!(pattern.ids(), [128009, 128006, 78191, 128007, 271]);
 
-    let encoder = Encoder::new(tokenizer, template, Some(pattern), 128256).unwrap();
+    let encoder = Encoder::new(tokenizer, template, TurnAnchor::Gate(pattern), 128256).unwrap();
     let conversations = std::fs::read_to_string(root.join("conversations.jsonl")).unwrap();
     let renderable = conversations.lines().filter_map(|line| {
         let v: Value = serde_json::from_str(line).unwrap();

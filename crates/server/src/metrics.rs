@@ -1,9 +1,7 @@
 //! Prometheus metrics. Every series the dashboard reads exists (at zero) from start-up, so a panel
 //! shows 0 rather than "no data" before the first request.
 
-use std::time::Duration;
-
-use armorm_batcher::Observer;
+use armorm_batcher::{BatchRun, Observer};
 use prometheus::{
     exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -48,6 +46,7 @@ pub struct Metrics {
     pub tokenization_duration: Histogram,
     pub batch_size: Histogram,
     pub batch_tokens: Histogram,
+    pub shared_prompt_tokens: IntCounter,
     pub queue_depth: IntGauge,
     pub queue_tokens: IntGauge,
     pub input_tokens: Histogram,
@@ -96,6 +95,10 @@ impl Metrics {
                 HistogramOpts::new("armorm_batch_tokens", "Tokens per forward pass")
                     .buckets(exponential_buckets(16.0, 2.0, 14).expect("static bucket spec")),
             )?,
+            shared_prompt_tokens: IntCounter::new(
+                "armorm_shared_prompt_tokens_total",
+                "Prompt tokens computed once for several conversations of a batch instead of once for each",
+            )?,
             queue_depth: IntGauge::new("armorm_queue_depth", "Conversations waiting for the model")?,
             queue_tokens: IntGauge::new("armorm_queue_tokens", "Tokens waiting for the model")?,
             input_tokens: Histogram::with_opts(
@@ -132,6 +135,7 @@ impl Metrics {
         m.registry.register(Box::new(m.tokenization_duration.clone()))?;
         m.registry.register(Box::new(m.batch_size.clone()))?;
         m.registry.register(Box::new(m.batch_tokens.clone()))?;
+        m.registry.register(Box::new(m.shared_prompt_tokens.clone()))?;
         m.registry.register(Box::new(m.queue_depth.clone()))?;
         m.registry.register(Box::new(m.queue_tokens.clone()))?;
         m.registry.register(Box::new(m.input_tokens.clone()))?;
@@ -168,8 +172,9 @@ impl Observer for Metrics {
         self.queue_tokens.set(tokens as i64);
     }
 
-    fn batch(&self, items: usize, tokens: usize, _elapsed: Duration) {
-        self.batch_size.observe(items as f64);
-        self.batch_tokens.observe(tokens as f64);
+    fn batch(&self, run: &BatchRun) {
+        self.batch_size.observe(run.items as f64);
+        self.batch_tokens.observe(run.tokens as f64);
+        self.shared_prompt_tokens.inc_by(run.tokens.saturating_sub(run.computed_tokens) as u64);
     }
 }

@@ -19,4 +19,8 @@ impl Scorer for ModelScorer {
     fn score(&mut self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>, String> {
         self.0.forward(batch).map_err(|e| e.to_string())
     }
+
+    fn computed_tokens(&self, batch: &[&Encoded]) -> usize {
+        self.0.computed_tokens(batch)
+    }
 }

@@ -46,6 +46,11 @@ impl PackedBatchBuilder {
         self.segments[index]
     }
 
+    /// Tokens packed so far: the rows a forward pass over the batch computes.
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+
     pub fn build(self, device: &Device) -> Result<PackedBatch> {
         let n = self.ids.len();
         Ok(PackedBatch {

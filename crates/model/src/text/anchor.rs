@@ -4,7 +4,7 @@
 
 use tokenizers::Tokenizer;
 
-use crate::error::{ModelError, Result};
+use crate::error::{ConversationError, ModelError, Result};
 use crate::load::checkpoint::CheckpointFiles;
 use crate::text::conversation::{Message, Role};
 use crate::text::template::ChatTemplate;
@@ -14,6 +14,49 @@ const PROBE_ASSISTANT: &str = "ArmormProbeAssistantContent";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatingPattern(Vec<u32>);
+
+/// What an encoder does with the pattern that opens the final assistant turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TurnAnchor {
+    /// The gating network reads at the pattern: an encoding without it is refused.
+    Gate(GatingPattern),
+    /// The pattern only marks where a prompt that conversations may share ends (a head without
+    /// gating): an encoding without it is scored whole, unshared.
+    PromptEnd(GatingPattern),
+    /// No pattern (none could be derived for a head without gating): nothing is shared.
+    None,
+}
+
+impl TurnAnchor {
+    /// The pattern the gating network reads at, for gating heads only.
+    pub fn gate(&self) -> Option<&GatingPattern> {
+        match self {
+            Self::Gate(p) => Some(p),
+            Self::PromptEnd(_) | Self::None => None,
+        }
+    }
+
+    fn pattern(&self) -> Option<&GatingPattern> {
+        match self {
+            Self::Gate(p) | Self::PromptEnd(p) => Some(p),
+            Self::None => None,
+        }
+    }
+
+    /// (where the gating network reads, where the shareable prompt ends) in `ids`; refused only
+    /// when a gating head's pattern is missing. The prompt ends after the pattern's last occurrence,
+    /// and only if a response follows it.
+    pub(crate) fn locate(&self, ids: &[u32]) -> std::result::Result<(usize, Option<usize>), ConversationError> {
+        let last = ids.len() - 1;
+        let found = self.pattern().and_then(|p| p.find_last(ids).map(|at| (at, at + p.ids().len())));
+        let prompt_end = found.map(|(_, end)| end).filter(|&end| end < ids.len());
+        match (self, found) {
+            (Self::Gate(p), None) => Err(ConversationError::GatingPatternNotFound { pattern: p.ids().to_vec() }),
+            (Self::Gate(_), Some((at, _))) => Ok((at, prompt_end)),
+            _ => Ok((last, prompt_end)),
+        }
+    }
+}
 
 impl GatingPattern {
     pub fn new(ids: Vec<u32>) -> Result<Self> {
@@ -99,5 +142,17 @@ mod tests {
         assert_eq!(p.find_last(&[8, 7]), None);
         assert_eq!(p.find_last(&[7]), None);
         assert!(GatingPattern::new(vec![]).is_err());
+    }
+
+    #[test]
+    fn only_a_gate_is_required_and_a_prompt_ends_before_a_response() {
+        let p = || GatingPattern::new(vec![7, 8]).unwrap();
+        let (gate, prompt) = (TurnAnchor::Gate(p()), TurnAnchor::PromptEnd(p()));
+        assert_eq!(gate.locate(&[1, 7, 8, 2, 3]).unwrap(), (1, Some(3)));
+        assert_eq!(prompt.locate(&[1, 7, 8, 2, 3]).unwrap(), (4, Some(3)), "no gate: the last token");
+        assert_eq!(gate.locate(&[1, 7, 8]).unwrap(), (1, None), "no response: nothing to share");
+        assert!(gate.locate(&[1, 2]).is_err());
+        assert_eq!(prompt.locate(&[1, 2]).unwrap(), (1, None), "scored whole");
+        assert_eq!(TurnAnchor::None.locate(&[1, 7, 8, 2]).unwrap(), (3, None));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use tokenizers::Tokenizer;
 
 use crate::error::{ConversationError, ModelError, Result};
-use crate::text::anchor::GatingPattern;
+use crate::text::anchor::{GatingPattern, TurnAnchor};
 use crate::text::conversation::Conversation;
 use crate::text::special_text::{ContentSpecialTokens, SpecialTokens};
 use crate::text::template::ChatTemplate;
@@ -17,6 +17,7 @@ pub struct Encoded {
     ids: Vec<u32>,
     gate_pos: usize,
     last_pos: usize,
+    prompt_end: Option<usize>,
 }
 
 impl Encoded {
@@ -41,6 +42,12 @@ impl Encoded {
     /// last that is not its pad id ([`Encoder::reading_past`]).
     pub fn last_pos(&self) -> usize {
         self.last_pos
+    }
+
+    /// Where the prompt ends (through the header that opens the final assistant turn), when a
+    /// response follows it: conversations with the same ids up to here may share their computation.
+    pub fn prompt_end(&self) -> Option<usize> {
+        self.prompt_end
     }
 }
 
@@ -80,8 +87,7 @@ pub struct Encoder {
     plain: OnceLock<Tokenizer>,
     specials: SpecialTokens,
     template: ChatTemplate,
-    /// `None` for heads that need no gate position (Bradley-Terry).
-    pattern: Option<GatingPattern>,
+    anchor: TurnAnchor,
     vocab_size: usize,
     /// A token id the head does not read at the end of a sequence (see `reading_past`).
     skipped: Option<u32>,
@@ -91,12 +97,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub fn new(
-        tokenizer: Tokenizer,
-        template: ChatTemplate,
-        pattern: Option<GatingPattern>,
-        vocab_size: usize,
-    ) -> Result<Self> {
+    pub fn new(tokenizer: Tokenizer, template: ChatTemplate, anchor: TurnAnchor, vocab_size: usize) -> Result<Self> {
         let specials = SpecialTokens::new(&tokenizer)?;
         let max_token_bytes = max_token_bytes(&tokenizer);
         Ok(Self {
@@ -104,7 +105,7 @@ impl Encoder {
             plain: OnceLock::new(),
             specials,
             template,
-            pattern,
+            anchor,
             vocab_size,
             skipped: None,
             max_token_bytes,
@@ -118,8 +119,9 @@ impl Encoder {
         self
     }
 
+    /// The pattern the gating network reads at; `None` for heads without gating.
     pub fn pattern(&self) -> Option<&GatingPattern> {
-        self.pattern.as_ref()
+        self.anchor.gate()
     }
 
     /// The most bytes of text one token can stand for (see the field).
@@ -254,7 +256,7 @@ impl Encoder {
 
     /// A well-formed sequence of `len` tokens (the gating pattern, then padding ids), for warm-up.
     pub fn synthetic(&self, len: usize) -> Result<Encoded> {
-        let mut ids = self.pattern.as_ref().map(|p| p.ids().to_vec()).unwrap_or_default();
+        let mut ids = self.pattern().map(|p| p.ids().to_vec()).unwrap_or_default();
         ids.resize(len.max(ids.len()).max(1), 0);
         self.encode_ids(ids)
     }
@@ -273,17 +275,12 @@ impl Encoder {
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size) {
             return Err(ConversationError::TokenOutOfRange { id, vocab: self.vocab_size }.into());
         }
-        let gate_pos = match &self.pattern {
-            None => ids.len() - 1,
-            Some(p) => p
-                .find_last(&ids)
-                .ok_or_else(|| ConversationError::GatingPatternNotFound { pattern: p.ids().to_vec() })?,
-        };
+        let (gate_pos, prompt_end) = self.anchor.locate(&ids)?;
         let last_pos = match self.skipped {
             Some(pad) => ids.iter().rposition(|&id| id != pad).unwrap_or(0),
             None => ids.len() - 1,
         };
-        Ok(Encoded { ids, gate_pos, last_pos })
+        Ok(Encoded { ids, gate_pos, last_pos, prompt_end })
     }
 }
 
