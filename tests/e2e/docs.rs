@@ -102,3 +102,20 @@ fn readme_and_openapi_list_the_families_armorm_implements() {
         assert!(section.contains(&format!("`{class}`")), "README's supported models do not name {class}");
     }
 }
+
+/// openapi.yaml's `Info.kernels` values are the kernel plans' names, no more and no fewer.
+#[test]
+fn openapi_lists_the_kernel_plans() {
+    use armorm_model::kernels::plan::KernelPlan;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let spec: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap()).unwrap();
+    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["kernels"]["enum"]
+        .as_array()
+        .expect("Info.kernels is an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let names: Vec<&str> = KernelPlan::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(listed, names, "openapi.yaml's Info.kernels");
+}

@@ -11,7 +11,7 @@ use crate::arch::decoder::Backbone;
 use crate::arch::Task;
 use crate::error::{ModelError, Result};
 use crate::kernels::packed::PackedBatchBuilder;
-use crate::layers::linear::cpu_computes_bf16;
+use crate::kernels::plan::KernelPlan;
 use crate::load::checkpoint::ModelSource;
 use crate::load::dtype::{self, ComputeDType, DTypeChoice, Hardware, Inputs};
 use crate::load::memory;
@@ -35,6 +35,7 @@ pub struct Embedder {
     encoder: Encoder,
     device: Device,
     dtype: DTypeChoice,
+    kernels: KernelPlan,
     share_prefixes: bool,
 }
 
@@ -45,6 +46,8 @@ pub(crate) struct OpenCheckpoint {
     files: crate::load::checkpoint::CheckpointFiles,
     device: Device,
     dtype: DTypeChoice,
+    /// Decided here, once, from the device and the compute dtype; every layer takes it.
+    kernels: KernelPlan,
 }
 
 impl OpenCheckpoint {
@@ -54,15 +57,17 @@ impl OpenCheckpoint {
         let device = options.device.open()?;
         let weights = Weights::open(&files.weights, &device)?;
         let dtype = choose_dtype(&cfg, &weights, options, &device);
+        let kernels = KernelPlan::choose(&device, dtype.dtype.candle());
+        let (name, reason, kernels_name) = (dtype.dtype.name(), &dtype.reason, kernels.name());
         if dtype.narrowed {
-            tracing::warn!(dtype = dtype.dtype.name(), reason = dtype.reason, "compute dtype");
+            tracing::warn!(dtype = name, reason, kernels = kernels_name, "compute dtype");
         } else {
-            tracing::info!(dtype = dtype.dtype.name(), reason = dtype.reason, "compute dtype");
+            tracing::info!(dtype = name, reason, kernels = kernels_name, "compute dtype");
         }
         if matches!(device, Device::Cpu) {
             check_memory(&weights, dtype.dtype)?;
         }
-        Ok(Self { cfg, weights, files, device, dtype })
+        Ok(Self { cfg, weights, files, device, dtype, kernels })
     }
 
     /// Refuses a checkpoint with tensors the load did not read, unless `may_ignore` them: tensors
@@ -106,7 +111,7 @@ impl OpenCheckpoint {
 /// The compute dtype for this checkpoint on this device ([`dtype::choose`]).
 fn choose_dtype(cfg: &ModelConfig, weights: &Weights, options: &LoadOptions, device: &Device) -> DTypeChoice {
     let hardware = match device {
-        Device::Cpu if cpu_computes_bf16() => Hardware::CpuWithBf16,
+        Device::Cpu if KernelPlan::cpu_computes_bf16() => Hardware::CpuWithBf16,
         Device::Cpu => Hardware::CpuF32Only,
         _ => Hardware::Gpu,
     };
@@ -178,7 +183,8 @@ impl Embedder {
     /// turn (derived from the template unless the options give it). Without gating the pattern
     /// only marks where prompts may be shared, so a template it cannot be derived from shares none.
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
-        let backbone = Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), &ckpt.device)?;
+        let backbone =
+            Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), ckpt.kernels, &ckpt.device)?;
         let tokenizer = crate::text::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
         let pattern = GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer);
@@ -199,6 +205,7 @@ impl Embedder {
             encoder,
             device: ckpt.device.clone(),
             dtype: ckpt.dtype.clone(),
+            kernels: ckpt.kernels,
             share_prefixes: options.share_prefixes,
         })
     }
@@ -214,6 +221,11 @@ impl Embedder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The kernels this load computes with.
+    pub fn kernels(&self) -> KernelPlan {
+        self.kernels
     }
 
     pub fn hidden_size(&self) -> usize {

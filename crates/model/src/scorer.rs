@@ -7,6 +7,7 @@ use crate::arch::Architecture;
 use crate::embedder::{Embedder, OpenCheckpoint};
 use crate::error::Result;
 use crate::heads::{Head, HeadKind};
+use crate::kernels::plan::KernelPlan;
 use crate::load::checkpoint::ModelSource;
 use crate::load::dtype::{ComputeDType, DTypeChoice};
 use crate::load::options::LoadOptions;
@@ -52,6 +53,7 @@ impl RewardModel {
             architecture = %ckpt.cfg.architecture.class,
             head = ?head.kind(),
             dtype = embedder.dtype().dtype.name(),
+            kernels = embedder.kernels().name(),
             layers = embedder.num_layers(),
             hidden = embedder.hidden_size(),
             gating_pattern = ?embedder.encoder().pattern().map(|p| p.ids()),
@@ -85,6 +87,11 @@ impl RewardModel {
     /// The compute dtype and why it was chosen.
     pub fn dtype_choice(&self) -> &DTypeChoice {
         self.embedder.dtype()
+    }
+
+    /// The kernels this load computes with.
+    pub fn kernels(&self) -> KernelPlan {
+        self.embedder.kernels()
     }
 
     pub fn device_name(&self) -> String {

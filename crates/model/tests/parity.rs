@@ -153,7 +153,7 @@ fn the_default_dtype_is_the_checkpoints_own() {
     }
     let bf16 = load_on("tiny-bf16", None, DeviceChoice::Cpu);
     eprintln!("tiny-bf16 by default: {:?}", bf16.dtype_choice());
-    if armorm_model::layers::linear::cpu_computes_bf16() {
+    if armorm_model::kernels::plan::KernelPlan::cpu_computes_bf16() {
         assert_eq!(bf16.dtype(), ComputeDType::Bf16);
         parity_on("tiny-bf16", None, "bf16", BF16_TOL, DeviceChoice::Cpu);
     } else {

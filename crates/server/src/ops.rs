@@ -27,6 +27,8 @@ struct Info<'a> {
     /// Why `dtype` (the `--dtype auto` rule, or the flag).
     dtype_reason: &'a str,
     device: String,
+    /// The kernels the load chose for this device and dtype.
+    kernels: &'static str,
     /// Whether a conversation's numbers are bit-identical whatever it is batched with.
     batch_invariant: bool,
     /// What special-token text in message content becomes (`--content-special-tokens`).
@@ -68,6 +70,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
         dtype: m.dtype(),
         dtype_reason: &m.dtype_choice().reason,
         device: m.device_name(),
+        kernels: m.kernels().name(),
         batch_invariant: m.batch_invariant(),
         content_special_tokens: mode_label(state.content_special_tokens),
         limits: InfoLimits {

@@ -11,6 +11,7 @@ use crate::arch::config::BackboneConfig;
 use crate::error::{ModelError, Result};
 use crate::kernels::attention::{Heads, Plan, Scoring};
 use crate::kernels::packed::PackedBatch;
+use crate::kernels::plan::KernelPlan;
 use crate::kernels::rope::Rope;
 use crate::layers::linear::{Linear, Parts};
 use crate::layers::qk_norm::QkNorm;
@@ -42,10 +43,11 @@ pub struct Backbone {
     norm: RmsNorm,
     rope: Rope,
     dtype: DType,
+    plan: KernelPlan,
 }
 
 impl Layer {
-    fn load(w: &Weights, cfg: &BackboneConfig, l: usize, dtype: DType) -> Result<Self> {
+    fn load(w: &Weights, cfg: &BackboneConfig, l: usize, dtype: DType, plan: KernelPlan) -> Result<Self> {
         let (h, i, block) = (cfg.hidden_size, cfg.intermediate_size, &cfg.block);
         let heads = heads(cfg);
         let (q_out, kv_out) = (heads.heads * heads.head_dim, heads.kv_heads * heads.head_dim);
@@ -58,7 +60,7 @@ impl Layer {
         let down = Names::new(&p, "mlp", &[("down_proj", h)], block.mlp_bias);
         Ok(Self {
             input_norm: norm("input_layernorm")?,
-            qkv: Linear::load_fused(w, qkv.parts(), h, dtype)?,
+            qkv: Linear::load_fused(w, qkv.parts(), h, dtype, plan)?,
             qk_norm: block
                 .qk_norm
                 .then(|| QkNorm::load(w, &format!("{p}.self_attn"), heads, cfg.rms_norm_eps, dtype))
@@ -68,22 +70,24 @@ impl Layer {
                 softcap: block.softcap.map(|c| c as f32),
                 window: block.windows.get(l).copied().flatten(),
             },
-            o: Linear::load_fused(w, o.parts(), q_out, dtype)?,
+            o: Linear::load_fused(w, o.parts(), q_out, dtype, plan)?,
             post_attention_norm: norm("post_attention_layernorm")?,
             feedforward_norms: block
                 .sandwich_norms
                 .then(|| Ok::<_, ModelError>((norm("pre_feedforward_layernorm")?, norm("post_feedforward_layernorm")?)))
                 .transpose()?,
-            gate_up: Linear::load_gated(w, gate_up.parts(), h, dtype, block.activation)?,
-            down: Linear::load_fused(w, down.parts(), i, dtype)?,
+            gate_up: Linear::load_gated(w, gate_up.parts(), h, dtype, plan, block.activation)?,
+            down: Linear::load_fused(w, down.parts(), i, dtype, plan)?,
         })
     }
 }
 
 impl Backbone {
-    pub fn load(w: &Weights, cfg: &BackboneConfig, dtype: DType, device: &Device) -> Result<Self> {
+    /// In `dtype` on `device`, with the kernels `plan` chose for them.
+    pub fn load(w: &Weights, cfg: &BackboneConfig, dtype: DType, plan: KernelPlan, device: &Device) -> Result<Self> {
         let h = cfg.hidden_size;
-        let layers = (0..cfg.num_hidden_layers).map(|l| Layer::load(w, cfg, l, dtype)).collect::<Result<Vec<_>>>()?;
+        let layers =
+            (0..cfg.num_hidden_layers).map(|l| Layer::load(w, cfg, l, dtype, plan)).collect::<Result<Vec<_>>>()?;
         // As transformers: sqrt(hidden) as a tensor of the compute dtype, so rounded to it.
         let embed_scale = cfg.block.embed_scale.then(|| {
             let s = (h as f64).sqrt();
@@ -102,6 +106,7 @@ impl Backbone {
             rope: Rope::new(&cfg.rope, dtype, device)?,
             cfg: cfg.clone(),
             dtype,
+            plan,
         })
     }
 
@@ -131,7 +136,7 @@ impl Backbone {
         }
         let heads = heads(&self.cfg);
         let scorings: Vec<Scoring> = self.layers.iter().map(|l| l.scoring).collect();
-        let plan = Plan::new(batch, heads, &scorings, self.dtype, &self.device)?;
+        let attention = Plan::new(batch, heads, &scorings, self.plan, self.dtype, &self.device)?;
         let rows = Tensor::from_slice(rows, rows.len(), &self.device)?;
         let mut x = self.embed.lookup(&batch.ids)?; // (tokens, hidden)
         if let Some(scale) = self.embed_scale {
@@ -142,7 +147,7 @@ impl Backbone {
             if let Some(qk_norm) = &layer.qk_norm {
                 qkv = qk_norm.forward(qkv)?;
             }
-            let mut attn = plan.attend(&qkv, batch, heads, &self.rope, layer.scoring)?;
+            let mut attn = attention.attend(&qkv, batch, heads, &self.rope, layer.scoring)?;
             if i + 1 == self.layers.len() {
                 // Only `rows` are read after the last attention: the rest of the layer (the output
                 // projection and the MLP, most of its work) runs on those rows alone.

@@ -5,6 +5,7 @@ pub mod attention;
 pub mod cpu_kernels;
 pub mod matmul;
 pub mod packed;
+pub mod plan;
 pub mod rope;
 pub(crate) mod simd;
 pub mod tiles;

@@ -65,6 +65,6 @@ pub fn print_kernels() {
         "kernels: cap {:?}, AMX {}, AVX512-BF16 {}",
         armorm_model::kernels::cpu_kernels::cap(),
         armorm_model::kernels::tiles::available(),
-        armorm_model::layers::linear::dot::available()
+        armorm_model::kernels::plan::avx512_bf16()
     );
 }

@@ -17,6 +17,7 @@ use half::{bf16, f16};
 
 use crate::error::Result;
 use crate::kernels::packed::PackedBatch;
+use crate::kernels::plan::KernelPlan;
 use crate::kernels::rope::Rope;
 
 #[derive(Debug, Clone, Copy)]
@@ -68,19 +69,29 @@ impl Scoring {
 
 /// How one forward pass runs attention: prepared once, used by every layer.
 pub enum Plan {
-    Fused,
+    /// The CPU kernel, on the AMX tiles (bf16) or accumulating in f32.
+    Fused {
+        tiles: bool,
+    },
     #[cfg(feature = "flash-attn")]
     Flash(flash::Varlen),
     TensorOps(tensor_ops::Blocks),
 }
 
 impl Plan {
-    /// `layers`: every layer's scoring. `dtype` matters only with the `flash-attn` feature (its
-    /// kernel takes bf16 and f16, without soft caps or windows).
+    /// `layers`: every layer's scoring; `kernels`: the load's choice. `dtype` matters only with
+    /// the `flash-attn` feature (its kernel takes bf16 and f16, without soft caps or windows).
     #[cfg_attr(not(feature = "flash-attn"), allow(unused_variables))]
-    pub fn new(batch: &PackedBatch, heads: Heads, layers: &[Scoring], dtype: DType, device: &Device) -> Result<Self> {
+    pub fn new(
+        batch: &PackedBatch,
+        heads: Heads,
+        layers: &[Scoring],
+        kernels: KernelPlan,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(match device {
-            Device::Cpu => Self::Fused,
+            Device::Cpu => Self::Fused { tiles: kernels.attention_on_tiles(heads.head_dim) },
             #[cfg(feature = "flash-attn")]
             Device::Cuda(_)
                 if matches!(dtype, DType::BF16 | DType::F16)
@@ -102,9 +113,13 @@ impl Plan {
         scoring: Scoring,
     ) -> Result<Tensor> {
         match self {
-            Self::Fused => {
-                Ok(qkv.apply_op1_no_bwd(&scaffold::FusedAttention { heads, batch, rope: rope.table(), scoring })?)
-            }
+            &Self::Fused { tiles } => Ok(qkv.apply_op1_no_bwd(&scaffold::FusedAttention {
+                heads,
+                batch,
+                rope: rope.table(),
+                scoring,
+                tiles,
+            })?),
             #[cfg(feature = "flash-attn")]
             Self::Flash(varlen) => varlen.attend(qkv, heads, rope, scoring.scale),
             Self::TensorOps(blocks) => blocks.attend(qkv, batch, heads, rope, scoring),
@@ -130,7 +145,8 @@ impl CustomOp1 for scaffold::FusedAttention<'_> {
         }
         let out = match storage {
             CpuStorage::F32(x) => CpuStorage::F32(self.run(&x[start..end], tokens)),
-            CpuStorage::BF16(x) if amx::supports(self.heads) => {
+            // `supports` is the tiles' safety precondition, whatever the plan says.
+            CpuStorage::BF16(x) if self.tiles && amx::supports(self.heads) => {
                 CpuStorage::BF16(self.run_tiles(&x[start..end], tokens))
             }
             CpuStorage::BF16(x) => CpuStorage::BF16(self.run::<bf16>(&x[start..end], tokens)),
@@ -208,7 +224,9 @@ mod tests {
             for (dtype, tolerance) in [(DType::F32, 1e-6), (DType::BF16, 2.0 / 256.0), (DType::F16, 2.0 / 2048.0)] {
                 let rope = Rope::new(&cfg, dtype, &Device::Cpu).unwrap();
                 let qkv = qkv.to_dtype(dtype).unwrap();
-                let fused = Plan::Fused.attend(&qkv, &batch, heads, &rope, scoring).unwrap();
+                let kernels = KernelPlan::choose(&Device::Cpu, dtype);
+                let fused = Plan::new(&batch, heads, &[scoring], kernels, dtype, &Device::Cpu).unwrap();
+                let fused = fused.attend(&qkv, &batch, heads, &rope, scoring).unwrap();
                 let reference = blocks.attend(&qkv, &batch, heads, &rope, scoring).unwrap();
                 assert_eq!(fused.dims(), &[tokens, heads.heads * heads.head_dim]);
                 assert_eq!(fused.dtype(), dtype);

@@ -37,6 +37,8 @@ pub struct FusedAttention<'a> {
     pub batch: &'a PackedBatch,
     pub rope: &'a RopeTable,
     pub scoring: Scoring,
+    /// bf16 on the AMX tiles ([`crate::kernels::plan::KernelPlan::attention_on_tiles`]).
+    pub tiles: bool,
 }
 
 /// Every segment's staged keys and values, in the layout of the kernel that staged them: per

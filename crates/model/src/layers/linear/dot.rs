@@ -17,7 +17,6 @@
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
-use std::sync::OnceLock;
 
 use half::bf16;
 use rayon::prelude::*;
@@ -35,13 +34,9 @@ const WR: usize = 12;
 /// W rows per parallel task of the strip kernel: a multiple of WR.
 const STRIP_NC: usize = 4 * WR;
 
-/// Whether this CPU runs `vdpbf16ps` and `ARMORM_CPU_KERNELS` allows it (checked once).
-pub fn available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        crate::kernels::cpu_kernels::cap() >= crate::kernels::cpu_kernels::Cap::Avx512Bf16 && imp::detect()
-    })
-}
+/// Whether this CPU runs `vdpbf16ps` (and `ARMORM_CPU_KERNELS` allows it): the kernel's safety
+/// precondition, checked again where it is built.
+pub use crate::kernels::plan::avx512_bf16 as available;
 
 /// W as the row blocks it was stored in (q, k, v or gate, up), each (rows_i, k), stacked by rows:
 /// x W^T is (m, sum of rows_i).
@@ -197,12 +192,6 @@ mod imp {
 
     use half::bf16;
 
-    pub fn detect() -> bool {
-        is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512bw")
-            && is_x86_feature_detected!("avx512bf16")
-    }
-
     /// 32 bf16 values as a 512-bit integer vector (the same bits).
     #[inline(always)]
     fn as_i512(v: __m512bh) -> __m512i {
@@ -269,11 +258,7 @@ mod imp {
 mod imp {
     use half::bf16;
 
-    pub fn detect() -> bool {
-        false
-    }
-
-    /// Never called: `detect` is false.
+    /// Never called: `available` is false.
     pub unsafe fn strip_tile<const C: usize>(
         _: *const u32,
         _: *const bf16,

@@ -12,6 +12,7 @@ use half::bf16;
 
 use crate::error::Result;
 use crate::kernels::matmul::{product, Out, View};
+use crate::kernels::plan::KernelPlan;
 use crate::kernels::simd::filled;
 use crate::kernels::transpose::transpose_into;
 use crate::layers::activation::{gated, Activation};
@@ -38,12 +39,6 @@ enum Kernel {
     Dot(DotWeight),
 }
 
-/// Whether a bf16 CPU kernel of ours runs here (AMX tiles or AVX512-BF16's `vdpbf16ps`); without
-/// one, candle's bf16 matmul widens to f32 and is no faster than f32.
-pub fn cpu_computes_bf16() -> bool {
-    crate::kernels::tiles::available() || dot::available()
-}
-
 /// Weight names (each with its output rows) read by one projection, and their biases if any.
 pub struct Parts<'a> {
     pub weights: &'a [(String, usize)],
@@ -53,20 +48,34 @@ pub struct Parts<'a> {
 impl Linear {
     /// Concatenates several projections that read the same input (q/k/v) into one matmul, with
     /// their biases when given.
-    pub fn load_fused(w: &Weights, parts: Parts, input: usize, dtype: DType) -> Result<Self> {
-        Self::from_parts(w, parts, input, dtype, Epilogue::Plain)
+    pub fn load_fused(w: &Weights, parts: Parts, input: usize, dtype: DType, plan: KernelPlan) -> Result<Self> {
+        Self::from_parts(w, parts, input, dtype, plan, Epilogue::Plain)
     }
 
     /// The MLP's gate and up projections (each `out` rows), whose output is act(gate) * up.
-    pub fn load_gated(w: &Weights, parts: Parts, input: usize, dtype: DType, act: Activation) -> Result<Self> {
-        Self::from_parts(w, parts, input, dtype, Epilogue::Gated(act))
+    pub fn load_gated(
+        w: &Weights,
+        parts: Parts,
+        input: usize,
+        dtype: DType,
+        plan: KernelPlan,
+        act: Activation,
+    ) -> Result<Self> {
+        Self::from_parts(w, parts, input, dtype, plan, Epilogue::Gated(act))
     }
 
     /// The dot-product kernel takes the stored rows as they are; the CPU matmul's weights are read
     /// straight into their transposed layout (one buffer, one pass); AMX packing and GPUs start
     /// from the stacked (out, in) weight. A bias keeps the epilogue out of the kernel, since it
     /// must be added before the activation.
-    fn from_parts(w: &Weights, parts: Parts, input: usize, dtype: DType, epilogue: Epilogue) -> Result<Self> {
+    fn from_parts(
+        w: &Weights,
+        parts: Parts,
+        input: usize,
+        dtype: DType,
+        plan: KernelPlan,
+        epilogue: Epilogue,
+    ) -> Result<Self> {
         let shapes: Vec<[usize; 2]> = parts.weights.iter().map(|(_, out)| [*out, input]).collect();
         let names: Vec<(&str, &[usize])> =
             parts.weights.iter().zip(&shapes).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
@@ -80,26 +89,25 @@ impl Linear {
             None => None,
         };
         let inner = if bias.is_some() { Epilogue::Plain } else { epilogue };
-        let cpu = matches!(w.device(), Device::Cpu);
-        let amx = dtype == DType::BF16 && crate::kernels::tiles::available();
-        let kernel = if cpu && dtype == DType::BF16 && !amx && dot::available() {
-            let rows =
-                names.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
-            match DotWeight::new(rows) {
-                Some(weight) => Kernel::Dot(weight),
-                None => Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?),
+        let kernel = match plan {
+            KernelPlan::Avx512Bf16 => {
+                let rows =
+                    names.iter().map(|&(name, shape)| w.bf16_rows(name, shape[0], shape[1])).collect::<Result<_>>()?;
+                match DotWeight::new(rows) {
+                    Some(weight) => Kernel::Dot(weight),
+                    None => Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?),
+                }
             }
-        } else if cpu && !amx {
-            Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?)
-        } else {
-            Self::kernel(&w.get_stacked(&names, dtype)?, inner)?
+            KernelPlan::CpuGemm => Kernel::Matmul(w.get_stacked_transposed(&names, dtype)?),
+            KernelPlan::AmxTiles | KernelPlan::Gpu => Self::kernel(&w.get_stacked(&names, dtype)?, inner, plan)?,
         };
         Ok(Self::with(kernel, bias, epilogue))
     }
 
     /// From a weight (out, in) in the compute dtype, on its device, without a bias.
     pub fn new(weight: &Tensor, epilogue: Epilogue) -> Result<Self> {
-        Ok(Self::with(Self::kernel(weight, epilogue)?, None, epilogue))
+        let plan = KernelPlan::choose(weight.device(), weight.dtype());
+        Ok(Self::with(Self::kernel(weight, epilogue, plan)?, None, epilogue))
     }
 
     /// The AMX kernel applies its epilogue inside, before the product reaches memory, unless a
@@ -112,19 +120,22 @@ impl Linear {
         Self { kernel, bias, after }
     }
 
-    fn kernel(weight: &Tensor, epilogue: Epilogue) -> Result<Kernel> {
+    /// The plan's kernel for `weight`, or the plain product where the kernel does not take its
+    /// shape (AMX needs multiples of 32).
+    fn kernel(weight: &Tensor, epilogue: Epilogue, plan: KernelPlan) -> Result<Kernel> {
         let (out, input) = weight.dims2()?;
-        if weight.dtype() == DType::BF16 && matches!(weight.device(), Device::Cpu) && cpu_computes_bf16() {
-            let values = weight.flatten_all()?.to_vec1::<bf16>()?;
-            if crate::kernels::tiles::available() {
-                if let Some(packed) = PackedWeight::pack(&values, out, input, epilogue) {
-                    return Ok(Kernel::Amx(packed));
-                }
-            } else if let Some(weight) = DotWeight::new(vec![weights::Bf16Rows::owned(values, out, input)]) {
-                return Ok(Kernel::Dot(weight));
+        let bf16_values = || weight.flatten_all()?.to_vec1::<bf16>();
+        let kernel = match plan {
+            KernelPlan::AmxTiles => PackedWeight::pack(&bf16_values()?, out, input, epilogue).map(Kernel::Amx),
+            KernelPlan::Avx512Bf16 => {
+                DotWeight::new(vec![weights::Bf16Rows::owned(bf16_values()?, out, input)]).map(Kernel::Dot)
             }
+            KernelPlan::CpuGemm | KernelPlan::Gpu => None,
+        };
+        match kernel {
+            Some(kernel) => Ok(kernel),
+            None => Ok(Kernel::Matmul(transposed(weight)?)),
         }
-        Ok(Kernel::Matmul(transposed(weight)?))
     }
 
     /// (tokens, in) -> (tokens, out), or (tokens, out / 2) after a gated activation
