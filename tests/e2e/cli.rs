@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::common::{assert_matches, cases, fixtures, FAMILIES};
 
 /// The Llama fixtures of tests/fixtures/generate.py, then every family's.
-const FIXTURES: [&str; 9] = [
+const FIXTURES: [&str; 10] = [
     "tiny-f32",
     "tiny-bf16",
     "tiny-sharded",
@@ -17,6 +17,7 @@ const FIXTURES: [&str; 9] = [
     FAMILIES[2],
     FAMILIES[3],
     FAMILIES[4],
+    FAMILIES[5],
 ];
 
 /// A checkpoint armorm cannot score exactly stops `score` and `serve` before any request, naming

@@ -76,7 +76,8 @@ pub fn floats(v: &Value) -> Vec<f64> {
 /// A /score result against a reference case, within `tol` on every number.
 /// The family fixtures (tests/fixtures/families/generate.py): Llama-3.1, Qwen2, Qwen3, Gemma-2
 /// and an MLP score head, each scored by transformers' own class.
-pub const FAMILIES: [&str; 5] = ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head"];
+pub const FAMILIES: [&str; 6] =
+    ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head", "tiny-starling"];
 
 pub fn assert_matches(result: &Value, case: &Value, tol: f64) {
     let idx = &case["index"];

@@ -103,9 +103,10 @@ fn readme_and_openapi_list_the_families_armorm_implements() {
     }
 }
 
-/// openapi.yaml's `Info.kernels` values are the kernel plans' names, no more and no fewer.
+/// openapi.yaml's `Info.kernels` and `Info.layout` values are the kernel plans' and tensor
+/// layouts' names, no more and no fewer.
 #[test]
-fn openapi_lists_the_kernel_plans() {
+fn openapi_lists_the_kernel_plans_and_layouts() {
     use armorm_model::kernels::plan::KernelPlan;
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let spec: serde_json::Value =
@@ -118,4 +119,12 @@ fn openapi_lists_the_kernel_plans() {
         .collect();
     let names: Vec<&str> = KernelPlan::ALL.iter().map(|k| k.name()).collect();
     assert_eq!(listed, names, "openapi.yaml's Info.kernels");
+    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["layout"]["enum"]
+        .as_array()
+        .expect("Info.layout is an enum")
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let names: Vec<&str> = armorm_model::arch::layout::TensorLayout::ALL.iter().map(|l| l.name()).collect();
+    assert_eq!(listed, names, "openapi.yaml's Info.layout");
 }

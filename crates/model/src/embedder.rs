@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 
 use crate::arch::config::ModelConfig;
 use crate::arch::decoder::Backbone;
-use crate::arch::Task;
+use crate::arch::layout::TensorLayout;
 use crate::error::{ModelError, Result};
 use crate::kernels::packed::PackedBatchBuilder;
 use crate::kernels::plan::KernelPlan;
@@ -48,6 +48,7 @@ pub(crate) struct OpenCheckpoint {
     dtype: DTypeChoice,
     /// Decided here, once, from the device and the compute dtype; every layer takes it.
     kernels: KernelPlan,
+    pub layout: TensorLayout,
 }
 
 impl OpenCheckpoint {
@@ -56,6 +57,7 @@ impl OpenCheckpoint {
         let cfg = ModelConfig::from_file(&files.config)?;
         let device = options.device.open()?;
         let weights = Weights::open(&files.weights, &device)?;
+        let layout = TensorLayout::detect(&weights, cfg.architecture.family)?;
         let dtype = choose_dtype(&cfg, &weights, options, &device);
         let kernels = KernelPlan::choose(&device, dtype.dtype.candle());
         let (name, reason, kernels_name) = (dtype.dtype.name(), &dtype.reason, kernels.name());
@@ -67,7 +69,7 @@ impl OpenCheckpoint {
         if matches!(device, Device::Cpu) {
             check_memory(&weights, dtype.dtype)?;
         }
-        Ok(Self { cfg, weights, files, device, dtype, kernels })
+        Ok(Self { cfg, weights, files, device, dtype, kernels, layout })
     }
 
     /// Refuses a checkpoint with tensors the load did not read, unless `may_ignore` them: tensors
@@ -173,8 +175,8 @@ impl Embedder {
         let ckpt = OpenCheckpoint::open(source, options)?;
         let embedder = Self::from_checkpoint(&ckpt, options, true)?;
         // The head's tensors are not this load's to read; every backbone tensor is.
-        let family = ckpt.cfg.architecture.family;
-        ckpt.refuse_unread(|name| family.may_ignore(name) || !name.starts_with("model."))?;
+        let (family, backbone) = (ckpt.cfg.architecture.family, ckpt.layout.backbone_prefix());
+        ckpt.refuse_unread(|name| family.may_ignore(name) || !name.starts_with(backbone))?;
         ckpt.log_memory();
         Ok(embedder)
     }
@@ -183,8 +185,14 @@ impl Embedder {
     /// turn (derived from the template unless the options give it). Without gating the pattern
     /// only marks where prompts may be shared, so a template it cannot be derived from shares none.
     pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
-        let backbone =
-            Backbone::load(&ckpt.weights, &ckpt.cfg.backbone, ckpt.dtype.dtype.candle(), ckpt.kernels, &ckpt.device)?;
+        let backbone = Backbone::load(
+            &ckpt.weights,
+            &ckpt.cfg.backbone,
+            ckpt.layout.backbone_prefix(),
+            ckpt.dtype.dtype.candle(),
+            ckpt.kernels,
+            &ckpt.device,
+        )?;
         let tokenizer = crate::text::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
         let pattern = GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer);
@@ -197,9 +205,8 @@ impl Embedder {
                 TurnAnchor::None
             }
         };
-        let classifies = ckpt.cfg.architecture.task == Task::SequenceClassification;
         let encoder = Encoder::new(tokenizer, template, anchor, ckpt.cfg.backbone.vocab_size)?
-            .reading_past(ckpt.cfg.pad_token_id.filter(|_| classifies));
+            .reading(ckpt.layout.readout(&ckpt.cfg));
         Ok(Self {
             backbone,
             encoder,

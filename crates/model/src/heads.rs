@@ -4,6 +4,7 @@
 use candle_core::{DType, Tensor, D};
 
 use crate::arch::config::{GatingConfig, ModelConfig};
+use crate::arch::layout::TensorLayout;
 use crate::error::{ModelError, Result};
 use crate::layers::linear::matmul;
 use crate::load::weights::Weights;
@@ -128,16 +129,17 @@ pub enum Head {
     Classifier(Classifier),
 }
 
-/// A sequence-classification head over the last token: `score` as one linear layer (`score.weight`
-/// (labels, hidden), as transformers' `*ForSequenceClassification` and Bradley-Terry reward models
-/// have it), or INF-ORM's Linear, ReLU, Linear (`score.0.*`, `score.2.*`). Every label's logit is
+/// A sequence-classification head over the token its layout reads: `score` as one linear layer
+/// (`score.weight` (labels, hidden), as transformers' `*ForSequenceClassification` and
+/// Bradley-Terry reward models have it; Starling-RM's `v_head`), or INF-ORM's Linear, ReLU, Linear (`score.0.*`, `score.2.*`). Every label's logit is
 /// an output; the first is the score.
 pub struct Classifier(Mlp);
 
 impl Classifier {
-    fn load(w: &Weights, hidden: usize, labels: Option<usize>) -> Result<Option<Self>> {
-        let layers = if w.contains("score.weight") {
-            vec![("score".to_string(), hidden, w.contains("score.bias"))]
+    fn load(w: &Weights, hidden: usize, labels: Option<usize>, layout: TensorLayout) -> Result<Option<Self>> {
+        let name = layout.classifier();
+        let layers = if w.contains(&format!("{name}.weight")) {
+            vec![(name.to_string(), hidden, w.contains(&format!("{name}.bias")))]
         } else if w.contains("score.0.weight") && w.contains("score.2.weight") {
             let inner = w.shape("score.0.weight").and_then(|s| s.first().copied()).unwrap_or(0);
             vec![("score.0".to_string(), hidden, true), ("score.2".to_string(), inner, true)]
@@ -168,7 +170,7 @@ impl Classifier {
 impl Head {
     /// The head kind is read from the tensors present, not from `architectures`, which converted
     /// checkpoints often get wrong.
-    pub fn load(w: &Weights, cfg: &ModelConfig) -> Result<Self> {
+    pub fn load(w: &Weights, cfg: &ModelConfig, layout: TensorLayout) -> Result<Self> {
         let hidden = cfg.backbone.hidden_size;
         if w.contains("regression_layer.weight") {
             let g = cfg.gating.as_ref().ok_or_else(|| {
@@ -184,12 +186,12 @@ impl Head {
                 objectives: g.objective_names()?,
             }));
         }
-        if let Some(classifier) = Classifier::load(w, hidden, cfg.num_labels)? {
+        if let Some(classifier) = Classifier::load(w, hidden, cfg.num_labels, layout)? {
             return Ok(Self::Classifier(classifier));
         }
         Err(ModelError::Checkpoint(
-            "no reward head: expected regression_layer.weight (ArmoRM), score.weight (sequence classification) \
-             or score.0/score.2 (an MLP score head)"
+            "no reward head: expected regression_layer.weight (ArmoRM), score.weight (sequence classification), \
+             score.0/score.2 (an MLP score head) or transformer.* with v_head.weight (Starling-RM)"
                 .into(),
         ))
     }

@@ -3,6 +3,7 @@
 
 use candle_core::Device;
 
+use crate::arch::layout::TensorLayout;
 use crate::arch::Architecture;
 use crate::embedder::{Embedder, OpenCheckpoint};
 use crate::error::Result;
@@ -37,6 +38,7 @@ pub struct RewardOutput {
 pub struct RewardModel {
     source: ModelSource,
     architecture: Architecture,
+    layout: TensorLayout,
     embedder: Embedder,
     head: Head,
 }
@@ -44,13 +46,14 @@ pub struct RewardModel {
 impl RewardModel {
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let ckpt = OpenCheckpoint::open(source, options)?;
-        let head = Head::load(&ckpt.weights, &ckpt.cfg)?;
+        let head = Head::load(&ckpt.weights, &ckpt.cfg, ckpt.layout)?;
         let embedder = Embedder::from_checkpoint(&ckpt, options, head.kind() == HeadKind::Armo)?;
         let family = ckpt.cfg.architecture.family;
         ckpt.refuse_unread(|name| family.may_ignore(name))?;
         tracing::info!(
             model = %source.id(),
             architecture = %ckpt.cfg.architecture.class,
+            layout = ckpt.layout.name(),
             head = ?head.kind(),
             dtype = embedder.dtype().dtype.name(),
             kernels = embedder.kernels().name(),
@@ -60,7 +63,13 @@ impl RewardModel {
             "model loaded"
         );
         ckpt.log_memory();
-        Ok(Self { source: source.clone(), architecture: ckpt.cfg.architecture.clone(), embedder, head })
+        Ok(Self {
+            source: source.clone(),
+            architecture: ckpt.cfg.architecture.clone(),
+            layout: ckpt.layout,
+            embedder,
+            head,
+        })
     }
 
     pub fn source(&self) -> &ModelSource {
@@ -74,6 +83,11 @@ impl RewardModel {
     /// The checkpoint's family and class, as its config.json names them.
     pub fn architecture(&self) -> &Architecture {
         &self.architecture
+    }
+
+    /// Where the checkpoint keeps its tensors, and so which token its head reads.
+    pub fn layout(&self) -> TensorLayout {
+        self.layout
     }
 
     pub fn head_kind(&self) -> HeadKind {

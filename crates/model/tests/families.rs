@@ -2,7 +2,7 @@
 //! committed outputs): Llama-3.1 with biases and llama3 rope scaling, Qwen2 (q/k/v biases, two
 //! labels), Qwen3 (q/k norms, head_dim unlike hidden / heads, template in chat_template.jinja),
 //! Gemma-2 (sliding windows shorter than the inputs, soft-capped attention, sandwich norms, GeGLU),
-//! an MLP score head; and the checkpoints that must be refused at load.
+//! an MLP score head, Starling-RM's own layout; and the checkpoints that must be refused at load.
 //!
 //! `ARMORM_CPU_KERNELS` caps the kernels a process uses, so [`every_kernel_path_this_cpu_runs`]
 //! reruns the bf16 checks under each cap, as the batch-invariance test does.
@@ -13,7 +13,8 @@ use armorm_model::{ComputeDType, DeviceChoice, Encoded, LoadOptions, ModelError,
 use common::{conversations, expected, fixtures};
 use serde_json::Value;
 
-const FAMILIES: [&str; 5] = ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head"];
+const FAMILIES: [&str; 6] =
+    ["tiny-llama31", "tiny-qwen2", "tiny-qwen3", "tiny-gemma2", "tiny-mlp-head", "tiny-starling"];
 
 fn load(name: &str, dtype: Option<ComputeDType>) -> Result<RewardModel, ModelError> {
     let source = ModelSource::Local(fixtures().join("models").join(name));
@@ -152,4 +153,22 @@ fn checkpoints_armorm_cannot_score_exactly_are_refused_naming_why() {
     let options = LoadOptions { device: DeviceChoice::Cpu, ..Default::default() };
     let err = armorm_model::Embedder::load(&source, &options).err().unwrap().to_string();
     assert!(err.contains("q_norm"), "{err}");
+}
+
+/// Starling-RM's own layout reads the token before the first id 0 (`<unk>` in Yi's tokenizer), not
+/// transformers' last non-pad token: an answer containing the parsed `<unk>` is scored there.
+#[test]
+fn starling_reads_before_the_first_pad_as_its_class_does() {
+    let model = load("tiny-starling", None).unwrap();
+    assert_eq!(model.layout(), armorm_model::arch::layout::TensorLayout::Starling);
+    for case in expected("tiny-starling")["extra"].as_array().unwrap() {
+        let raw: Vec<armorm_model::RawMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+        let encoded = model.encode(&armorm_model::Conversation::new(raw).unwrap()).unwrap();
+        let ids: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        assert_eq!(encoded.ids(), ids.as_slice());
+        assert_eq!(encoded.last_pos(), ids.iter().position(|&id| id == 0).unwrap() - 1);
+        let got = model.forward(&[&encoded]).unwrap()[0].score;
+        let want = case["score"].as_f64().unwrap() as f32;
+        assert!((got - want).abs() <= 1e-4, "got {got}, its class {want}");
+    }
 }

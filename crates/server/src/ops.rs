@@ -20,6 +20,8 @@ struct Info<'a> {
     /// The checkpoint's class (`architectures[0]`) and decoder family (`model_type`).
     architecture: &'a str,
     family: armorm_model::arch::Family,
+    /// Where the checkpoint keeps its tensors (transformers' classes, or Starling-RM's own).
+    layout: armorm_model::arch::layout::TensorLayout,
     head: armorm_model::HeadKind,
     objectives: &'a [String],
     gating_pattern: Option<&'a [u32]>,
@@ -64,6 +66,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
         revision: m.source().revision(),
         architecture: &m.architecture().class,
         family: m.architecture().family,
+        layout: m.layout(),
         head: m.head_kind(),
         objectives: m.objectives(),
         gating_pattern: m.encoder().pattern().map(|p| p.ids()),

@@ -47,17 +47,17 @@ pub struct Backbone {
 }
 
 impl Layer {
-    fn load(w: &Weights, cfg: &BackboneConfig, l: usize, dtype: DType, plan: KernelPlan) -> Result<Self> {
+    /// Layer `l`, whose tensors are named `{p}.*`.
+    fn load(w: &Weights, cfg: &BackboneConfig, l: usize, p: &str, dtype: DType, plan: KernelPlan) -> Result<Self> {
         let (h, i, block) = (cfg.hidden_size, cfg.intermediate_size, &cfg.block);
         let heads = heads(cfg);
         let (q_out, kv_out) = (heads.heads * heads.head_dim, heads.kv_heads * heads.head_dim);
-        let p = format!("model.layers.{l}");
         let norm = |name: &str| RmsNorm::load(w, &format!("{p}.{name}.weight"), h, cfg.rms_norm_eps, dtype, block.norm);
         let qkv =
-            Names::new(&p, "self_attn", &[("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)], block.qkv_bias);
-        let o = Names::new(&p, "self_attn", &[("o_proj", h)], block.o_bias);
-        let gate_up = Names::new(&p, "mlp", &[("gate_proj", i), ("up_proj", i)], block.mlp_bias);
-        let down = Names::new(&p, "mlp", &[("down_proj", h)], block.mlp_bias);
+            Names::new(p, "self_attn", &[("q_proj", q_out), ("k_proj", kv_out), ("v_proj", kv_out)], block.qkv_bias);
+        let o = Names::new(p, "self_attn", &[("o_proj", h)], block.o_bias);
+        let gate_up = Names::new(p, "mlp", &[("gate_proj", i), ("up_proj", i)], block.mlp_bias);
+        let down = Names::new(p, "mlp", &[("down_proj", h)], block.mlp_bias);
         Ok(Self {
             input_norm: norm("input_layernorm")?,
             qkv: Linear::load_fused(w, qkv.parts(), h, dtype, plan)?,
@@ -83,11 +83,20 @@ impl Layer {
 }
 
 impl Backbone {
-    /// In `dtype` on `device`, with the kernels `plan` chose for them.
-    pub fn load(w: &Weights, cfg: &BackboneConfig, dtype: DType, plan: KernelPlan, device: &Device) -> Result<Self> {
+    /// The tensors under `prefix` (`model.`), in `dtype` on `device`, with the kernels `plan` chose
+    /// for them.
+    pub fn load(
+        w: &Weights,
+        cfg: &BackboneConfig,
+        prefix: &str,
+        dtype: DType,
+        plan: KernelPlan,
+        device: &Device,
+    ) -> Result<Self> {
         let h = cfg.hidden_size;
-        let layers =
-            (0..cfg.num_hidden_layers).map(|l| Layer::load(w, cfg, l, dtype, plan)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|l| Layer::load(w, cfg, l, &format!("{prefix}layers.{l}"), dtype, plan))
+            .collect::<Result<Vec<_>>>()?;
         // As transformers: sqrt(hidden) as a tensor of the compute dtype, so rounded to it.
         let embed_scale = cfg.block.embed_scale.then(|| {
             let s = (h as f64).sqrt();
@@ -98,11 +107,11 @@ impl Backbone {
             }
         });
         Ok(Self {
-            embed: TokenEmbedding::load(w, "model.embed_tokens.weight", cfg.vocab_size, h, dtype)?,
+            embed: TokenEmbedding::load(w, &format!("{prefix}embed_tokens.weight"), cfg.vocab_size, h, dtype)?,
             embed_scale,
             device: device.clone(),
             layers,
-            norm: RmsNorm::load(w, "model.norm.weight", h, cfg.rms_norm_eps, dtype, cfg.block.norm)?,
+            norm: RmsNorm::load(w, &format!("{prefix}norm.weight"), h, cfg.rms_norm_eps, dtype, cfg.block.norm)?,
             rope: Rope::new(&cfg.rope, dtype, device)?,
             cfg: cfg.clone(),
             dtype,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decoder;
 mod gemma2;
 mod keys;
+pub mod layout;
 mod llama;
 mod qwen2;
 mod qwen3;

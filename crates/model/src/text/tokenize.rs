@@ -38,8 +38,7 @@ impl Encoded {
         self.gate_pos
     }
 
-    /// Where the reward head reads: the last token, or for a sequence-classification head the
-    /// last that is not its pad id ([`Encoder::reading_past`]).
+    /// Where the reward head reads ([`Readout`]).
     pub fn last_pos(&self) -> usize {
         self.last_pos
     }
@@ -48,6 +47,33 @@ impl Encoded {
     /// response follows it: conversations with the same ids up to here may share their computation.
     pub fn prompt_end(&self) -> Option<usize> {
         self.prompt_end
+    }
+}
+
+/// Which token a reward head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readout {
+    /// The last (ArmoRM; a classifier without a pad id).
+    Last,
+    /// The last token that is not this pad id, as transformers' `*ForSequenceClassification` read
+    /// (the first token when all are pad).
+    LastNotPad(u32),
+    /// The token before the first occurrence of this id, else the last, as Starling-RM's own class
+    /// reads (PAD_ID 0). An id at position 0 reads the last token: Python's index -1.
+    BeforeFirst(u32),
+}
+
+impl Readout {
+    /// The position read in `ids` (not empty).
+    fn position(self, ids: &[u32]) -> usize {
+        let last = ids.len() - 1;
+        match self {
+            Self::Last => last,
+            Self::LastNotPad(pad) => ids.iter().rposition(|&id| id != pad).unwrap_or(0),
+            Self::BeforeFirst(pad) => {
+                ids.iter().position(|&id| id == pad).and_then(|at| at.checked_sub(1)).unwrap_or(last)
+            }
+        }
     }
 }
 
@@ -89,8 +115,7 @@ pub struct Encoder {
     template: ChatTemplate,
     anchor: TurnAnchor,
     vocab_size: usize,
-    /// A token id the head does not read at the end of a sequence (see `reading_past`).
-    skipped: Option<u32>,
+    readout: Readout,
     /// An upper bound on the bytes of text one token stands for: text longer than `max_tokens`
     /// times this cannot fit, and is refused (or cut) before the tokenizer sees it.
     max_token_bytes: usize,
@@ -107,15 +132,14 @@ impl Encoder {
             template,
             anchor,
             vocab_size,
-            skipped: None,
+            readout: Readout::Last,
             max_token_bytes,
         })
     }
 
-    /// The head reads the last token that is not `pad`, as transformers' sequence classifiers do
-    /// (the first token when all are `pad`).
-    pub fn reading_past(mut self, pad: Option<u32>) -> Self {
-        self.skipped = pad;
+    /// Where the head reads (the last token unless told).
+    pub fn reading(mut self, readout: Readout) -> Self {
+        self.readout = readout;
         self
     }
 
@@ -276,10 +300,7 @@ impl Encoder {
             return Err(ConversationError::TokenOutOfRange { id, vocab: self.vocab_size }.into());
         }
         let (gate_pos, prompt_end) = self.anchor.locate(&ids)?;
-        let last_pos = match self.skipped {
-            Some(pad) => ids.iter().rposition(|&id| id != pad).unwrap_or(0),
-            None => ids.len() - 1,
-        };
+        let last_pos = self.readout.position(&ids);
         Ok(Encoded { ids, gate_pos, last_pos, prompt_end })
     }
 }
@@ -321,5 +342,21 @@ fn max_token_bytes(tokenizer: &Tokenizer) -> usize {
         longest * 2
     } else {
         longest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_readout_reads_where_its_reference_does() {
+        let ids = [5, 0, 7, 0, 0];
+        assert_eq!(Readout::Last.position(&ids), 4);
+        assert_eq!(Readout::LastNotPad(0).position(&ids), 2);
+        assert_eq!(Readout::LastNotPad(0).position(&[0, 0]), 0, "all pad: the first token");
+        assert_eq!(Readout::BeforeFirst(0).position(&ids), 0);
+        assert_eq!(Readout::BeforeFirst(0).position(&[5, 6, 7]), 2, "no pad: the last token");
+        assert_eq!(Readout::BeforeFirst(0).position(&[0, 6, 7]), 2, "a pad first: index -1, the last");
     }
 }
