@@ -3,14 +3,14 @@
 //! Bradley-Terry `score.weight` or an `lm_head` dropped), `regression_layer.weight`,
 //! `reward_transform_matrix`, `gating.layers.{i}.weight/bias` and `gating.logit_scale` in f32,
 //! config.json with the head's hyper-parameters and objective names (its class the backbone
-//! family's `{Family}ForRewardModelWithGating`), the tokenizer files, and for Llama backbones a
-//! `modeling_custom.py` so transformers can load it with `trust_remote_code=True`.
+//! family's `{Family}ForRewardModelWithGating`), the tokenizer files, and `modeling_custom.py` so
+//! transformers can load it with `trust_remote_code=True` (one class per family, over the family's
+//! own transformers backbone).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use armorm_model::arch::config::ModelConfig;
-use armorm_model::arch::Family;
 use armorm_model::load::checkpoint::CheckpointFiles;
 use memmap2::Mmap;
 use safetensors::tensor::TensorView;
@@ -23,6 +23,8 @@ use crate::tensors::F32Tensor;
 
 /// Shards are cut at this size, as `save_pretrained` does by default.
 pub const MAX_SHARD_BYTES: usize = 5 << 30;
+/// The remote code's file name, and its text (one class per family).
+pub const MODELING_FILE: &str = "modeling_custom.py";
 const MODELING: &str = include_str!("modeling_custom.py");
 
 /// Everything the heads add to the base checkpoint.
@@ -35,38 +37,47 @@ pub struct Heads {
     pub gating_pattern: Vec<u32>,
 }
 
-/// Writes the checkpoint into `out` (an empty or new directory).
-pub fn export(base: &CheckpointFiles, heads: &Heads, out: &Path, max_shard_bytes: usize) -> Result<()> {
+/// Writes the checkpoint into `out` (an empty or new directory); returns the class it names.
+pub fn export(base: &CheckpointFiles, heads: &Heads, out: &Path, max_shard_bytes: usize) -> Result<String> {
     std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
-    let family = write_config(base, heads, out)?;
+    let class = write_config(base, heads, out)?;
     write_weights(base, heads, out, max_shard_bytes)?;
     copy_tokenizer_files(base, out)?;
-    // The remote code is the Llama class; transformers would run another family's weights through
-    // it without complaint, so other families get no auto_map and no modeling file.
-    if family == Family::Llama {
-        let modeling = out.join("modeling_custom.py");
-        std::fs::write(&modeling, MODELING).map_err(|e| TrainError::io(&modeling, e))?;
-    }
-    Ok(())
+    let modeling = out.join(MODELING_FILE);
+    std::fs::write(&modeling, MODELING).map_err(|e| TrainError::io(&modeling, e))?;
+    Ok(class)
 }
 
-/// Writes config.json and returns the backbone's family, which names the exported class.
-fn write_config(base: &CheckpointFiles, heads: &Heads, out: &Path) -> Result<Family> {
+/// `pad_token_id` as transformers 5 accepts it: inside the vocabulary (its embedding refuses a
+/// padding index past the table, which Llama-3 reward models' 128256 of 128256 is), else none.
+fn pad_within_vocabulary(cfg: &mut serde_json::Map<String, Value>) {
+    let vocab = cfg.get("vocab_size").and_then(Value::as_u64);
+    let pad = cfg.get("pad_token_id").and_then(Value::as_u64);
+    if let (Some(vocab), Some(pad)) = (vocab, pad) {
+        if pad >= vocab {
+            cfg.remove("pad_token_id");
+        }
+    }
+}
+
+/// Writes config.json: the base's, with the head's keys, the family's class and its remote code;
+/// returns the class.
+fn write_config(base: &CheckpointFiles, heads: &Heads, out: &Path) -> Result<String> {
     let text = std::fs::read_to_string(&base.config).map_err(|e| TrainError::io(&base.config, e))?;
     let family = ModelConfig::from_json(&text)?.architecture.family;
     let mut cfg: Value =
         serde_json::from_str(&text).map_err(|e| TrainError::corrupt(&base.config, format!("invalid JSON: {e}")))?;
     let obj = cfg.as_object_mut().ok_or_else(|| TrainError::corrupt(&base.config, "not a JSON object"))?;
-    for stale in ["num_labels", "id2label", "label2id", "auto_map"] {
+    for stale in ["num_labels", "id2label", "label2id"] {
         obj.remove(stale);
     }
-    if family == Family::Llama {
-        let class = "modeling_custom.LlamaForRewardModelWithGating";
-        obj.insert("auto_map".into(), json!({ "AutoModelForSequenceClassification": class }));
-    }
+    pad_within_vocabulary(obj);
+    let class = family.gating_class();
+    let remote = format!("{}.{class}", MODELING_FILE.trim_end_matches(".py"));
+    obj.insert("auto_map".into(), json!({ "AutoModelForSequenceClassification": remote }));
     let g = &heads.gating_shape;
     let set = [
-        ("architectures", json!([family.gating_class()])),
+        ("architectures", json!([class])),
         ("num_objectives", json!(g.objectives)),
         ("gating_temperature", json!(g.temperature)),
         ("gating_hidden_dim", json!(g.hidden)),
@@ -80,7 +91,7 @@ fn write_config(base: &CheckpointFiles, heads: &Heads, out: &Path) -> Result<Fam
     let path = out.join("config.json");
     let text = serde_json::to_string_pretty(&cfg).map_err(|e| TrainError::Invalid(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(|e| TrainError::io(&path, e))?;
-    Ok(family)
+    Ok(class)
 }
 
 /// Copies the backbone tensor by tensor from the memory-mapped base files (never all in memory),

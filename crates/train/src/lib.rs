@@ -12,6 +12,7 @@
 //! each stage is also a command of its own ([`cli`]). The maths are pure functions tested against
 //! scikit-learn, scipy and PyTorch numbers; the drivers around them only move files.
 
+pub mod card;
 pub mod cli;
 pub mod debias;
 pub mod embed;

@@ -16,11 +16,12 @@ use std::time::Instant;
 
 use armorm_data::digest::sha256_file;
 use armorm_model::load::checkpoint::CheckpointFiles;
-use armorm_model::{Embedder, GatingPattern, LoadOptions};
+use armorm_model::{Embedder, GatingPattern, LoadOptions, ModelSource};
 use clap::ValueEnum;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::card;
 use crate::cli::{RunArgs, Stage, TrainArgs};
 use crate::debias::{self, Debias};
 use crate::embed::{EmbedJob, EmbedSettings};
@@ -496,6 +497,23 @@ impl<'a> Pipeline<'a> {
         Ok((report, net))
     }
 
+    /// The inputs the run trained on, as the model card lists them.
+    fn sources(&self) -> Result<Vec<card::Source>> {
+        let (ratings, pairs, reference) = (self.ratings()?, self.pairs()?, self.reference()?);
+        let mut inputs = vec![("ratings", ratings), ("pairs", pairs)];
+        if reference.sha256 != pairs.sha256 {
+            inputs.push(("reference", reference));
+        }
+        Ok(inputs
+            .into_iter()
+            .map(|(role, input)| card::Source {
+                role,
+                file: input.path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                sha256: input.sha256.clone(),
+            })
+            .collect())
+    }
+
     fn export(&self, out: &Path) -> Result<()> {
         let (regression, weights) = self.regression()?;
         let debias = self.debias()?;
@@ -513,10 +531,14 @@ impl<'a> Pipeline<'a> {
             tensors: heads,
             gating_pattern: self.pattern.ids().to_vec(),
         };
+        let sources = self.sources()?;
+        let source = self.args.model.source();
         publish(out, |dir| {
-            export::export(&self.files, &heads, dir, export::MAX_SHARD_BYTES)?;
+            let class = export::export(&self.files, &heads, dir, export::MAX_SHARD_BYTES)?;
             let stages = report::Stages { regression, debias, gating };
-            report::write(&stages, dir)
+            report::write(&stages, dir)?;
+            let base_on_hub = matches!(source, ModelSource::Hub { .. });
+            card::write(&card::Card { base: source.id(), base_on_hub, class, sources, stages: &stages }, dir)
         })?;
         tracing::info!(out = %out.display(), val_accuracy = gating.val_accuracy, "checkpoint written");
         Ok(())

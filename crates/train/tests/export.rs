@@ -5,6 +5,7 @@
 
 mod common;
 
+use armorm_data::digest::sha256_file;
 use armorm_model::{ComputeDType, Conversation, LoadOptions, ModelSource, RawMessage, RewardModel};
 use common::*;
 
@@ -74,4 +75,86 @@ fn export_scores_like_the_pytorch_reference_and_reruns_skip_stages() {
     reseeded[seed] = "1";
     let err = train(Some("regression"), &reseeded).unwrap_err().to_string();
     assert!(err.contains("no complete set of feature shards"), "{err}");
+}
+
+/// The exports of tests/fixtures/export/generate.py, run there by transformers itself
+/// (`AutoModelForSequenceClassification`, `trust_remote_code=True`, f32/bf16/f16, left-padded
+/// batches equal to one conversation at a time): today's export is the code that ran (the same
+/// modeling_custom.py), loads in transformers 5 (no padding index past the vocabulary), carries a
+/// model card, and armorm scores it as transformers did.
+#[test]
+fn the_export_runs_in_transformers_as_armorm_scores_it() {
+    let expected = json(&fixtures().join("export/expected.json"));
+    let flags: Vec<String> =
+        expected["flags"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    for export in expected["exports"].as_array().unwrap() {
+        let base = export["base"].as_str().unwrap();
+        let stages = match base {
+            "tiny-bt" => train_fixture("work"),
+            other => fixtures().join("export").join(other).join("work"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (work, out) = (dir.path().join("work"), dir.path().join("out"));
+        std::fs::create_dir_all(&work).unwrap();
+        for f in std::fs::read_dir(&stages).unwrap().flatten() {
+            std::fs::copy(f.path(), work.join(f.file_name())).unwrap();
+        }
+        let (r, p) = (train_fixture("ratings.jsonl"), train_fixture("pairs.jsonl"));
+        let mut args = vec!["--ratings", path(&r), "--pairs", path(&p), "--work", path(&work), "--out", path(&out)];
+        args.extend(flags.iter().map(String::as_str));
+        train_on(&fixtures().join("models").join(base), Some("export"), &args).unwrap();
+
+        assert_eq!(
+            sha256_file(&out.join("modeling_custom.py")).unwrap(),
+            export["modeling_sha256"].as_str().unwrap(),
+            "{base}: modeling_custom.py changed since transformers ran it; rerun tests/fixtures/export/generate.py"
+        );
+        let cfg = json(&out.join("config.json"));
+        let class = export["class"].as_str().unwrap();
+        assert_eq!(cfg["architectures"][0], class);
+        assert_eq!(cfg["auto_map"]["AutoModelForSequenceClassification"], format!("modeling_custom.{class}"));
+        let vocab = cfg["vocab_size"].as_u64().unwrap();
+        assert!(cfg.get("pad_token_id").and_then(|p| p.as_u64()).is_none_or(|p| p < vocab), "{base}: {cfg}");
+        let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+        let ratings_hash = sha256_file(&r).unwrap();
+        assert!(card.contains(&ratings_hash) && card.contains(class), "{base}: {card}");
+
+        for (dtype, key) in [(ComputeDType::F32, "f32"), (ComputeDType::Bf16, "bf16")] {
+            let options = LoadOptions { dtype: Some(dtype), ..Default::default() };
+            let model = RewardModel::load(&ModelSource::Local(out.clone()), &options).unwrap();
+            for name in model.objectives() {
+                assert!(card.contains(&format!("`{name}`")), "{base}: the card lacks {name}");
+            }
+            for case in export["cases"].as_array().unwrap() {
+                let raw: Vec<RawMessage> = serde_json::from_value(case["messages"].clone()).unwrap();
+                let conversation = Conversation::new(raw).unwrap();
+                let ids: Vec<u64> = case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect();
+                let encoded = model.encode(&conversation).unwrap();
+                assert_eq!(encoded.ids().iter().map(|&i| i as u64).collect::<Vec<_>>(), ids, "{base}");
+                let got = model.forward(&[&encoded]).unwrap().remove(0);
+                let want = &case[key];
+                let o = got.objectives.unwrap();
+                let pairs = [
+                    (vec![got.score], vec![want["score"].as_f64().unwrap() as f32]),
+                    (o.rewards, floats(&want["rewards"])),
+                    (o.gating, floats(&want["gating"])),
+                    (o.coefficients, floats(&want["coefficients"])),
+                ];
+                for (g, w) in pairs {
+                    // f32 to 1e-4; bf16 as the parity tests bound it (5% of the largest, at least 0.05).
+                    let tol = match dtype {
+                        ComputeDType::F32 => 1e-4,
+                        _ => 0.05 * w.iter().fold(1.0f32, |m, x| m.max(x.abs())),
+                    };
+                    for (a, b) in g.iter().zip(&w) {
+                        assert!((a - b).abs() <= tol, "{base} {key}: armorm {a}, transformers {b}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }

@@ -1,6 +1,7 @@
 //! `armorm train` builds an ArmoRM on a Qwen3 or a Gemma-2 base (tests/fixtures/families), and its
 //! export loads back as that family's gating model: the backbone tensors as they were, the class
-//! named for the family, the gating pattern the family's own template opens its answers with.
+//! named for the family (in config.json and in the remote code transformers loads), the gating
+//! pattern the family's own template opens its answers with.
 
 mod common;
 
@@ -25,7 +26,9 @@ fn an_armorm_on_a_qwen3_or_gemma2_base_exports_and_loads_back() {
         let cfg = json(&out.join("config.json"));
         assert_eq!(cfg["architectures"][0], family.gating_class(), "{base}");
         assert_eq!(cfg["model_type"], family.model_type(), "{base}");
-        assert!(cfg.get("auto_map").is_none() && !out.join("modeling_custom.py").exists(), "{base}: no Llama code");
+        let remote = format!("modeling_custom.{}", family.gating_class());
+        assert_eq!(cfg["auto_map"]["AutoModelForSequenceClassification"], remote.as_str(), "{base}");
+        assert!(out.join("modeling_custom.py").is_file(), "{base}: the family's remote code");
         let options = LoadOptions { dtype: Some(ComputeDType::F32), ..Default::default() };
         let model = RewardModel::load(&ModelSource::Local(out.clone()), &options).unwrap();
         assert_eq!(model.architecture().family, family);
