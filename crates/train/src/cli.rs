@@ -72,6 +72,19 @@ pub struct RunArgs {
     /// Hidden layers of the gating network.
     #[arg(long, default_value_t = 3)]
     pub n_hidden: usize,
+    /// Stage-2 AdamW learning rate (cosine-decayed to 0).
+    #[arg(long, default_value_t = 1e-3)]
+    pub learning_rate: f64,
+    /// Stage-2 dropout before each hidden layer.
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f32,
+    /// The gating softmax's temperature (stored in the checkpoint's config).
+    #[arg(long, default_value_t = 10.0)]
+    pub temperature: f64,
+    /// Debiasing: an objective's λ is the smallest on the grid that brings its Spearman correlation
+    /// with verbosity to this or below.
+    #[arg(long, default_value_t = crate::debias::THRESHOLD)]
+    pub spearman_threshold: f64,
     /// Seeds both 80/20 splits, the gating network's initialisation, batches and dropout.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

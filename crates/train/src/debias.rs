@@ -1,9 +1,10 @@
 //! Verbosity debiasing: how much of the verbosity reward to subtract from each other objective so
 //! that it no longer ranks answers by length. On the reference set's predicted rewards (chosen and
 //! rejected answers pooled), objective i gets the smallest λ of [`LAMBDA_GRID`] for which
-//! Spearman(r_i − λ r_v, r_v) ≤ [`THRESHOLD`] (1 when none does), verbosity itself gets 1, and
-//! the reward-transform matrix T is the identity with row v reduced by λ, so `rewards @ T` is the
-//! debiased rewards and the head's `gating @ Tᵀ` gives the coefficients.
+//! Spearman(r_i − λ r_v, r_v) ≤ the threshold (the paper's [`THRESHOLD`] unless told; λ = 1 when
+//! no grid value reaches it), verbosity itself gets 1, and the reward-transform matrix T is the
+//! identity with row v reduced by λ, so `rewards @ T` is the debiased rewards and the head's
+//! `gating @ Tᵀ` gives the coefficients.
 
 use armorm_data::stats::{average_ranks, pearson};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,10 @@ pub struct Debias {
     pub spearman: Vec<f64>,
     /// The sweep behind the choice: `sweep[i][g]` = Spearman(r_i − grid[g] r_v, r_v).
     pub sweep: Vec<Vec<f64>>,
+    /// The correlation a λ had to reach (`--spearman-threshold`; results from before the flag
+    /// used the paper's).
+    #[serde(default = "paper_threshold")]
+    pub threshold: f64,
     /// Rows of the reference set the correlations were measured on (both answers of each pair).
     pub reference_rows: usize,
     /// T, k x k, row-major.
@@ -41,9 +46,13 @@ impl Keyed for Debias {
     }
 }
 
+fn paper_threshold() -> f64 {
+    THRESHOLD
+}
+
 /// λ for each column of `rewards` (each column one objective over the same rows), debiasing against
-/// column `v`; also the full sweep.
-pub fn lambdas(rewards: &[Vec<f64>], v: usize) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+/// column `v` until Spearman ≤ `threshold`; also the full sweep.
+pub fn lambdas(rewards: &[Vec<f64>], v: usize, threshold: f64) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
     let k = rewards.len();
     let verbosity_ranks = average_ranks(&rewards[v]);
     let sweep: Vec<Vec<f64>> = (0..k)
@@ -61,7 +70,7 @@ pub fn lambdas(rewards: &[Vec<f64>], v: usize) -> (Vec<f64>, Vec<f64>, Vec<Vec<f
     let mut lambda = vec![1.0; k];
     let mut rho = vec![0.0; k];
     for i in (0..k).filter(|&i| i != v) {
-        match sweep[i].iter().position(|&c| c <= THRESHOLD) {
+        match sweep[i].iter().position(|&c| c <= threshold) {
             Some(g) => (lambda[i], rho[i]) = (LAMBDA_GRID[g], sweep[i][g]),
             None => rho[i] = sweep[i].iter().cloned().filter(|c| !c.is_nan()).fold(f64::INFINITY, f64::min),
         }
@@ -98,7 +107,7 @@ mod tests {
     fn uncorrelated_objectives_keep_lambda_zero_and_copies_of_verbosity_need_one() {
         let v: Vec<f64> = (0..50).map(|i| i as f64).collect();
         let unrelated: Vec<f64> = (0..50).map(|i| ((i * 37) % 50) as f64 - 25.0).collect();
-        let (lambda, _, sweep) = lambdas(&[v.clone(), unrelated, v.clone()], 0);
+        let (lambda, _, sweep) = lambdas(&[v.clone(), unrelated, v.clone()], 0, THRESHOLD);
         assert_eq!(lambda[0], 1.0);
         assert!(sweep[1][0] <= THRESHOLD && lambda[1] == 0.0, "{:?}", sweep[1]);
         assert_eq!(lambda[2], 1.0, "r_v - λ r_v keeps r_v's ranks for every λ < 1");

@@ -372,7 +372,14 @@ impl<'a> Pipeline<'a> {
         let reference = self.reference()?;
         let names = regression.names();
         let (verbosity, v) = self.verbosity_index(&names)?;
-        let key = key(&[FORMAT, &regression.key, &reference.key, &verbosity]);
+        let threshold = self.args.spearman_threshold;
+        // The paper's threshold adds nothing to the key, so results from before the flag stay valid.
+        let threshold_text = threshold.to_string();
+        let mut parts = vec![FORMAT, &regression.key, &reference.key, &verbosity];
+        if threshold != debias::THRESHOLD {
+            parts.push(&threshold_text);
+        }
+        let key = key(&parts);
         let path = self.work.join("debias.json");
         if let Some(d) = fresh::<Debias>(&path, &key) {
             tracing::info!("debiasing: up to date");
@@ -380,6 +387,9 @@ impl<'a> Pipeline<'a> {
         }
         let stale = Self::stale_reason(&path, || {
             let old = read_json::<Debias>(&path).ok()?;
+            if old.threshold != threshold {
+                return Some(format!("--spearman-threshold was {}, is {threshold}", old.threshold));
+            }
             (old.verbosity != verbosity)
                 .then(|| format!("--verbosity-objective was {:?}, is {verbosity:?}", old.verbosity))
         });
@@ -390,7 +400,7 @@ impl<'a> Pipeline<'a> {
         let k = names.len();
         let n = predicted.len() / k;
         let columns: Vec<Vec<f64>> = (0..k).map(|j| (0..n).map(|i| predicted[i * k + j]).collect()).collect();
-        let (lambda, spearman, sweep) = debias::lambdas(&columns, v);
+        let (lambda, spearman, sweep) = debias::lambdas(&columns, v, threshold);
         for (name, l) in names.iter().zip(&lambda) {
             tracing::info!(objective = %name, lambda = l, "debiasing");
         }
@@ -402,6 +412,7 @@ impl<'a> Pipeline<'a> {
             lambda,
             spearman,
             sweep,
+            threshold,
             reference_rows: n,
         };
         write_json(&path, &d)?;
@@ -414,6 +425,9 @@ impl<'a> Pipeline<'a> {
             batch_size: self.args.batch_size,
             hidden_dim: self.args.hidden_dim,
             n_hidden: self.args.n_hidden,
+            learning_rate: self.args.learning_rate,
+            dropout: self.args.dropout,
+            temperature: self.args.temperature,
             seed: self.args.seed,
             ..GatingSettings::default()
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde_json::{json, Map, Value};
 
-use crate::debias::{Debias, LAMBDA_GRID, THRESHOLD};
+use crate::debias::{Debias, LAMBDA_GRID};
 use crate::error::{Result, TrainError};
 use crate::gating::GatingReport;
 use crate::regression::Regression;
@@ -51,7 +51,7 @@ pub fn json(s: &Stages) -> Value {
             "verbosity_objective": s.debias.verbosity,
             "lambda": by_name(&names, s.debias.lambda.iter().copied()),
             "spearman": by_name(&names, s.debias.spearman.iter().copied()),
-            "threshold": THRESHOLD,
+            "threshold": s.debias.threshold,
             "grid": LAMBDA_GRID,
             "reference_rows": s.debias.reference_rows,
             "reward_transform_matrix": s.debias.transform,
@@ -108,7 +108,8 @@ fn sweep_plot(d: &Debias, path: &Path) -> PlotResult {
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let finite = d.sweep.iter().flatten().copied().filter(|c| c.is_finite());
-    let (lo, hi) = finite.fold((THRESHOLD, THRESHOLD), |(a, b), c| (a.min(c), b.max(c)));
+    let threshold = d.threshold;
+    let (lo, hi) = finite.fold((threshold, threshold), |(a, b), c| (a.min(c), b.max(c)));
     let mut chart = ChartBuilder::on(&root)
         .caption(format!("Verbosity debiasing: Spearman(r_i - λ r_v, r_v), v = {}", d.verbosity), ("sans-serif", 18))
         .margin(12)
@@ -117,8 +118,8 @@ fn sweep_plot(d: &Debias, path: &Path) -> PlotResult {
         .build_cartesian_2d(0f64..1f64, (lo - 0.05)..(hi + 0.05))?;
     chart.configure_mesh().x_desc("λ").y_desc("Spearman correlation with verbosity").draw()?;
     chart
-        .draw_series(LineSeries::new([(0.0, THRESHOLD), (1.0, THRESHOLD)], BLACK.stroke_width(1)))?
-        .label(format!("threshold {THRESHOLD}"))
+        .draw_series(LineSeries::new([(0.0, threshold), (1.0, threshold)], BLACK.stroke_width(1)))?
+        .label(format!("threshold {threshold}"))
         .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
     for (i, (name, sweep)) in d.objectives.iter().zip(&d.sweep).enumerate() {
         if *name == d.verbosity {
