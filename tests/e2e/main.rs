@@ -8,6 +8,7 @@ mod dashboard;
 mod docs;
 mod errors;
 mod eval;
+mod hub_data;
 mod lifecycle;
 mod openapi;
 mod protocols;

@@ -18,6 +18,10 @@ pub enum DataError {
     Parquet { path: PathBuf, message: String },
     #[error("{}: the file has no rows", path.display())]
     Empty { path: PathBuf },
+    /// A data flag that names nothing readable: a missing file, an empty glob, a Hub dataset or
+    /// split that is not there.
+    #[error("{0}")]
+    Source(String),
     /// One row is wrong; the message says what was expected.
     #[error("{at}: {message}")]
     Row { at: RowRef, message: String },

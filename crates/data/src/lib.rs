@@ -10,8 +10,10 @@ pub mod error;
 pub mod messages;
 pub mod pairs;
 pub mod rows;
+pub mod source;
 pub mod stats;
 
 pub use error::{DataError, Result};
 pub use pairs::Pair;
 pub use rows::{Row, RowRef, Rows};
+pub use source::{DataSource, Dataset};

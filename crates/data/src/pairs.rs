@@ -44,7 +44,7 @@ mod tests {
     use crate::rows::RowRef;
 
     fn row(json: &str) -> Row {
-        let at = RowRef { file: Arc::new(PathBuf::from("pairs.jsonl")), index: 6, line: Some(7) };
+        let at = RowRef { file: Arc::new(PathBuf::from("pairs.jsonl")), index: 6, row: 6, line: Some(7) };
         Row { at, fields: serde_json::from_str(json).unwrap() }
     }
 

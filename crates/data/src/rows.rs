@@ -1,4 +1,5 @@
-//! Rows of a JSON Lines or Parquet file as JSON objects, streamed, each with where it came from.
+//! Rows of JSON Lines or Parquet files as JSON objects, streamed (one file, or several read in
+//! order as one dataset, such as a split's Parquet shards), each with where it came from.
 //!
 //! The format follows the extension (`.parquet` / `.pq` is Parquet, anything else JSON Lines). Blank
 //! JSON Lines lines are skipped but still counted, so a location is the line an editor shows. A file
@@ -13,12 +14,13 @@ use serde_json::{Map, Value};
 
 use crate::error::{DataError, Result};
 
-/// Where a row sits: the file, its index among the file's rows (0-based), and for JSON Lines the
-/// 1-based line number.
+/// Where a row sits: the file, its index among the dataset's rows (0-based, counting on across
+/// files: the record number), its index in the file, and for JSON Lines the 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowRef {
     pub file: Arc<PathBuf>,
     pub index: usize,
+    pub row: usize,
     pub line: Option<usize>,
 }
 
@@ -26,7 +28,7 @@ impl fmt::Display for RowRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
             Some(line) => write!(f, "{}:{line}", self.file.display()),
-            None => write!(f, "{}: row {}", self.file.display(), self.index + 1),
+            None => write!(f, "{}: row {}", self.file.display(), self.row + 1),
         }
     }
 }
@@ -69,11 +71,15 @@ pub fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A streaming reader of a file's rows.
+/// A streaming reader of the rows of one file or of several in order.
 pub struct Rows {
     file: Arc<PathBuf>,
     source: Source,
+    /// Files still to read after this one.
+    rest: std::collections::VecDeque<PathBuf>,
+    /// Rows yielded so far, over every file; and in this file.
     count: usize,
+    in_file: usize,
     done: bool,
 }
 
@@ -84,20 +90,33 @@ enum Source {
 
 impl Rows {
     pub fn open(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-        let source = if is_parquet(path) {
-            use parquet::file::reader::SerializedFileReader;
-            let reader = SerializedFileReader::new(file)
-                .map_err(|e| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
-            Source::Parquet(parquet::record::reader::RowIter::from_file_into(Box::new(reader)))
-        } else {
-            Source::Lines { lines: BufReader::new(file).lines(), line: 0 }
-        };
-        Ok(Self { file: Arc::new(path.to_path_buf()), source, count: 0, done: false })
+        Self::open_all(&[path.to_path_buf()])
     }
 
+    /// The rows of `files` in order, as one dataset: the first is opened now, the others when
+    /// reached. No rows at all is [`DataError::Empty`] (naming the first file).
+    pub fn open_all(files: &[PathBuf]) -> Result<Self> {
+        let (first, rest) = files.split_first().ok_or_else(|| DataError::Empty { path: PathBuf::new() })?;
+        let (source, rest) = (open_source(first)?, rest.iter().cloned().collect());
+        Ok(Self { source, file: Arc::new(first.clone()), rest, count: 0, in_file: 0, done: false })
+    }
+
+    /// The next row of this file, else of the next file with any.
     fn next_row(&mut self) -> Option<Result<Row>> {
-        let index = self.count;
+        loop {
+            if let Some(item) = self.next_in_file() {
+                return Some(item);
+            }
+            let next = self.rest.pop_front()?;
+            match open_source(&next) {
+                Ok(source) => (self.file, self.source, self.in_file) = (Arc::new(next), source, 0),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn next_in_file(&mut self) -> Option<Result<Row>> {
+        let (index, row) = (self.count, self.in_file);
         match &mut self.source {
             Source::Lines { lines, line } => loop {
                 *line += 1;
@@ -108,7 +127,7 @@ impl Rows {
                 if text.trim().is_empty() {
                     continue;
                 }
-                let at = RowRef { file: self.file.clone(), index, line: Some(*line) };
+                let at = RowRef { file: self.file.clone(), index, row, line: Some(*line) };
                 return Some(match serde_json::from_str::<Value>(&text) {
                     Ok(Value::Object(fields)) => Ok(Row { at, fields }),
                     Ok(other) => Err(DataError::row(&at, format!("expected a JSON object, found {}", kind(&other)))),
@@ -116,7 +135,7 @@ impl Rows {
                 });
             },
             Source::Parquet(rows) => {
-                let at = RowRef { file: self.file.clone(), index, line: None };
+                let at = RowRef { file: self.file.clone(), index, row, line: None };
                 Some(match rows.next()? {
                     Ok(row) => match row.to_json_value() {
                         Value::Object(fields) => Ok(Row { at, fields }),
@@ -139,6 +158,7 @@ impl Iterator for Rows {
         match self.next_row() {
             Some(item) => {
                 self.count += 1;
+                self.in_file += 1;
                 Some(item)
             }
             None => {
@@ -147,6 +167,18 @@ impl Iterator for Rows {
             }
         }
     }
+}
+
+fn open_source(path: &Path) -> Result<Source> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(if is_parquet(path) {
+        use parquet::file::reader::SerializedFileReader;
+        let reader = SerializedFileReader::new(file)
+            .map_err(|e| DataError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+        Source::Parquet(parquet::record::reader::RowIter::from_file_into(Box::new(reader)))
+    } else {
+        Source::Lines { lines: BufReader::new(file).lines(), line: 0 }
+    })
 }
 
 fn is_parquet(path: &Path) -> bool {
@@ -186,6 +218,21 @@ mod tests {
         assert!(matches!(rows[0], Err(DataError::Empty { .. })));
         let missing = Rows::open(Path::new("/nonexistent/x.jsonl")).err().unwrap().to_string();
         assert!(missing.starts_with("/nonexistent/x.jsonl: "), "{missing}");
+    }
+
+    #[test]
+    fn several_files_are_one_dataset_numbered_on_and_located_in_their_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+        std::fs::write(&a, "{\"x\": 1}\n{\"x\": 2}\n").unwrap();
+        std::fs::write(&b, "\n{\"x\": 3}\n[]\n").unwrap();
+        let rows: Vec<_> = Rows::open_all(&[a, b]).unwrap().collect();
+        assert_eq!(rows.len(), 4);
+        let third = rows[2].as_ref().unwrap();
+        assert_eq!((third.at.index, third.at.row, third.at.line, third.fields["x"].as_i64()), (2, 0, Some(2), Some(3)));
+        assert!(third.at.file.ends_with("b.jsonl"));
+        let err = rows[3].as_ref().unwrap_err().to_string();
+        assert!(err.ends_with("b.jsonl:3: expected a JSON object, found an array"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use armorm_data::DataSource;
 use armorm_model::cli::ModelArgs;
 use clap::Args;
 
@@ -9,9 +10,10 @@ use clap::Args;
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// RewardBench v1 or v2 rows, JSON Lines or Parquet (repeat for several files).
+    /// RewardBench v1 or v2 rows, JSON Lines or Parquet: a file, a folder, a glob, or a Hub dataset
+    /// id (`allenai/reward-bench:filtered`, `owner/name:split@revision`); repeat for several.
     #[arg(long, required = true)]
-    pub data: Vec<PathBuf>,
+    pub data: Vec<DataSource>,
     /// Write every number (scores, sections, audit, model, data hashes) as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use armorm_data::digest::sha256_file;
-use armorm_data::Rows;
 use armorm_model::{RewardModel, Role};
 use serde_json::{json, Value};
 
@@ -66,9 +64,10 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
     let mut distinct = Distinct::default();
     let (mut examples, mut skipped) = (Vec::new(), Vec::new());
     let mut data = Vec::new();
-    for path in &args.data {
+    for source in &args.data {
+        let dataset = source.resolve()?;
         let mut rows = 0;
-        for row in Rows::open(path)? {
+        for row in dataset.rows()? {
             rows += 1;
             match row.map_err(EvalError::from).and_then(|row| index(&model, &mut distinct, &row)) {
                 Ok(ex) => examples.push(ex),
@@ -76,7 +75,7 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
                 Err(e) => return Err(e),
             }
         }
-        data.push(json!({"path": path, "sha256": sha256_file(path)?, "rows": rows}));
+        data.push(json!({"path": dataset.name, "files": dataset.files, "sha256": dataset.sha256()?, "rows": rows}));
     }
     if examples.is_empty() {
         return Err(EvalError::Invalid("no example could be evaluated".into()));

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use armorm_data::DataSource;
 use armorm_model::cli::ModelArgs;
 use clap::{Args, ValueEnum};
 
@@ -39,18 +40,20 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Multi-objective ratings, JSON Lines or Parquet: {"messages": [...], "<objective>": number | bool | null, ...}.
+    /// A file, a folder, a glob, or a Hub dataset id (`owner/name[:split][@revision]`).
     #[arg(long)]
-    pub ratings: Option<PathBuf>,
+    pub ratings: Option<DataSource>,
     /// Preference pairs, JSON Lines or Parquet: {"chosen": [messages], "rejected": [messages]} or
-    /// {"prompt": str, "chosen": str, "rejected": str}.
+    /// {"prompt": str, "chosen": str, "rejected": str}. A file, a folder, a glob or a Hub dataset id.
     #[arg(long)]
-    pub pairs: Option<PathBuf>,
+    pub pairs: Option<DataSource>,
     /// The checkpoint directory to write; replaced only when the whole run succeeds.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Pairs the verbosity correlation is measured on [default: --pairs].
+    /// Pairs the verbosity correlation is measured on [default: --pairs]; the paper used
+    /// RLHFlow/UltraFeedback-preference-standard.
     #[arg(long)]
-    pub reference: Option<PathBuf>,
+    pub reference: Option<DataSource>,
     /// Objective columns to use, in this order [default: every column but messages, in file order].
     #[arg(long, value_delimiter = ',')]
     pub objectives: Option<Vec<String>>,

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use armorm_data::messages::conversation;
-use armorm_data::{Pair, Row, Rows};
+use armorm_data::{Dataset, Pair, Row};
 use armorm_model::{ConversationError, Embedder, Encoded, ModelError};
 
 use crate::error::{Result, TrainError};
@@ -39,7 +39,7 @@ impl Default for EmbedSettings {
 pub struct EmbedJob<'a> {
     pub embedder: &'a Embedder,
     pub kind: Kind,
-    pub input: &'a Path,
+    pub input: &'a Dataset,
     pub shard: Shard,
     /// From [`crate::pipeline`]: the input's content, the model and the settings.
     pub key: &'a str,
@@ -68,7 +68,7 @@ impl EmbedJob<'_> {
             _ => Manifest {
                 kind: self.kind,
                 key: self.key.to_string(),
-                input: self.input.to_path_buf(),
+                input: self.input.name.clone(),
                 shard: self.shard,
                 hidden_size: self.embedder.hidden_size(),
                 next_record: 0,
@@ -85,7 +85,7 @@ impl EmbedJob<'_> {
     pub fn extract(&self, dir: &Path, prepared: Prepared) -> Result<Manifest> {
         let Prepared { mut manifest, todo } = prepared;
         if manifest.complete {
-            tracing::info!(input = %self.input.display(), shard = ?self.shard, "features already extracted");
+            tracing::info!(input = %self.input.name, shard = ?self.shard, "features already extracted");
             return Ok(manifest);
         }
         let manifest_path = dir.join(MANIFEST);
@@ -97,7 +97,7 @@ impl EmbedJob<'_> {
             .iter()
             .map(|m| NpyWriter::<f32>::resume(&dir.join(format!("{m}.npy")), Some(d), manifest.kept))
             .collect::<Result<Vec<_>>>()?;
-        let progress = progress_bar(todo, &format!("embedding {}", self.input.display()));
+        let progress = progress_bar(todo, &format!("embedding {}", self.input.name));
         let started = std::time::Instant::now();
         let mut batch: Vec<(usize, Vec<Encoded>)> = Vec::new();
         let mut batch_tokens = 0;
@@ -133,7 +133,7 @@ impl EmbedJob<'_> {
         progress.finish_and_clear();
         let secs = started.elapsed().as_secs_f64();
         tracing::info!(
-            input = %self.input.display(),
+            input = %self.input.name,
             shard = ?self.shard,
             kept = manifest.kept,
             skipped = manifest.skipped.len(),
@@ -146,7 +146,7 @@ impl EmbedJob<'_> {
     /// This shard's records from `from` on.
     fn records(&self, from: usize) -> Result<impl Iterator<Item = armorm_data::Result<Row>> + '_> {
         let shard = self.shard;
-        Ok(Rows::open(self.input)?.filter(move |r| match r {
+        Ok(self.input.rows()?.filter(move |r| match r {
             Ok(row) => row.at.index >= from && shard.owns(row.at.index),
             Err(_) => true,
         }))

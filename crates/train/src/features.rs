@@ -12,7 +12,7 @@
 //! ```
 //! Shard I of N owns the records whose index is I modulo N, so N machines can split one file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -83,7 +83,8 @@ pub struct Manifest {
     pub kind: Kind,
     /// Names the input file's content, the model and the settings the features depend on.
     pub key: String,
-    pub input: PathBuf,
+    /// The data source, as its flag named it (a path or a Hub dataset id).
+    pub input: String,
     pub shard: Shard,
     pub hidden_size: usize,
     /// Every record of this shard before this index has been kept or skipped.

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use armorm_data::digest::sha256_file;
+use armorm_data::{DataSource, Dataset};
 use armorm_model::load::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions, ModelSource};
 use clap::ValueEnum;
@@ -91,7 +92,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 struct Input {
     kind: Kind,
     dir: PathBuf,
-    path: PathBuf,
+    dataset: Dataset,
     sha256: String,
     key: String,
 }
@@ -212,7 +213,7 @@ impl<'a> Pipeline<'a> {
 
     /// The ratings, read and checked once per run (preflight and stage 1 both need them).
     fn labels(&self) -> Result<&Labels> {
-        cached(&self.labels, || Labels::read(&self.ratings()?.path, &self.spec()))
+        cached(&self.labels, || Labels::read(&self.ratings()?.dataset, &self.spec()))
     }
 
     fn verbosity_index(&self, names: &[String]) -> Result<(String, usize)> {
@@ -235,32 +236,33 @@ impl<'a> Pipeline<'a> {
         Ok((verbosity, v))
     }
 
-    fn input(&self, name: &str, path: &Path, kind: Kind) -> Result<Input> {
-        let sha256 = sha256_file(path)?;
+    fn input(&self, name: &str, source: &DataSource, kind: Kind) -> Result<Input> {
+        let dataset = source.resolve()?;
+        let sha256 = dataset.sha256()?;
         let key =
             key(&[FORMAT, &self.model_key, &sha256, &format!("{kind:?}"), &self.args.max_input_tokens.to_string()]);
-        Ok(Input { kind, dir: self.work.join("features").join(name), path: path.to_path_buf(), sha256, key })
+        Ok(Input { kind, dir: self.work.join("features").join(name), dataset, sha256, key })
     }
 
     fn ratings(&self) -> Result<&Input> {
         cached(&self.ratings, || {
-            let path = self.args.ratings.as_deref().ok_or_else(|| needs("--ratings"))?;
-            self.input("ratings", path, Kind::Ratings)
+            let source = self.args.ratings.as_ref().ok_or_else(|| needs("--ratings"))?;
+            self.input("ratings", source, Kind::Ratings)
         })
     }
 
     fn pairs(&self) -> Result<&Input> {
         cached(&self.pairs, || {
-            let path = self.args.pairs.as_deref().ok_or_else(|| needs("--pairs"))?;
-            self.input("pairs", path, Kind::Pairs)
+            let source = self.args.pairs.as_ref().ok_or_else(|| needs("--pairs"))?;
+            self.input("pairs", source, Kind::Pairs)
         })
     }
 
     /// The debiasing reference set: --reference when it differs from --pairs, else the pairs.
     fn reference(&self) -> Result<&Input> {
         let pairs = self.pairs()?;
-        let Some(path) = &self.args.reference else { return Ok(pairs) };
-        let r = cached(&self.reference, || self.input("reference", path, Kind::Pairs))?;
+        let Some(source) = &self.args.reference else { return Ok(pairs) };
+        let r = cached(&self.reference, || self.input("reference", source, Kind::Pairs))?;
         Ok(if r.sha256 == pairs.sha256 { pairs } else { r })
     }
 
@@ -289,7 +291,7 @@ impl<'a> Pipeline<'a> {
                 }
             };
             if todo.is_empty() {
-                tracing::info!(input = %input.path.display(), "features up to date");
+                tracing::info!(input = %input.dataset.name, "features up to date");
             }
             jobs.extend(todo.into_iter().map(|s| (input, s)));
         }
@@ -303,7 +305,7 @@ impl<'a> Pipeline<'a> {
                 let job = EmbedJob {
                     embedder,
                     kind: input.kind,
-                    input: &input.path,
+                    input: &input.dataset,
                     shard,
                     key: &input.key,
                     settings: &settings,
@@ -470,7 +472,7 @@ impl<'a> Pipeline<'a> {
         if feats.len() < 2 {
             return Err(TrainError::Invalid(format!(
                 "{}: at least 2 usable pairs are needed, found {}",
-                pairs.path.display(),
+                pairs.dataset.name,
                 feats.len()
             )));
         }
@@ -520,11 +522,7 @@ impl<'a> Pipeline<'a> {
         }
         Ok(inputs
             .into_iter()
-            .map(|(role, input)| card::Source {
-                role,
-                file: input.path.file_name().unwrap_or_default().to_string_lossy().into_owned(),
-                sha256: input.sha256.clone(),
-            })
+            .map(|(role, input)| card::Source { role, file: input.dataset.name.clone(), sha256: input.sha256.clone() })
             .collect())
     }
 

@@ -2,11 +2,10 @@
 //! ArmoRM multi-objective data lays it out (`{"messages": [...], "helpsteer-helpfulness": 3, ...}`,
 //! null where a source did not rate that objective).
 
-use std::path::Path;
 use std::str::FromStr;
 
 use armorm_data::rows::{kind, Row};
-use armorm_data::Rows;
+use armorm_data::Dataset;
 use serde_json::Value;
 
 use crate::error::{Result, TrainError};
@@ -68,23 +67,24 @@ impl Labels {
 
     /// Reads the ratings of `path`: checks every row has a `messages` list and a number, boolean or
     /// null for each objective, and applies the scales.
-    pub fn read(path: &Path, spec: &ObjectiveSpec) -> Result<Self> {
+    pub fn read(data: &Dataset, spec: &ObjectiveSpec) -> Result<Self> {
+        let path = &data.name;
         let objectives = match &spec.names {
             Some(names) => {
-                let columns = columns(path)?;
+                let columns = columns(data)?;
                 if let Some(unknown) = names.iter().find(|n| !columns.contains(n)) {
                     return Err(TrainError::Invalid(format!(
                         "{}: unknown objective {unknown:?} (from --objectives); the file's columns are: {}",
-                        path.display(),
+                        path,
                         columns.join(", ")
                     )));
                 }
                 names.clone()
             }
-            None => columns(path)?,
+            None => columns(data)?,
         };
         if objectives.is_empty() {
-            return Err(TrainError::Invalid(format!("{}: no objective columns besides {MESSAGES:?}", path.display())));
+            return Err(TrainError::Invalid(format!("{}: no objective columns besides {MESSAGES:?}", path)));
         }
         let scales = spec
             .scales
@@ -99,7 +99,7 @@ impl Labels {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut values = Vec::new();
-        for row in Rows::open(path)? {
+        for row in data.rows()? {
             let row = row?;
             if !matches!(row.get(MESSAGES), Some(Value::Array(_))) {
                 return Err(row
@@ -144,9 +144,9 @@ fn short(v: &Value) -> String {
 }
 
 /// The file's columns other than `messages`, in order of first appearance.
-fn columns(path: &Path) -> Result<Vec<String>> {
+fn columns(data: &Dataset) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
-    for row in Rows::open(path)? {
+    for row in data.rows()? {
         for key in row?.fields.keys() {
             if key != MESSAGES && !names.contains(key) {
                 names.push(key.clone());
@@ -160,11 +160,11 @@ fn columns(path: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    fn file(text: &str) -> (tempfile::TempDir, Dataset) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ratings.jsonl");
         std::fs::write(&path, text).unwrap();
-        (dir, path)
+        (dir, armorm_data::DataSource::Local(path).resolve().unwrap())
     }
 
     const M: &str = r#""messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]"#;

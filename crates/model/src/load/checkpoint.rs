@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
+use crate::load::hub::{HubEnv, HubRepo};
 
 const CONFIG: &str = "config.json";
 const TOKENIZER: &str = "tokenizer.json";
@@ -57,7 +58,7 @@ impl ModelSource {
     pub fn resolve(&self) -> Result<CheckpointFiles> {
         match self {
             Self::Local(dir) => CheckpointFiles::in_dir(dir),
-            Self::Hub { repo, revision } => hub::fetch(repo, revision),
+            Self::Hub { repo, revision } => from_hub(&HubEnv::from_env(), repo, revision),
         }
     }
 }
@@ -116,116 +117,20 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
     Ok(names.into_iter().collect())
 }
 
-mod hub {
-    //! Hub downloads with the standard cache layout, so files fetched by Python tools are reused.
-
-    use hf_hub::api::sync::ApiBuilder;
-    use hf_hub::{Cache, Repo, RepoType};
-
-    use super::*;
-
-    /// What the environment says about the Hub, read once so tests can pass their own.
-    pub(super) struct HubEnv {
-        pub(super) offline: bool,
-        pub(super) endpoint: String,
-        /// Connect and read timeout of the reachability probe.
-        pub(super) timeout: std::time::Duration,
-        pub(super) cache: Cache,
-    }
-
-    impl HubEnv {
-        fn from_env() -> Self {
-            let offline =
-                std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"));
-            let seconds = std::env::var("HF_HUB_ETAG_TIMEOUT").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(10.0);
-            Self {
-                offline,
-                endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
-                timeout: std::time::Duration::from_secs_f64(seconds.max(0.1)),
-                cache: Cache::from_env(),
-            }
-        }
-    }
-
-    fn token(cache: &Cache) -> Option<String> {
-        ["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|t| !t.is_empty()))
-            .or_else(|| cache.token())
-    }
-
-    /// hf-hub's client has no timeouts, so an endpoint that accepts connections and never answers
-    /// would hang the caller for minutes. One request with a connect and read timeout
-    /// (`HF_HUB_ETAG_TIMEOUT` seconds, default 10, as in huggingface_hub) goes first: any HTTP
-    /// answer, even an error status, shows the Hub is there.
-    fn probe(env: &HubEnv, repo_id: &str, revision: &str) -> std::result::Result<(), String> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(env.timeout)
-            .timeout_read(env.timeout)
-            .try_proxy_from_env(true)
-            .build();
-        let endpoint = env.endpoint.trim_end_matches('/');
-        let mut request = agent.head(&format!("{endpoint}/{repo_id}/resolve/{revision}/{CONFIG}"));
-        if let Some(token) = token(&env.cache) {
-            request = request.set("Authorization", &format!("Bearer {token}"));
-        }
-        match request.call() {
-            Ok(_) | Err(ureq::Error::Status(..)) => Ok(()),
-            Err(e) => Err(format!(
-                "cannot reach the Hub at {endpoint} for {repo_id} within {:?}: {e} (a local checkpoint? give its \
-                 path; already downloaded? set HF_HUB_OFFLINE=1)",
-                env.timeout
-            )),
-        }
-    }
-
-    pub(super) fn fetch(repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
-        fetch_with(&HubEnv::from_env(), repo_id, revision)
-    }
-
-    pub(super) fn fetch_with(env: &HubEnv, repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
-        let repo = Repo::with_revision(repo_id.to_string(), RepoType::Model, revision.to_string());
-        let cached = env.cache.repo(repo.clone());
-        let api = if env.offline {
-            None
-        } else {
-            let api = ApiBuilder::from_cache(env.cache.clone())
-                .with_endpoint(env.endpoint.clone())
-                .with_token(token(&env.cache))
-                .with_progress(true)
-                .build()
-                .map_err(|e| ModelError::Hub(e.to_string()))?;
-            Some(api.repo(repo))
-        };
-        // Cached files are used as they are; the network is asked only for what the cache lacks,
-        // and only after the Hub has shown it answers at all.
-        let reachable = std::cell::OnceCell::new();
-        let get = |name: &str| -> Result<PathBuf> {
-            if let Some(path) = cached.get(name) {
-                return Ok(path);
-            }
-            match &api {
-                Some(api) => {
-                    reachable.get_or_init(|| probe(env, repo_id, revision)).clone().map_err(ModelError::Hub)?;
-                    api.get(name).map_err(|e| ModelError::Hub(format!("{repo_id}@{revision}/{name}: {e}")))
-                }
-                None => Err(ModelError::Hub(format!(
-                    "{repo_id}@{revision}/{name} is not in the local cache and HF_HUB_OFFLINE is set"
-                ))),
-            }
-        };
-        let weights = match get(SHARD_INDEX) {
-            Ok(index) => shard_names(&index)?.iter().map(|n| get(n)).collect::<Result<_>>()?,
-            Err(_) => vec![get(SINGLE_WEIGHTS)?],
-        };
-        Ok(CheckpointFiles {
-            config: get(CONFIG)?,
-            tokenizer: get(TOKENIZER)?,
-            tokenizer_config: get(TOKENIZER_CONFIG)?,
-            chat_template: get(CHAT_TEMPLATE).ok(),
-            weights,
-        })
-    }
+/// The checkpoint's files from the Hub (`repo_id` at `revision`), cached files as they are.
+fn from_hub(env: &HubEnv, repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
+    let repo = HubRepo::model(env, repo_id, revision)?;
+    let weights = match repo.get(SHARD_INDEX) {
+        Ok(index) => shard_names(&index)?.iter().map(|n| repo.get(n)).collect::<Result<_>>()?,
+        Err(_) => vec![repo.get(SINGLE_WEIGHTS)?],
+    };
+    Ok(CheckpointFiles {
+        config: repo.get(CONFIG)?,
+        tokenizer: repo.get(TOKENIZER)?,
+        tokenizer_config: repo.get(TOKENIZER_CONFIG)?,
+        chat_template: repo.get(CHAT_TEMPLATE).ok(),
+        weights,
+    })
 }
 
 #[cfg(test)]
@@ -259,25 +164,25 @@ mod tests {
     fn a_hub_that_never_answers_fails_within_the_timeout() {
         // Accepts connections and never answers: without a timeout the load would hang.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let env = hub::HubEnv {
+        let env = HubEnv {
             offline: false,
             endpoint: format!("http://{}", silent.local_addr().unwrap()),
             timeout: std::time::Duration::from_millis(500),
             cache: hf_hub::Cache::new(std::env::temp_dir().join("armorm-empty-hf-cache-probe")),
         };
-        let err = hub::fetch_with(&env, "nobody/nothing", "main").unwrap_err();
+        let err = from_hub(&env, "nobody/nothing", "main").unwrap_err();
         assert!(err.to_string().contains("cannot reach the Hub"), "{err}");
     }
 
     #[test]
     fn offline_hub_miss_is_a_clear_error() {
-        let env = hub::HubEnv {
+        let env = HubEnv {
             offline: true,
             endpoint: "http://127.0.0.1:9".into(),
             timeout: std::time::Duration::from_millis(500),
             cache: hf_hub::Cache::new(std::env::temp_dir().join("armorm-empty-hf-cache")),
         };
-        let err = hub::fetch_with(&env, "nobody/nothing", "v1").unwrap_err();
+        let err = from_hub(&env, "nobody/nothing", "v1").unwrap_err();
         assert!(err.to_string().contains("not in the local cache"), "{err}");
     }
 }
