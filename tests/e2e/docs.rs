@@ -89,15 +89,7 @@ fn readme_and_openapi_list_the_families_armorm_implements() {
     let rows: Vec<&str> = section.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
     let families: Vec<&str> = Family::ALL.iter().map(|f| f.model_type()).collect();
     assert_eq!(rows, families, "README's supported-models rows");
-    let spec: serde_json::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap()).unwrap();
-    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["family"]["enum"]
-        .as_array()
-        .expect("Info.family is an enum")
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    assert_eq!(listed, families, "openapi.yaml's Info.family");
+    assert_eq!(info_enum("family"), families, "openapi.yaml's Info.family");
     for class in armorm_model::arch::supported_classes() {
         assert!(section.contains(&format!("`{class}`")), "README's supported models do not name {class}");
     }
@@ -107,24 +99,23 @@ fn readme_and_openapi_list_the_families_armorm_implements() {
 /// layouts' names, no more and no fewer.
 #[test]
 fn openapi_lists_the_kernel_plans_and_layouts() {
+    use armorm_model::arch::layout::TensorLayout;
     use armorm_model::kernels::plan::KernelPlan;
+    let kernels: Vec<&str> = KernelPlan::ALL.iter().map(|k| k.name()).collect();
+    assert_eq!(info_enum("kernels"), kernels, "openapi.yaml's Info.kernels");
+    let layouts: Vec<&str> = TensorLayout::ALL.iter().map(|l| l.name()).collect();
+    assert_eq!(info_enum("layout"), layouts, "openapi.yaml's Info.layout");
+}
+
+/// The values openapi.yaml allows for `Info.{field}`.
+fn info_enum(field: &str) -> Vec<String> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let spec: serde_json::Value =
         serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap()).unwrap();
-    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["kernels"]["enum"]
+    spec["components"]["schemas"]["Info"]["properties"][field]["enum"]
         .as_array()
-        .expect("Info.kernels is an enum")
+        .unwrap_or_else(|| panic!("Info.{field} is an enum"))
         .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    let names: Vec<&str> = KernelPlan::ALL.iter().map(|k| k.name()).collect();
-    assert_eq!(listed, names, "openapi.yaml's Info.kernels");
-    let listed: Vec<&str> = spec["components"]["schemas"]["Info"]["properties"]["layout"]["enum"]
-        .as_array()
-        .expect("Info.layout is an enum")
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
-    let names: Vec<&str> = armorm_model::arch::layout::TensorLayout::ALL.iter().map(|l| l.name()).collect();
-    assert_eq!(listed, names, "openapi.yaml's Info.layout");
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
 }
