@@ -91,3 +91,51 @@ fn eval_reads_a_split_by_hub_id_and_names_the_splits_that_exist() {
         assert!(!output.status.success() && stderr.contains(why), "{data}: {stderr}");
     }
 }
+
+/// reward-bench's filtered split and every preference test set by id: every section is present, so
+/// the overall is the leaderboard's (tests/fixtures/eval/generate.py computes it from transformers'
+/// scores of the same rows); each test set's rows count under their split, anthropic_hhh's own
+/// `subset` kept as the sub-subset.
+#[test]
+fn eval_over_every_section_gives_the_leaderboards_overall() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures().join("models/tiny-f32");
+    let (out, per) = (dir.path().join("eval.json"), dir.path().join("eval.jsonl"));
+    let output = armorm(&[
+        "eval",
+        "--model",
+        path(&model),
+        "--data",
+        "allenai/reward-bench:filtered",
+        "--data",
+        "allenai/pref-test-sets:*",
+        "--json",
+        path(&out),
+        "--per-example",
+        path(&per),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Prior Sets"));
+    let (got, want) = (json(&out), json(&fixtures().join("eval/expected.json"))["tiny-f32"]["leaderboard"].clone());
+    let close = |a: &Value, b: &Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-12, "{what}: armorm {a}, reference {b}");
+    };
+    for row in got["v1"]["subsets"].as_array().unwrap() {
+        let subset = row["subset"].as_str().unwrap();
+        close(&row["accuracy"], &want["v1_subsets"][subset], subset);
+    }
+    let sections = want["v1_sections"].as_object().unwrap();
+    assert_eq!(sections.len(), 5, "every section, Prior Sets included");
+    for (name, score) in sections {
+        close(&got["v1"]["sections"][name], score, name);
+    }
+    close(&got["v1"]["overall"], &want["v1_overall"], "overall");
+    let hhh: Vec<Value> = std::fs::read_to_string(&per)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["subset"] == "anthropic_hhh")
+        .collect();
+    assert_eq!(hhh.iter().map(|e| e["subsubset"].as_str().unwrap()).collect::<Vec<_>>(), ["harmless", "helpful"]);
+}

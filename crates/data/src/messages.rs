@@ -15,10 +15,22 @@ pub fn conversation(row: &Row, key: &str) -> Result<Conversation> {
 
 /// `value` (found at `what` in `row`) read as a list of messages.
 pub fn conversation_value(row: &Row, what: &str, value: &Value) -> Result<Conversation> {
+    Conversation::new(messages(row, what, value)?).map_err(|e| row.error(format!("{what}: {e}")))
+}
+
+/// The turns in `prompt` (a list of messages, at `what` in `row`) answered by `answer`, as the
+/// preference test sets lay their rows out.
+pub fn prompt_turns_answered(row: &Row, what: &str, prompt: &Value, answer: &str) -> Result<Conversation> {
+    let mut raw = messages(row, what, prompt)?;
+    raw.push(RawMessage { role: "assistant".into(), content: answer.to_string() });
+    Conversation::new(raw).map_err(|e| row.error(format!("{what}: {e}")))
+}
+
+fn messages(row: &Row, what: &str, value: &Value) -> Result<Vec<RawMessage>> {
     let Value::Array(items) = value else {
         return Err(row.error(format!("{what} must be a list of messages, found {}", kind(value))));
     };
-    let raw = items
+    items
         .iter()
         .enumerate()
         .map(|(i, m)| {
@@ -28,8 +40,7 @@ pub fn conversation_value(row: &Row, what: &str, value: &Value) -> Result<Conver
             };
             Ok(RawMessage { role: field("role")?, content: field("content")? })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Conversation::new(raw).map_err(|e| row.error(format!("{what}: {e}")))
+        .collect()
 }
 
 /// One user turn answered by one assistant turn.

@@ -1,13 +1,14 @@
-//! Preference pairs in the two layouts public data uses: two full conversations
-//! (`{"chosen": [messages], "rejected": [messages]}`) or one prompt with two answers
+//! Preference pairs in the layouts public data uses: two full conversations
+//! (`{"chosen": [messages], "rejected": [messages]}`), one prompt with two answers
 //! (`{"prompt": str, "chosen": str, "rejected": str}`, the binarized-preference and RewardBench
-//! layout).
+//! layout), or the turns before two answers (`{"prompt": [messages], "chosen": str, "rejected":
+//! str}`, the preference test sets' layout).
 
 use armorm_model::Conversation;
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::messages::{conversation_value, prompt_response};
+use crate::messages::{conversation_value, prompt_response, prompt_turns_answered};
 use crate::rows::Row;
 
 /// A chosen and a rejected conversation; they normally share everything but the final answer.
@@ -18,7 +19,8 @@ pub struct Pair {
 }
 
 pub const LAYOUTS: &str =
-    "expected {\"chosen\": [messages], \"rejected\": [messages]} or {\"prompt\": string, \"chosen\": string, \"rejected\": string}";
+    "expected {\"chosen\": [messages], \"rejected\": [messages]}, {\"prompt\": string, \"chosen\": \
+     string, \"rejected\": string} or {\"prompt\": [messages], \"chosen\": string, \"rejected\": string}";
 
 impl Pair {
     pub fn from_row(row: &Row) -> Result<Self> {
@@ -26,6 +28,10 @@ impl Pair {
             (Some(Value::String(p)), Some(Value::String(c)), Some(Value::String(r))) => {
                 Ok(Self { chosen: prompt_response(p, c), rejected: prompt_response(p, r) })
             }
+            (Some(p @ Value::Array(_)), Some(Value::String(c)), Some(Value::String(r))) => Ok(Self {
+                chosen: prompt_turns_answered(row, "prompt", p, c)?,
+                rejected: prompt_turns_answered(row, "prompt", p, r)?,
+            }),
             (_, Some(c @ Value::Array(_)), Some(r @ Value::Array(_))) => Ok(Self {
                 chosen: conversation_value(row, "chosen", c)?,
                 rejected: conversation_value(row, "rejected", r)?,
@@ -49,14 +55,18 @@ mod tests {
     }
 
     #[test]
-    fn both_layouts_give_the_same_pair() {
+    fn every_layout_gives_the_same_pair() {
         let flat = Pair::from_row(&row(r#"{"prompt": "q", "chosen": "a", "rejected": "b"}"#)).unwrap();
         let full = Pair::from_row(&row(
             r#"{"chosen": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
                 "rejected": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "b"}]}"#,
         ))
         .unwrap();
+        let turns =
+            Pair::from_row(&row(r#"{"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}"#))
+                .unwrap();
         assert_eq!(flat, full);
+        assert_eq!(turns, full);
     }
 
     #[test]

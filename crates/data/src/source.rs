@@ -1,6 +1,7 @@
 //! What a data flag names, resolved to the files its rows are read from: a local file, a folder of
 //! data files, a glob, or a Hub dataset id with an optional split and revision
-//! (`allenai/reward-bench:filtered`, `owner/name@rev`, `owner/name:test@rev`). Hub datasets come
+//! (`allenai/reward-bench:filtered`, `owner/name@rev`, `owner/name:test@rev`; `owner/name:*` is every
+//! split, each file remembering its split). Hub datasets come
 //! through the standard cache ([`armorm_model::load::hub`]); a split's files are chosen by the
 //! dataset card's `configs:` when it has them, else by the Hub's file layout
 //! (`data/{split}-00000-of-00002.parquet`, `{split}.jsonl`, `data/{split}/...`).
@@ -58,9 +59,6 @@ impl DataSource {
     /// parent directory that exists) or holds glob characters is local; `owner/name[:split][@rev]`
     /// is a Hub dataset. So a typo in a local path is reported as a missing file, not sent to the Hub.
     pub fn parse(arg: &str) -> Self {
-        if arg.contains(['*', '?', '[']) {
-            return Self::Glob(arg.to_string());
-        }
         let path = match arg.strip_prefix("~/") {
             Some(rest) => std::env::var_os("HOME").map_or_else(|| PathBuf::from(arg), |h| Path::new(&h).join(rest)),
             None => PathBuf::from(arg),
@@ -71,6 +69,7 @@ impl DataSource {
             || path.parent().is_some_and(|p| !p.as_os_str().is_empty() && p.is_dir());
         match (path_like, hub_id(arg)) {
             (false, Some(source)) => source,
+            _ if arg.contains(['*', '?', '[']) => Self::Glob(arg.to_string()),
             _ => Self::Local(path),
         }
     }
@@ -118,12 +117,21 @@ impl DataSource {
                 let listing = hub.files().map_err(hub_error)?;
                 let card = listing.iter().any(|f| f == "README.md").then(|| hub.get("README.md")).and_then(|r| r.ok());
                 let card = card.and_then(|p| std::fs::read_to_string(p).ok());
-                let (_, names) = split_files(&listing, split.as_deref(), card.as_deref())
+                let chosen = split_files(&listing, split.as_deref(), card.as_deref())
                     .map_err(|why| invalid(format!("{}: {why}", self)))?;
-                names.iter().map(|n| hub.get(n).map_err(hub_error)).collect::<Result<_>>()?
+                let mut files = Vec::new();
+                let mut splits = Vec::new();
+                for (split, names) in chosen {
+                    for name in names {
+                        files.push(hub.get(&name).map_err(hub_error)?);
+                        splits.push(Some(split.clone()));
+                    }
+                }
+                return Ok(Dataset { name: self.to_string(), files, splits });
             }
         };
-        Ok(Dataset { name: self.to_string(), files })
+        let splits = vec![None; files.len()];
+        Ok(Dataset { name: self.to_string(), files, splits })
     }
 }
 
@@ -132,11 +140,19 @@ impl DataSource {
 pub struct Dataset {
     pub name: String,
     pub files: Vec<PathBuf>,
+    /// Each file's split, for Hub datasets.
+    pub splits: Vec<Option<String>>,
 }
 
 impl Dataset {
     pub fn rows(&self) -> Result<crate::Rows> {
         crate::Rows::open_all(&self.files)
+    }
+
+    /// The split `file` (one of this dataset's) belongs to, when it came from a Hub split.
+    pub fn split_of(&self, file: &Path) -> Option<&str> {
+        let i = self.files.iter().position(|f| f == file)?;
+        self.splits[i].as_deref()
     }
 
     /// The content hash: a single file's own SHA-256 (as for any file), else the hash of the
@@ -214,12 +230,13 @@ fn split_of(file: &str) -> Option<String> {
 
 /// The split's files among `files` (the repo's, `/`-separated): by the card's `configs:` when it
 /// declares the default config's data files, else by the Hub's layout. No split named: the only
-/// one, else `train`. A split that is not there is an error listing those that are.
+/// one, else `train`; `*`: every split, in name order. A split that is not there is an error
+/// listing those that are.
 fn split_files(
     files: &[String],
     split: Option<&str>,
     card: Option<&str>,
-) -> std::result::Result<(String, Vec<String>), String> {
+) -> std::result::Result<Vec<(String, Vec<String>)>, String> {
     let declared = card.and_then(card_splits);
     let splits: Vec<(String, Vec<String>)> = match declared {
         Some(patterns) => patterns
@@ -245,6 +262,10 @@ fn split_files(
         }
     };
     let names: Vec<String> = splits.iter().map(|(n, _)| n.clone()).collect();
+    if split == Some("*") {
+        let present: Vec<_> = splits.into_iter().filter(|(_, f)| !f.is_empty()).collect();
+        return if present.is_empty() { Err("no data files (.jsonl, .json, .parquet)".into()) } else { Ok(present) };
+    }
     let wanted = match split {
         Some(s) => s.to_string(),
         None if splits.len() == 1 => names[0].clone(),
@@ -252,7 +273,7 @@ fn split_files(
         None => return Err(format!("name a split (`:split`); it has {}", names.join(", "))),
     };
     match splits.into_iter().find(|(n, _)| *n == wanted) {
-        Some((name, files)) if !files.is_empty() => Ok((name, files)),
+        Some((name, files)) if !files.is_empty() => Ok(vec![(name, files)]),
         Some((name, _)) => Err(format!("split {name:?} has no data files")),
         None if names.is_empty() => Err("no data files (.jsonl, .json, .parquet)".into()),
         None => Err(format!("no split {wanted:?}; its splits: {}", names.join(", "))),
@@ -302,6 +323,8 @@ mod tests {
             assert!(matches!(DataSource::parse(local), DataSource::Local(_)), "{local}");
         }
         assert_eq!(DataSource::parse("data/train-*.parquet"), DataSource::Glob("data/train-*.parquet".into()));
+        assert_eq!(DataSource::parse("shards/*.jsonl"), DataSource::Glob("shards/*.jsonl".into()));
+        assert_eq!(DataSource::parse("allenai/pref-test-sets:*"), hub("allenai/pref-test-sets", Some("*"), "main"));
     }
 
     #[test]
@@ -316,15 +339,17 @@ mod tests {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let (name, train) = split_files(&files, None, None).unwrap();
-        assert_eq!((name.as_str(), train.len()), ("train", 2));
-        assert_eq!(split_files(&files, Some("test"), None).unwrap().1, ["data/test-00000-of-00001.parquet"]);
+        let train = split_files(&files, None, None).unwrap();
+        assert_eq!((train[0].0.as_str(), train[0].1.len(), train.len()), ("train", 2, 1));
+        assert_eq!(split_files(&files, Some("test"), None).unwrap()[0].1, ["data/test-00000-of-00001.parquet"]);
+        let every: Vec<String> = split_files(&files, Some("*"), None).unwrap().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(every, ["test", "train"]);
         let err = split_files(&files, Some("filtered"), None).unwrap_err();
         assert_eq!(err, "no split \"filtered\"; its splits: test, train");
         let two = ["data/raw-00000-of-00001.parquet".to_string(), "data/filtered-00000-of-00001.parquet".to_string()];
         assert!(split_files(&two, None, None).unwrap_err().contains("name a split"));
         let folders = ["data/v1/a.jsonl".to_string(), "data/v1/b.jsonl".to_string(), "other.jsonl".to_string()];
-        assert_eq!(split_files(&folders, Some("v1"), None).unwrap().1.len(), 2);
+        assert_eq!(split_files(&folders, Some("v1"), None).unwrap()[0].1.len(), 2);
     }
 
     #[test]
@@ -332,7 +357,7 @@ mod tests {
         let card = "---\nlicense: mit\nconfigs:\n- config_name: default\n  data_files:\n  - split: test\n    path: \
                     prefs/*.jsonl\n---\n# A dataset\n";
         let files = ["prefs/a.jsonl".to_string(), "prefs/b.jsonl".to_string(), "data/train.jsonl".to_string()];
-        assert_eq!(split_files(&files, None, Some(card)).unwrap(), ("test".to_string(), files[..2].to_vec()));
+        assert_eq!(split_files(&files, None, Some(card)).unwrap(), [("test".to_string(), files[..2].to_vec())]);
         assert!(split_files(&files, Some("train"), Some(card)).unwrap_err().contains("its splits: test"));
     }
 }

@@ -56,6 +56,19 @@ pub const SECTIONS: [(&str, &[(&str, f64)]); 4] = [
     ),
 ];
 pub const PRIOR_SETS: [&str; 4] = ["anthropic_helpful", "anthropic_hhh", "shp", "summarize"];
+/// The splits of `allenai/pref-test-sets`, each a subset of its own (whatever the rows' `subset`
+/// column says: anthropic_hhh's rows carry their sub-subset there), as reward-bench reads them.
+pub const PREF_TEST_SETS: [&str; 9] = [
+    "anthropic_harmless",
+    "anthropic_helpful",
+    "anthropic_hhh",
+    "mtbench_gpt4",
+    "mtbench_human",
+    "pku_better",
+    "pku_safer",
+    "shp",
+    "summarize",
+];
 pub const PRIOR_SETS_SECTION: &str = "Prior Sets";
 
 /// v1: chosen strictly above rejected.

@@ -69,7 +69,11 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
         let mut rows = 0;
         for row in dataset.rows()? {
             rows += 1;
-            match row.map_err(EvalError::from).and_then(|row| index(&model, &mut distinct, &row)) {
+            let indexed = row.map_err(EvalError::from).and_then(|row| {
+                let split = dataset.split_of(&row.at.file);
+                index(&model, &mut distinct, &row, split)
+            });
+            match indexed {
                 Ok(ex) => examples.push(ex),
                 Err(e) if args.skip_bad_rows => skipped.push(e.to_string()),
                 Err(e) => return Err(e),
@@ -122,8 +126,8 @@ fn write(path: &std::path::Path, text: &str) -> Result<()> {
 }
 
 /// Parses a row and encodes its conversations; errors name the row.
-fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row) -> Result<Indexed> {
-    let example = Example::from_row(row)?;
+fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row, split: Option<&str>) -> Result<Indexed> {
+    let example = Example::from_row(row, split)?;
     if example.format == Format::V2
         && rewardbench::is_ties_subset(&example.subset)
         && TiesPrompt::parse_id(&example.id).is_none()
@@ -236,6 +240,7 @@ fn per_example(e: &Indexed, scored: &[Scored]) -> Value {
     json!({
         "id": e.example.id,
         "subset": e.example.subset,
+        "subsubset": e.example.subsubset,
         "format": e.example.format,
         "at": e.example.at,
         "scores": {"chosen": chosen, "rejected": rejected},
