@@ -29,4 +29,8 @@ pub struct EvalArgs {
     /// Count and skip rows that cannot be evaluated instead of stopping at the first.
     #[arg(long)]
     pub skip_bad_rows: bool,
+    /// Keep every score computed in this directory as the run goes (a file per model): an
+    /// interrupted run resumes where it stopped, and later runs reuse what is there.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }

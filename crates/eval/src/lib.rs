@@ -6,6 +6,7 @@
 //! [`run`] ties them together. Works for ArmoRM and Bradley-Terry checkpoints alike.
 
 pub mod audit;
+pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod examples;

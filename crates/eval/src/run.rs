@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use armorm_data::digest::{sha256_file, sha256_str};
 use armorm_model::{RewardModel, Role};
 use serde_json::{json, Value};
 
 use crate::audit::audit;
+use crate::cache::ScoreCache;
 use crate::cli::EvalArgs;
 use crate::error::{EvalError, Result};
 use crate::examples::{Example, Format};
@@ -85,7 +87,11 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
         return Err(EvalError::Invalid("no example could be evaluated".into()));
     }
     let distinct_count = distinct.len();
-    let scored = distinct.score(&model, args.batch_size)?;
+    let mut cache = match &args.cache {
+        Some(dir) => Some(ScoreCache::open(dir, &model_key(args, &model)?)?),
+        None => None,
+    };
+    let scored = distinct.score(&model, args.batch_size, cache.as_mut())?;
     let result = summarize(&model, &examples, &scored)?;
     let out = json!({
         "armorm_version": env!("CARGO_PKG_VERSION"),
@@ -119,6 +125,24 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
         write(path, &report::html(&out, &points))?;
     }
     Ok(out)
+}
+
+/// What a score depends on besides the conversation: the checkpoint's config and weight files, and
+/// how it computes (dtype, kernels, the gating pattern it reads at).
+fn model_key(args: &EvalArgs, model: &RewardModel) -> Result<String> {
+    let files = args.model.source().resolve()?;
+    let mut parts = vec![sha256_file(&files.config)?];
+    for w in &files.weights {
+        let size = std::fs::metadata(w).map_err(|e| EvalError::io(w, e))?.len();
+        parts.push(format!("{}:{size}", w.file_name().unwrap_or_default().to_string_lossy()));
+    }
+    parts.push(format!(
+        "{:?} {} {:?}",
+        model.dtype(),
+        model.kernels().name(),
+        model.encoder().pattern().map(|p| p.ids())
+    ));
+    Ok(sha256_str(&parts.join("\n"))[..16].to_string())
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<()> {

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use armorm_model::{Encoded, ObjectiveScores, RewardModel};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cache::ScoreCache;
 use crate::error::Result;
 
 /// One distinct conversation's result.
@@ -47,23 +48,49 @@ impl Distinct {
         self.encoded.is_empty()
     }
 
-    /// Scores them all, `batch_size` conversations a forward pass, with a progress bar.
-    pub fn score(self, model: &RewardModel, batch_size: usize) -> Result<Vec<Scored>> {
-        let bar = ProgressBar::new(self.encoded.len() as u64);
+    /// Scores them all, `batch_size` conversations a forward pass, with a progress bar; those the
+    /// cache holds are taken from it, and each batch computed is added to it.
+    pub fn score(
+        self,
+        model: &RewardModel,
+        batch_size: usize,
+        mut cache: Option<&mut ScoreCache>,
+    ) -> Result<Vec<Scored>> {
+        let cached = |e: &Encoded| cache.as_deref().and_then(|c| c.get(e.ids())).cloned();
+        let mut out: Vec<Option<Scored>> = self
+            .encoded
+            .iter()
+            .zip(&self.response_tokens)
+            .map(|(e, &response_tokens)| {
+                cached(e).map(|c| Scored { score: c.score, response_tokens, objectives: c.objectives })
+            })
+            .collect();
+        let todo: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+        if let Some(c) = cache.as_deref() {
+            tracing::info!(cached = out.len() - todo.len(), to_score = todo.len(), cache = %c.path().display(), "scores");
+        }
+        let bar = ProgressBar::new(todo.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("scoring {wide_bar} {pos}/{len} [{per_sec}, ETA {eta}]") {
             bar.set_style(style);
         }
-        let mut out = Vec::with_capacity(self.encoded.len());
-        for (chunk, lengths) in
-            self.encoded.chunks(batch_size.max(1)).zip(self.response_tokens.chunks(batch_size.max(1)))
-        {
-            let batch: Vec<&Encoded> = chunk.iter().collect();
-            for (o, &response_tokens) in model.forward(&batch)?.into_iter().zip(lengths) {
-                out.push(Scored { score: o.score, response_tokens, objectives: o.objectives });
+        for chunk in todo.chunks(batch_size.max(1)) {
+            let batch: Vec<&Encoded> = chunk.iter().map(|&i| &self.encoded[i]).collect();
+            let outputs = model.forward(&batch)?;
+            if let Some(c) = cache.as_deref_mut() {
+                c.put(
+                    chunk
+                        .iter()
+                        .zip(&outputs)
+                        .map(|(&i, o)| (self.encoded[i].ids().to_vec(), o.score, o.objectives.clone())),
+                )?;
+            }
+            for (&i, o) in chunk.iter().zip(outputs) {
+                out[i] =
+                    Some(Scored { score: o.score, response_tokens: self.response_tokens[i], objectives: o.objectives });
             }
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
-        Ok(out)
+        Ok(out.into_iter().map(|s| s.expect("every conversation is cached or scored")).collect())
     }
 }

@@ -131,3 +131,42 @@ fn bad_rows_name_file_and_line_or_are_counted_and_skipped() {
     assert_eq!(out["skipped_rows"].as_array().unwrap().len(), 1);
     assert_eq!(out["examples"], 1);
 }
+
+/// `--cache`: a run over v1 leaves every score on disk; a run over v1 and v2 takes v1's from there
+/// (a score edited in the file shows in the result, so it was read, not recomputed) and adds v2's;
+/// and with the edit undone the cached run's numbers are the bits of a run without a cache.
+#[test]
+fn the_score_cache_resumes_and_gives_the_uncached_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let m = fixtures().join("models/tiny-f32");
+    let (v1, v2) = (fixtures().join("eval/v1.jsonl"), fixtures().join("eval/v2.jsonl"));
+    let [m, v1, v2, cache] = [&m, &v1, &v2, &cache].map(|p| p.to_str().unwrap());
+    let first = eval(&["--model", m, "--data", v1, "--cache", cache]).unwrap();
+    let file = std::fs::read_dir(cache).unwrap().flatten().next().unwrap().path();
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count() as u64, first["distinct_conversations"].as_u64().unwrap());
+
+    // Every cached (v1) score doubled, v2's computed fresh: the audit's score-length correlation over
+    // both changes, which it would not if the cache were ignored.
+    let shifted: String = text
+        .lines()
+        .map(|l| {
+            let mut e: Value = serde_json::from_str(l).unwrap();
+            e["score"] = serde_json::json!(e["score"].as_f64().unwrap() * 2.0);
+            e.to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(&file, &shifted).unwrap();
+    let both = eval(&["--model", m, "--data", v1, "--data", v2, "--cache", cache]).unwrap();
+    let uncached = eval(&["--model", m, "--data", v1, "--data", v2]).unwrap();
+    assert_ne!(both["audit"], uncached["audit"], "the edited cache was not read");
+    let lines = std::fs::read_to_string(&file).unwrap().lines().count() as u64;
+    assert_eq!(lines, uncached["distinct_conversations"].as_u64().unwrap(), "v2's scores were added once");
+
+    std::fs::write(&file, std::fs::read_to_string(&file).unwrap().replace(&shifted, &text)).unwrap();
+    let resumed = eval(&["--model", m, "--data", v1, "--data", v2, "--cache", cache]).unwrap();
+    for key in ["v1", "v2", "audit"] {
+        assert_eq!(resumed[key], uncached[key], "{key}");
+    }
+}

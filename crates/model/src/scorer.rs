@@ -16,7 +16,7 @@ use crate::text::conversation::Conversation;
 use crate::text::tokenize::{Encoded, Encoder};
 
 /// Per-objective explanation of an ArmoRM score, each in objective order.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectiveScores {
     pub rewards: Vec<f32>,
     pub gating: Vec<f32>,
