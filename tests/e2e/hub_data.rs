@@ -100,7 +100,7 @@ fn eval_reads_a_split_by_hub_id_and_names_the_splits_that_exist() {
 fn eval_over_every_section_gives_the_leaderboards_overall() {
     let dir = tempfile::tempdir().unwrap();
     let model = fixtures().join("models/tiny-f32");
-    let (out, per) = (dir.path().join("eval.json"), dir.path().join("eval.jsonl"));
+    let (out, per, rb) = (dir.path().join("eval.json"), dir.path().join("eval.jsonl"), dir.path().join("results"));
     let output = armorm(&[
         "eval",
         "--model",
@@ -113,6 +113,8 @@ fn eval_over_every_section_gives_the_leaderboards_overall() {
         path(&out),
         "--per-example",
         path(&per),
+        "--rewardbench-results",
+        path(&rb),
     ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("Prior Sets"));
@@ -131,6 +133,25 @@ fn eval_over_every_section_gives_the_leaderboards_overall() {
         close(&got["v1"]["sections"][name], score, name);
     }
     close(&got["v1"]["overall"], &want["v1_overall"], "overall");
+    // reward-bench's own files: the core set's subsets and the test sets' apart, each as it writes them.
+    let (core, prefs) = (json(&rb.join("eval-set/tiny-f32.json")), json(&rb.join("pref-sets/tiny-f32.json")));
+    for file in [&core, &prefs] {
+        assert_eq!((&file["model"], &file["model_type"]), (&Value::from("tiny-f32"), &Value::from("Seq. Classifier")));
+    }
+    for (subset, accuracy) in want["v1_subsets"].as_object().unwrap() {
+        let pref = armorm_eval::rewardbench::PREF_TEST_SETS.contains(&subset.as_str());
+        close(&(if pref { &prefs } else { &core })[subset], accuracy, subset);
+    }
+    let scores = json(&rb.join("pref-sets-scores/tiny-f32.json"));
+    let n = scores["results"].as_array().unwrap().len();
+    assert!(
+        n > 0
+            && ["id", "subset", "scores_chosen", "scores_rejected"].iter().all(|k| scores[*k]
+                .as_array()
+                .unwrap()
+                .len()
+                == n)
+    );
     let hhh: Vec<Value> = std::fs::read_to_string(&per)
         .unwrap()
         .lines()

@@ -23,6 +23,10 @@ pub struct EvalArgs {
     /// Write a self-contained HTML report here (inline SVG charts; opens from disk, no network).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Write reward-bench's own results files under this directory (eval-set/, pref-sets/ and
+    /// their -scores/ siblings, `{model}.json` each), as its scripts and leaderboard read them.
+    #[arg(long, value_name = "DIR")]
+    pub rewardbench_results: Option<PathBuf>,
     /// Conversations per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod examples;
+pub mod leaderboard_files;
 pub mod report;
 pub mod rewardbench;
 pub mod run;

@@ -12,6 +12,7 @@ use crate::cache::ScoreCache;
 use crate::cli::EvalArgs;
 use crate::error::{EvalError, Result};
 use crate::examples::{Example, Format};
+use crate::leaderboard_files::{self, Outcome};
 use crate::report;
 use crate::rewardbench::{self, section_of, TiesPrompt};
 use crate::scoring::{Distinct, Scored};
@@ -119,6 +120,23 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
     if let Some(path) = &args.per_example {
         let lines: String = examples.iter().map(|e| per_example(e, &scored).to_string() + "\n").collect();
         write(path, &lines)?;
+    }
+    if let Some(dir) = &args.rewardbench_results {
+        let outcomes: Vec<Outcome> = examples
+            .iter()
+            .filter(|e| e.example.format == Format::V1)
+            .map(|e| {
+                let (c, r) = e.scores(&scored);
+                let (chosen, rejected) = (c[0], r[0]);
+                let correct = rewardbench::v1_correct(chosen, rejected);
+                Outcome { id: &e.example.id, subset: &e.example.subset, chosen, rejected, correct }
+            })
+            .collect();
+        let name = match model.source() {
+            armorm_model::ModelSource::Hub { repo, .. } => repo.clone(),
+            armorm_model::ModelSource::Local(dir) => dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+        };
+        leaderboard_files::write(dir, &name, &outcomes)?;
     }
     if let Some(path) = &args.report {
         let points: Vec<(f64, f64)> = scored.iter().map(|s| (s.response_tokens as f64, f64::from(s.score))).collect();
