@@ -35,6 +35,15 @@ impl DataError {
     pub fn row(at: &RowRef, message: impl Into<String>) -> Self {
         Self::Row { at: at.clone(), message: message.into() }
     }
+
+    /// The row at fault when the error is one row's (the rest of the data may still be read);
+    /// `None` when the data cannot be read at all.
+    pub fn at(&self) -> Option<&RowRef> {
+        match self {
+            Self::Row { at, .. } => Some(at),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;

@@ -98,6 +98,11 @@ pub struct RunArgs {
     /// `embed` only: extract shard I of N (records with index I modulo N).
     #[arg(long)]
     pub shard: Option<Shard>,
+    /// Skip rows that cannot be read (bad JSON, no messages, a rating that is not a number, a
+    /// conversation the template refuses) and count them in the report, instead of stopping at the
+    /// first.
+    #[arg(long)]
+    pub skip_bad_rows: bool,
     /// Rows longer than this many tokens are skipped and counted, never truncated.
     #[arg(long, default_value_t = 8192)]
     pub max_input_tokens: usize,

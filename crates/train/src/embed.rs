@@ -27,11 +27,13 @@ pub struct EmbedSettings {
     pub batch_tokens: usize,
     /// Conversations in one forward pass.
     pub batch_size: usize,
+    /// Skip (and list) rows that cannot be read or encoded instead of stopping at the first.
+    pub skip_bad_rows: bool,
 }
 
 impl Default for EmbedSettings {
     fn default() -> Self {
-        Self { max_input_tokens: 8192, batch_tokens: 16384, batch_size: 64 }
+        Self { max_input_tokens: 8192, batch_tokens: 16384, batch_size: 64, skip_bad_rows: false }
     }
 }
 
@@ -50,6 +52,8 @@ pub struct EmbedJob<'a> {
 enum EncodedRecord {
     Kept(Vec<Encoded>),
     TooLong(usize),
+    /// What is wrong with it (only with `skip_bad_rows`).
+    Bad(String),
 }
 
 /// A shard whose remaining records have all been encoded once: where it stands, and how many remain.
@@ -101,12 +105,14 @@ impl EmbedJob<'_> {
         let started = std::time::Instant::now();
         let mut batch: Vec<(usize, Vec<Encoded>)> = Vec::new();
         let mut batch_tokens = 0;
-        for row in self.records(manifest.next_record)? {
-            let row = row?;
-            let record = row.at.index;
-            match self.encode(&row)? {
+        for item in self.records(manifest.next_record)? {
+            let (record, at, encoded) = self.read(item)?;
+            match encoded {
                 EncodedRecord::TooLong(tokens) => {
-                    manifest.skipped.push(Skipped { record, at: row.at.to_string(), tokens });
+                    manifest.skipped.push(Skipped { record, at, tokens, bad: None });
+                }
+                EncodedRecord::Bad(why) => {
+                    manifest.skipped.push(Skipped { record, at, tokens: 0, bad: Some(why) });
                 }
                 EncodedRecord::Kept(encs) => {
                     let tokens: usize = encs.iter().map(Encoded::len).sum();
@@ -146,23 +152,45 @@ impl EmbedJob<'_> {
     /// This shard's records from `from` on.
     fn records(&self, from: usize) -> Result<impl Iterator<Item = armorm_data::Result<Row>> + '_> {
         let shard = self.shard;
-        Ok(self.input.rows()?.filter(move |r| match r {
-            Ok(row) => row.at.index >= from && shard.owns(row.at.index),
-            Err(_) => true,
+        Ok(self.input.rows()?.filter(move |r| {
+            let at = match r {
+                Ok(row) => Some(&row.at),
+                Err(e) => e.at(),
+            };
+            at.is_none_or(|at| at.index >= from && shard.owns(at.index))
         }))
+    }
+
+    /// A record's index, location and encoding; an unreadable row is `Bad` with `skip_bad_rows`,
+    /// else the error.
+    fn read(&self, item: armorm_data::Result<Row>) -> Result<(usize, String, EncodedRecord)> {
+        match item {
+            Ok(row) => Ok((row.at.index, row.at.to_string(), self.encode(&row)?)),
+            Err(e) => match e.at().filter(|_| self.settings.skip_bad_rows) {
+                Some(at) => Ok((at.index, at.to_string(), EncodedRecord::Bad(e.to_string()))),
+                None => Err(e.into()),
+            },
+        }
     }
 
     /// Encodes this shard's records from `from` on; returns how many there are.
     fn validate(&self, from: usize) -> Result<u64> {
         let mut n = 0;
-        for row in self.records(from)? {
-            self.encode(&row?)?;
+        for item in self.records(from)? {
+            self.read(item)?;
             n += 1;
         }
         Ok(n)
     }
 
     fn encode(&self, row: &Row) -> Result<EncodedRecord> {
+        match self.encode_or_refuse(row) {
+            Err(e) if self.settings.skip_bad_rows => Ok(EncodedRecord::Bad(e.to_string())),
+            other => other,
+        }
+    }
+
+    fn encode_or_refuse(&self, row: &Row) -> Result<EncodedRecord> {
         let conversations = match self.kind {
             Kind::Ratings => vec![(MESSAGES, conversation(row, MESSAGES)?)],
             Kind::Pairs => {

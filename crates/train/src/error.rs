@@ -37,6 +37,11 @@ impl TrainError {
     pub fn corrupt(path: &Path, message: impl Into<String>) -> Self {
         Self::Corrupt { path: path.to_path_buf(), message: message.into() }
     }
+
+    /// One row's fault (the rest of the data can still be read).
+    pub fn is_row_error(&self) -> bool {
+        matches!(self, Self::Data(e) if e.at().is_some())
+    }
 }
 
 impl From<safetensors::SafeTensorError> for TrainError {

@@ -76,6 +76,9 @@ pub struct Skipped {
     /// `file:line` or `file: row n`.
     pub at: String,
     pub tokens: usize,
+    /// Why a row that was not too long was skipped (`--skip-bad-rows`): what is wrong with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -172,6 +175,16 @@ impl Features {
 
     pub fn skipped(&self) -> impl Iterator<Item = &Skipped> {
         self.sets.iter().flat_map(|s| &s.manifest.skipped)
+    }
+
+    /// Records skipped for being longer than the token limit.
+    pub fn too_long(&self) -> usize {
+        self.skipped().filter(|s| s.bad.is_none()).count()
+    }
+
+    /// Records skipped as unreadable (`--skip-bad-rows`).
+    pub fn bad_records(&self) -> impl Iterator<Item = usize> + '_ {
+        self.skipped().filter(|s| s.bad.is_some()).map(|s| s.record)
     }
 
     /// Every kept row as (record index, shard, row in shard), in shard order.

@@ -213,7 +213,7 @@ impl<'a> Pipeline<'a> {
 
     /// The ratings, read and checked once per run (preflight and stage 1 both need them).
     fn labels(&self) -> Result<&Labels> {
-        cached(&self.labels, || Labels::read(&self.ratings()?.dataset, &self.spec()))
+        cached(&self.labels, || Labels::read(&self.ratings()?.dataset, &self.spec(), self.args.skip_bad_rows))
     }
 
     fn verbosity_index(&self, names: &[String]) -> Result<(String, usize)> {
@@ -239,8 +239,13 @@ impl<'a> Pipeline<'a> {
     fn input(&self, name: &str, source: &DataSource, kind: Kind) -> Result<Input> {
         let dataset = source.resolve()?;
         let sha256 = dataset.sha256()?;
-        let key =
-            key(&[FORMAT, &self.model_key, &sha256, &format!("{kind:?}"), &self.args.max_input_tokens.to_string()]);
+        let (kind_text, limit) = (format!("{kind:?}"), self.args.max_input_tokens.to_string());
+        let mut parts = vec![FORMAT, &self.model_key, &sha256, &kind_text, &limit];
+        // Off (the default) adds nothing, so features keyed before the flag stay valid.
+        if self.args.skip_bad_rows {
+            parts.push("skip-bad-rows");
+        }
+        let key = key(&parts);
         Ok(Input { kind, dir: self.work.join("features").join(name), dataset, sha256, key })
     }
 
@@ -277,6 +282,7 @@ impl<'a> Pipeline<'a> {
         let settings = EmbedSettings {
             max_input_tokens: self.args.max_input_tokens,
             batch_tokens: self.args.embed_batch_tokens,
+            skip_bad_rows: self.args.skip_bad_rows,
             ..EmbedSettings::default()
         };
         let mut jobs = Vec::new();
@@ -503,7 +509,8 @@ impl<'a> Pipeline<'a> {
             settings,
             train_pairs: train.len(),
             val_pairs: val.len(),
-            skipped_too_long: feats.skipped().count(),
+            skipped_too_long: feats.too_long(),
+            skipped_bad: feats.bad_records().count(),
             loss,
             steps_per_s,
         };

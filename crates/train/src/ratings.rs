@@ -50,6 +50,8 @@ pub struct Labels {
     pub objectives: Vec<String>,
     /// rows x objectives, row-major.
     pub values: Vec<f64>,
+    /// Records whose row could not be read (`skip_bad`): every rating of theirs is missing.
+    pub bad: Vec<usize>,
 }
 
 impl Labels {
@@ -65,13 +67,14 @@ impl Labels {
         self.objectives.iter().position(|o| o == name)
     }
 
-    /// Reads the ratings of `path`: checks every row has a `messages` list and a number, boolean or
-    /// null for each objective, and applies the scales.
-    pub fn read(data: &Dataset, spec: &ObjectiveSpec) -> Result<Self> {
+    /// Reads the ratings of `data`: checks every row has a `messages` list and a number, boolean or
+    /// null for each objective, and applies the scales. With `skip_bad`, a row that fails the check
+    /// gets no rating (and is listed) instead of stopping the read.
+    pub fn read(data: &Dataset, spec: &ObjectiveSpec, skip_bad: bool) -> Result<Self> {
         let path = &data.name;
         let objectives = match &spec.names {
             Some(names) => {
-                let columns = columns(data)?;
+                let columns = columns(data, skip_bad)?;
                 if let Some(unknown) = names.iter().find(|n| !columns.contains(n)) {
                     return Err(TrainError::Invalid(format!(
                         "{}: unknown objective {unknown:?} (from --objectives); the file's columns are: {}",
@@ -81,7 +84,7 @@ impl Labels {
                 }
                 names.clone()
             }
-            None => columns(data)?,
+            None => columns(data, skip_bad)?,
         };
         if objectives.is_empty() {
             return Err(TrainError::Invalid(format!("{}: no objective columns besides {MESSAGES:?}", path)));
@@ -98,24 +101,29 @@ impl Labels {
                 ))),
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut values = Vec::new();
-        for row in data.rows()? {
-            let row = row?;
-            if !matches!(row.get(MESSAGES), Some(Value::Array(_))) {
-                return Err(row
-                    .error(format!("expected a {MESSAGES:?} list of {{\"role\", \"content\"}} messages"))
-                    .into());
-            }
-            let start = values.len();
-            for name in &objectives {
-                values.push(rating(&row, name)?);
-            }
-            for (i, s) in &scales {
-                let v = &mut values[start + i];
-                *v = (*v - s.lo) / (s.hi - s.lo);
+        let (mut values, mut bad) = (Vec::new(), Vec::new());
+        for (record, item) in data.rows()?.enumerate() {
+            let read = item.map_err(TrainError::from).and_then(|row| {
+                if !matches!(row.get(MESSAGES), Some(Value::Array(_))) {
+                    let why = format!("expected a {MESSAGES:?} list of {{\"role\", \"content\"}} messages");
+                    return Err(row.error(why).into());
+                }
+                let mut ratings: Vec<f64> = objectives.iter().map(|name| rating(&row, name)).collect::<Result<_>>()?;
+                for (i, s) in &scales {
+                    ratings[*i] = (ratings[*i] - s.lo) / (s.hi - s.lo);
+                }
+                Ok(ratings)
+            });
+            match read {
+                Ok(ratings) => values.extend(ratings),
+                Err(e) if skip_bad && e.is_row_error() => {
+                    values.extend(std::iter::repeat_n(f64::NAN, objectives.len()));
+                    bad.push(record);
+                }
+                Err(e) => return Err(e),
             }
         }
-        Ok(Self { objectives, values })
+        Ok(Self { objectives, values, bad })
     }
 }
 
@@ -143,11 +151,16 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// The file's columns other than `messages`, in order of first appearance.
-fn columns(data: &Dataset) -> Result<Vec<String>> {
+/// The file's columns other than `messages`, in order of first appearance (over the rows that can
+/// be read, with `skip_bad`).
+fn columns(data: &Dataset, skip_bad: bool) -> Result<Vec<String>> {
     let mut names: Vec<String> = Vec::new();
     for row in data.rows()? {
-        for key in row?.fields.keys() {
+        let row = match row {
+            Err(e) if skip_bad && e.at().is_some() => continue,
+            row => row?,
+        };
+        for key in row.fields.keys() {
             if key != MESSAGES && !names.contains(key) {
                 names.push(key.clone());
             }
@@ -173,27 +186,39 @@ mod tests {
     fn columns_in_file_order_booleans_nulls_and_scales() {
         let (_d, path) =
             file(&format!("{{{M}, \"b\": 4, \"a\": true}}\n{{{M}, \"a\": null, \"c\": 0}}\n{{{M}, \"b\": 0}}\n"));
-        let labels = Labels::read(&path, &ObjectiveSpec::default()).unwrap();
+        let labels = Labels::read(&path, &ObjectiveSpec::default(), false).unwrap();
         assert_eq!(labels.objectives, ["b", "a", "c"]);
         assert_eq!(labels.rows(), 3);
         assert_eq!((labels.get(0, 0), labels.get(0, 1)), (4.0, 1.0));
         assert!(labels.get(1, 1).is_nan() && labels.get(2, 1).is_nan() && labels.get(0, 2).is_nan());
         let spec = ObjectiveSpec { names: Some(vec!["c".into(), "b".into()]), scales: vec!["b=0:4".parse().unwrap()] };
-        let picked = Labels::read(&path, &spec).unwrap();
+        let picked = Labels::read(&path, &spec, false).unwrap();
         assert_eq!(picked.objectives, ["c", "b"]);
         assert_eq!((picked.get(0, 1), picked.get(2, 1)), (1.0, 0.0));
     }
 
     #[test]
+    fn with_skip_bad_a_bad_row_has_no_ratings_and_is_listed() {
+        let (_d, path) =
+            file(&format!("{{{M}, \"a\": 1}}\n{{oops\n{{{M}, \"a\": \"high\"}}\n{{\"a\": 2}}\n{{{M}, \"a\": 0}}\n"));
+        let labels = Labels::read(&path, &ObjectiveSpec::default(), true).unwrap();
+        assert_eq!(labels.rows(), 5, "one row per record, so records stay aligned with the features");
+        assert_eq!(labels.bad, [1, 2, 3]);
+        assert_eq!((labels.get(0, 0), labels.get(4, 0)), (1.0, 0.0));
+        assert!((1..4).all(|r| labels.get(r, 0).is_nan()));
+        assert!(Labels::read(&path, &ObjectiveSpec::default(), false).is_err());
+    }
+
+    #[test]
     fn bad_ratings_name_the_line_and_the_objective() {
         let (_d, path) = file(&format!("{{{M}, \"a\": 1}}\n\n{{{M}, \"a\": \"high\"}}\n"));
-        let err = Labels::read(&path, &ObjectiveSpec::default()).unwrap_err().to_string();
+        let err = Labels::read(&path, &ObjectiveSpec::default(), false).unwrap_err().to_string();
         assert!(err.contains("ratings.jsonl:3: objective \"a\" must be a number"), "{err}");
         let spec = ObjectiveSpec { names: Some(vec!["z".into()]), scales: vec![] };
-        let err = Labels::read(&path, &spec).unwrap_err().to_string();
+        let err = Labels::read(&path, &spec, false).unwrap_err().to_string();
         assert!(err.contains("unknown objective \"z\"") && err.contains("columns are: a"), "{err}");
         let (_d, path) = file("{\"a\": 1}\n");
-        let err = Labels::read(&path, &ObjectiveSpec::default()).unwrap_err().to_string();
+        let err = Labels::read(&path, &ObjectiveSpec::default(), false).unwrap_err().to_string();
         assert!(err.contains("ratings.jsonl:1: expected a \"messages\" list"), "{err}");
     }
 

@@ -36,6 +36,9 @@ pub struct Regression {
     /// Ratings rows with features, and rows skipped for being longer than the token limit.
     pub rows: usize,
     pub skipped_too_long: usize,
+    /// Rows skipped as unreadable, or kept without ratings because theirs are (`--skip-bad-rows`).
+    #[serde(default)]
+    pub skipped_bad: usize,
     pub alphas: Vec<f64>,
     pub objectives: Vec<ObjectiveFit>,
 }
@@ -139,7 +142,12 @@ pub fn run(labels: &Labels, features: &Features, seed: u64, key: &str) -> Result
         seed,
         hidden_size: d,
         rows: rows.len(),
-        skipped_too_long: features.skipped().count(),
+        skipped_too_long: features.too_long(),
+        skipped_bad: features
+            .bad_records()
+            .chain(labels.bad.iter().copied())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
         alphas: ALPHAS.to_vec(),
         objectives: fits.into_iter().map(|f| f.expect("every objective is in a group")).collect(),
     };

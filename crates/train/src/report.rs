@@ -35,8 +35,16 @@ pub fn json(s: &Stages) -> Value {
         "armorm_version": env!("CARGO_PKG_VERSION"),
         "objectives": names,
         "features": {
-            "ratings": {"rows": s.regression.rows, "skipped_too_long": s.regression.skipped_too_long},
-            "pairs": {"pairs": g.train_pairs + g.val_pairs, "skipped_too_long": g.skipped_too_long},
+            "ratings": {
+                "rows": s.regression.rows,
+                "skipped_too_long": s.regression.skipped_too_long,
+                "skipped_bad": s.regression.skipped_bad,
+            },
+            "pairs": {
+                "pairs": g.train_pairs + g.val_pairs,
+                "skipped_too_long": g.skipped_too_long,
+                "skipped_bad": g.skipped_bad,
+            },
         },
         "regression": {
             "alpha": by_name(&names, r.iter().map(|o| o.alpha)),

@@ -79,3 +79,27 @@ fn out_that_is_someone_elses_directory_is_refused() {
     assert!(err.contains("exists and is not an armorm export"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "mine");
 }
+
+/// `--skip-bad-rows`: the same bad rows are skipped instead, the run finishes, and the report counts
+/// them (a row with a bad rating keeps its features but no rating; an unreadable one has neither).
+#[test]
+fn bad_rows_are_skipped_and_counted_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, p, out) = (dir.path().join("ratings.jsonl"), dir.path().join("pairs.jsonl"), dir.path().join("out"));
+    let ratings = std::fs::read_to_string(train_fixture("ratings.jsonl")).unwrap();
+    let bad_rating = GOOD.replace("\"helpsteer-helpfulness\": 1", "\"helpsteer-helpfulness\": \"very\"");
+    std::fs::write(&r, format!("{ratings}{{oops\n{bad_rating}\n{{\"helpsteer-helpfulness\": 1}}\n")).unwrap();
+    let pairs = std::fs::read_to_string(train_fixture("pairs.jsonl")).unwrap();
+    std::fs::write(&p, format!("{pairs}[1, 2]\n{{\"question\": \"q\"}}\n")).unwrap();
+    let mut args = vec!["--ratings", path(&r), "--pairs", path(&p), "--out", path(&out)];
+    args.extend(["--scale", "prometheus-score=1:5", "--steps", "3", "--batch-size", "16", "--hidden-dim", "8"]);
+    let err = train(None, &args).unwrap_err().to_string();
+    assert!(err.contains("ratings.jsonl:362: invalid JSON"), "{err}");
+    args.push("--skip-bad-rows");
+    train(None, &args).unwrap();
+    let report = json(&out.join("train_report.json"));
+    assert_eq!(report["features"]["ratings"]["skipped_bad"], 3, "{}", report["features"]);
+    assert_eq!(report["features"]["pairs"]["skipped_bad"], 2, "{}", report["features"]);
+    let good_rows = ratings.lines().filter(|l| !l.trim().is_empty()).count() as u64;
+    assert_eq!(report["features"]["ratings"]["rows"], good_rows + 1, "the bad rating's row keeps its features");
+}

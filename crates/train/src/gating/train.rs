@@ -51,6 +51,9 @@ pub struct GatingReport {
     pub val_pairs: usize,
     /// Pairs dropped because a side is longer than the token limit.
     pub skipped_too_long: usize,
+    /// Pairs dropped as unreadable (`--skip-bad-rows`).
+    #[serde(default)]
+    pub skipped_bad: usize,
     /// The training loss at every step.
     pub loss: Vec<f32>,
     pub train_accuracy: f64,
