@@ -27,6 +27,11 @@ pub struct EvalArgs {
     /// their -scores/ siblings, `{model}.json` each), as its scripts and leaderboard read them.
     #[arg(long, value_name = "DIR")]
     pub rewardbench_results: Option<PathBuf>,
+    /// Cut each conversation's tokens from the left to this many, as reward-bench's pipelines do
+    /// (`truncation_side="left"`, `max_length`, 2048 in its scripts) [default: no cut; a
+    /// conversation longer than the model's positions is an error].
+    #[arg(long, value_name = "N")]
+    pub max_length: Option<usize>,
     /// Conversations per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,

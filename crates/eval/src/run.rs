@@ -74,7 +74,7 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
             rows += 1;
             let indexed = row.map_err(EvalError::from).and_then(|row| {
                 let split = dataset.split_of(&row.at.file);
-                index(&model, &mut distinct, &row, split)
+                index(&model, &mut distinct, &row, (split, args.max_length))
             });
             match indexed {
                 Ok(ex) => examples.push(ex),
@@ -168,7 +168,13 @@ fn write(path: &std::path::Path, text: &str) -> Result<()> {
 }
 
 /// Parses a row and encodes its conversations; errors name the row.
-fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row, split: Option<&str>) -> Result<Indexed> {
+/// `split`: the Hub split the row came from; `max_length`: reward-bench's left cut, if asked.
+fn index(
+    model: &RewardModel,
+    distinct: &mut Distinct,
+    row: &armorm_data::Row,
+    (split, max_length): (Option<&str>, Option<usize>),
+) -> Result<Indexed> {
     let example = Example::from_row(row, split)?;
     if example.format == Format::V2
         && rewardbench::is_ties_subset(&example.subset)
@@ -180,7 +186,17 @@ fn index(model: &RewardModel, distinct: &mut Distinct, row: &armorm_data::Row, s
         )));
     }
     let mut add = |conv: &armorm_model::Conversation| -> Result<usize> {
-        let encoded = model.encode(conv).map_err(|e| EvalError::Invalid(format!("{}: {e}", example.at)))?;
+        let at = |e: armorm_model::ModelError| EvalError::Invalid(format!("{}: {e}", example.at));
+        // With a cut, the whole conversation first (it may exceed the positions), then its tail.
+        let mut encoded = match max_length {
+            Some(_) => model.encoder().encode(conv),
+            None => model.encode(conv),
+        }
+        .map_err(at)?;
+        if let Some(n) = max_length.filter(|&n| encoded.len() > n) {
+            // reward-bench's cut: the last n tokens, the answer kept and the prompt's start lost.
+            encoded = model.encoder().encode_ids(encoded.ids()[encoded.len() - n..].to_vec()).map_err(at)?;
+        }
         let answer = conv.messages().last().filter(|m| m.role == Role::Assistant).map_or("", |m| &m.content);
         Ok(distinct.add(encoded, model.encoder().token_count(answer)?))
     };

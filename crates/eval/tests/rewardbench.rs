@@ -170,3 +170,30 @@ fn the_score_cache_resumes_and_gives_the_uncached_numbers() {
         assert_eq!(resumed[key], uncached[key], "{key}");
     }
 }
+
+/// `--max-length N` cuts each conversation to its last N tokens, as reward-bench's pipelines do
+/// (`truncation_side="left"`): the scores are transformers' on the cut ids, and the accuracies follow.
+#[test]
+fn max_length_cuts_from_the_left_as_reward_bench_does() {
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("eval/expected.json")).unwrap()).unwrap();
+    let want = &expected["tiny-bt"]["max_length_24"];
+    let dir = tempfile::tempdir().unwrap();
+    let per = dir.path().join("e.jsonl");
+    let (m, v1) = (fixtures().join("models/tiny-bt"), fixtures().join("eval/v1.jsonl"));
+    let [m, v1, per_s] = [&m, &v1, &per].map(|p| p.to_str().unwrap());
+    let out = eval(&["--model", m, "--data", v1, "--max-length", "24", "--per-example", per_s]).unwrap();
+    let got: Vec<Value> =
+        std::fs::read_to_string(&per).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (g, w) in got.iter().zip(want["per_example"].as_array().unwrap()) {
+        for side in ["chosen", "rejected"] {
+            close(&g["scores"][side][0], &w[side][0], 1e-4, &format!("example {} {side}", w["id"]));
+        }
+    }
+    for row in out["v1"]["subsets"].as_array().unwrap() {
+        let subset = row["subset"].as_str().unwrap();
+        close(&row["accuracy"], &want["v1_subsets"][subset], 1e-12, subset);
+    }
+    let uncut = eval(&["--model", m, "--data", v1]).unwrap();
+    assert_ne!(out["v1"]["subsets"], uncut["v1"]["subsets"], "24 tokens must cut something");
+}
