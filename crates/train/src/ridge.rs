@@ -222,14 +222,18 @@ mod tests {
         (0..d).map(|i| a[i][d] / a[i][i]).collect()
     }
 
+    /// Seeded draws, uniform in [-0.5, 0.5).
+    fn uniform(mut state: u64) -> impl FnMut() -> f64 {
+        move || {
+            state = crate::split::splitmix64(state);
+            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        }
+    }
+
     #[test]
     fn the_eigen_fallback_gives_the_cholesky_solutions() {
         let (d, m) = (9, 3);
-        let mut state = 7u64;
-        let mut rnd = || {
-            state = crate::split::splitmix64(state);
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rnd = uniform(7);
         let mut g = Moments::new(d, m);
         // Fewer rows than features: G is singular, as for a small objective at d = 4096.
         for _ in 0..6 {
@@ -251,13 +255,9 @@ mod tests {
     }
 
     #[test]
-    fn both_paths_equal_the_normal_equations_and_mse_equals_direct_residuals() {
+    fn fit_equals_the_normal_equations_and_mse_equals_direct_residuals() {
         let (n, d) = (300, 7);
-        let mut state = 1u64;
-        let mut rnd = || {
-            state = crate::split::splitmix64(state);
-            (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        };
+        let mut rnd = uniform(1);
         let x: Vec<Vec<f64>> = (0..n).map(|_| (0..d).map(|_| rnd() as f32 as f64).collect()).collect();
         let y: Vec<[f64; 2]> =
             x.iter().map(|r| [r.iter().sum::<f64>() + 0.1 * rnd(), r[0] - 2.0 * r[3] + 0.3 * rnd()]).collect();
