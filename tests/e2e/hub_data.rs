@@ -41,26 +41,35 @@ fn train_reads_ratings_by_hub_id_across_its_parquet_shards() {
     let dir = tempfile::tempdir().unwrap();
     let (model, pairs) = (fixtures().join("models/tiny-bt"), fixtures().join("train/pairs.jsonl"));
     let local = fixtures().join("train/ratings.parquet");
-    let run = |ratings: &str, name: &str| {
+    let run = |ratings: &[&str], name: &str| {
         let (work, out) = (dir.path().join(format!("work-{name}")), dir.path().join(format!("out-{name}")));
         let flags = ["--scale", "prometheus-score=1:5", "--steps", "3", "--batch-size", "16", "--hidden-dim", "8"];
-        let mut args = vec!["train", "--model", path(&model), "--ratings", ratings, "--pairs", path(&pairs)];
+        let mut args = vec!["train", "--model", path(&model), "--pairs", path(&pairs)];
+        for r in ratings {
+            args.extend(["--ratings", r]);
+        }
         args.extend(["--work", path(&work), "--out", path(&out)]);
         args.extend(flags);
         let output = armorm(&args);
-        assert!(output.status.success(), "{ratings}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{ratings:?}: {}", String::from_utf8_lossy(&output.stderr));
         (work, out)
     };
-    let (hub_work, hub_out) = run("RLHFlow/ArmoRM-Multi-Objective-Data-v0.1", "hub");
-    let (local_work, _) = run(path(&local), "local");
+    let (hub_work, hub_out) = run(&["RLHFlow/ArmoRM-Multi-Objective-Data-v0.1"], "hub");
+    let (local_work, _) = run(&[path(&local)], "local");
+    // The same shards named one by one (a repeated flag): one dataset in the order given.
+    let shards = snapshot("RLHFlow/ArmoRM-Multi-Objective-Data-v0.1").join("data");
+    let (a, b) = (shards.join("train-00000-of-00002.parquet"), shards.join("train-00001-of-00002.parquet"));
+    let (repeated_work, _) = run(&[path(&a), path(&b)], "repeated");
     // The shards in order are the local file's rows: the same records, split and fits.
     let (h, l) = (json(&hub_work.join("regression.json")), json(&local_work.join("regression.json")));
     assert_eq!(h["rows"], l["rows"]);
     assert_eq!(h["objectives"], l["objectives"]);
-    assert_eq!(
-        std::fs::read(hub_work.join("regression.safetensors")).unwrap(),
-        std::fs::read(local_work.join("regression.safetensors")).unwrap()
-    );
+    for work in [&hub_work, &repeated_work] {
+        assert_eq!(
+            std::fs::read(work.join("regression.safetensors")).unwrap(),
+            std::fs::read(local_work.join("regression.safetensors")).unwrap()
+        );
+    }
     let card = std::fs::read_to_string(hub_out.join("README.md")).unwrap();
     assert!(card.contains("RLHFlow/ArmoRM-Multi-Objective-Data-v0.1@main"), "{card}");
 }

@@ -145,6 +145,18 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// Several sources read in order as one dataset (records numbered on across them).
+    pub fn resolve_all(sources: &[DataSource]) -> Result<Self> {
+        let parts = sources.iter().map(DataSource::resolve).collect::<Result<Vec<_>>>()?;
+        let name = parts.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(" + ");
+        let (mut files, mut splits) = (Vec::new(), Vec::new());
+        for d in parts {
+            files.extend(d.files);
+            splits.extend(d.splits);
+        }
+        Ok(Self { name, files, splits })
+    }
+
     pub fn rows(&self) -> Result<crate::Rows> {
         crate::Rows::open_all(&self.files)
     }

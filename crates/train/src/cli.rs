@@ -40,20 +40,22 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Multi-objective ratings, JSON Lines or Parquet: {"messages": [...], "<objective>": number | bool | null, ...}.
-    /// A file, a folder, a glob, or a Hub dataset id (`owner/name[:split][@revision]`).
+    /// A file, a folder, a glob, or a Hub dataset id (`owner/name[:split][@revision]`); repeat to
+    /// read several in order as one set.
     #[arg(long)]
-    pub ratings: Option<DataSource>,
+    pub ratings: Vec<DataSource>,
     /// Preference pairs, JSON Lines or Parquet: {"chosen": [messages], "rejected": [messages]} or
-    /// {"prompt": str, "chosen": str, "rejected": str}. A file, a folder, a glob or a Hub dataset id.
+    /// {"prompt": str, "chosen": str, "rejected": str}. A file, a folder, a glob or a Hub dataset id;
+    /// repeat to read several as one set.
     #[arg(long)]
-    pub pairs: Option<DataSource>,
+    pub pairs: Vec<DataSource>,
     /// The checkpoint directory to write; replaced only when the whole run succeeds.
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Pairs the verbosity correlation is measured on [default: --pairs]; the paper used
     /// RLHFlow/UltraFeedback-preference-standard.
     #[arg(long)]
-    pub reference: Option<DataSource>,
+    pub reference: Vec<DataSource>,
     /// Objective columns to use, in this order [default: every column but messages, in file order].
     #[arg(long, value_delimiter = ',')]
     pub objectives: Option<Vec<String>>,

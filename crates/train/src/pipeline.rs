@@ -236,8 +236,12 @@ impl<'a> Pipeline<'a> {
         Ok((verbosity, v))
     }
 
-    fn input(&self, name: &str, source: &DataSource, kind: Kind) -> Result<Input> {
-        let dataset = source.resolve()?;
+    /// The sources `flag` names, as one dataset with the key its features carry.
+    fn input(&self, name: &str, (flag, sources): (&str, &[DataSource]), kind: Kind) -> Result<Input> {
+        if sources.is_empty() {
+            return Err(needs(flag));
+        }
+        let dataset = Dataset::resolve_all(sources)?;
         let sha256 = dataset.sha256()?;
         let (kind_text, limit) = (format!("{kind:?}"), self.args.max_input_tokens.to_string());
         let mut parts = vec![FORMAT, &self.model_key, &sha256, &kind_text, &limit];
@@ -250,24 +254,21 @@ impl<'a> Pipeline<'a> {
     }
 
     fn ratings(&self) -> Result<&Input> {
-        cached(&self.ratings, || {
-            let source = self.args.ratings.as_ref().ok_or_else(|| needs("--ratings"))?;
-            self.input("ratings", source, Kind::Ratings)
-        })
+        cached(&self.ratings, || self.input("ratings", ("--ratings", &self.args.ratings), Kind::Ratings))
     }
 
     fn pairs(&self) -> Result<&Input> {
-        cached(&self.pairs, || {
-            let source = self.args.pairs.as_ref().ok_or_else(|| needs("--pairs"))?;
-            self.input("pairs", source, Kind::Pairs)
-        })
+        cached(&self.pairs, || self.input("pairs", ("--pairs", &self.args.pairs), Kind::Pairs))
     }
 
     /// The debiasing reference set: --reference when it differs from --pairs, else the pairs.
     fn reference(&self) -> Result<&Input> {
         let pairs = self.pairs()?;
-        let Some(source) = &self.args.reference else { return Ok(pairs) };
-        let r = cached(&self.reference, || self.input("reference", source, Kind::Pairs))?;
+        if self.args.reference.is_empty() {
+            return Ok(pairs);
+        }
+        let r =
+            cached(&self.reference, || self.input("reference", ("--reference", &self.args.reference), Kind::Pairs))?;
         Ok(if r.sha256 == pairs.sha256 { pairs } else { r })
     }
 
