@@ -23,6 +23,18 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex(&hasher.finalize()))
 }
 
+/// `name:size` of each checkpoint weight file: what identifies the weights in a cache key without
+/// hashing gigabytes.
+pub fn weight_files(paths: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    paths
+        .iter()
+        .map(|p| {
+            let size = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?.len();
+            Ok(format!("{}:{size}", p.file_name().unwrap_or_default().to_string_lossy()))
+        })
+        .collect()
+}
+
 /// Hex SHA-256 of a string (stage parameters, configs).
 pub fn sha256_str(text: &str) -> String {
     hex(&Sha256::digest(text.as_bytes()))

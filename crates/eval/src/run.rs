@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use armorm_data::digest::{sha256_file, sha256_str};
+use armorm_data::digest::{sha256_file, sha256_str, weight_files};
 use armorm_model::{RewardModel, Role};
 use serde_json::{json, Value};
 
@@ -150,10 +150,7 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
 fn model_key(args: &EvalArgs, model: &RewardModel) -> Result<String> {
     let files = args.model.source().resolve()?;
     let mut parts = vec![sha256_file(&files.config)?];
-    for w in &files.weights {
-        let size = std::fs::metadata(w).map_err(|e| EvalError::io(w, e))?.len();
-        parts.push(format!("{}:{size}", w.file_name().unwrap_or_default().to_string_lossy()));
-    }
+    parts.extend(weight_files(&files.weights)?);
     parts.push(format!(
         "{:?} {} {:?}",
         model.dtype(),

@@ -14,7 +14,7 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use armorm_data::digest::sha256_file;
+use armorm_data::digest::{sha256_file, weight_files};
 use armorm_data::{DataSource, Dataset};
 use armorm_model::load::checkpoint::CheckpointFiles;
 use armorm_model::{Embedder, GatingPattern, LoadOptions, ModelSource};
@@ -136,14 +136,7 @@ impl<'a> Pipeline<'a> {
         let files = source.resolve()?;
         let pattern = GatingPattern::for_checkpoint(&files, options.gating_pattern.as_deref())?;
         let config = sha256_file(&files.config)?;
-        let weights: Vec<String> = files
-            .weights
-            .iter()
-            .map(|p| {
-                let size = std::fs::metadata(p).map_err(|e| TrainError::io(p, e))?.len();
-                Ok(format!("{}:{size}", p.file_name().unwrap_or_default().to_string_lossy()))
-            })
-            .collect::<Result<_>>()?;
+        let weights = weight_files(&files.weights)?;
         let model_key = key(&[&config, &weights.join(","), &format!("{dtype:?}"), &format!("{:?}", pattern.ids())]);
         Ok(Self {
             args,

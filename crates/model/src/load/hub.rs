@@ -164,11 +164,7 @@ impl<'a> HubRepo<'a> {
             .try_proxy_from_env(true)
             .build();
         let endpoint = self.env.endpoint.trim_end_matches('/');
-        let kind = match self.repo.folder_name().split("--").next() {
-            Some("datasets") => "datasets",
-            _ => "models",
-        };
-        let url = format!("{endpoint}/api/{kind}/{}/revision/{}", self.repo.url(), self.repo.revision());
+        let url = format!("{endpoint}/api/{}", self.repo.api_url());
         let mut request = agent.get(&url);
         if let Some(token) = self.env.token() {
             request = request.set("Authorization", &format!("Bearer {token}"));
