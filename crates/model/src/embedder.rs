@@ -35,7 +35,6 @@ pub struct Embedder {
     encoder: Encoder,
     device: Device,
     dtype: DTypeChoice,
-    kernels: KernelPlan,
     share_prefixes: bool,
 }
 
@@ -212,7 +211,6 @@ impl Embedder {
             encoder,
             device: ckpt.device.clone(),
             dtype: ckpt.dtype.clone(),
-            kernels: ckpt.kernels,
             share_prefixes: options.share_prefixes,
         })
     }
@@ -232,7 +230,7 @@ impl Embedder {
 
     /// The kernels this load computes with.
     pub fn kernels(&self) -> KernelPlan {
-        self.kernels
+        self.backbone.kernels()
     }
 
     pub fn hidden_size(&self) -> usize {

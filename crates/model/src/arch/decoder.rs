@@ -123,6 +123,11 @@ impl Backbone {
         self.dtype
     }
 
+    /// The kernels its layers were built for.
+    pub fn kernels(&self) -> KernelPlan {
+        self.plan
+    }
+
     pub fn hidden_size(&self) -> usize {
         self.cfg.hidden_size
     }
