@@ -18,7 +18,6 @@ use armorm_train::gating::{GatingNet, GatingSettings, GatingShape, PairData};
 use armorm_train::npy::NpyWriter;
 use armorm_train::ridge::{fit, Moments, ALPHAS};
 use armorm_train::split::{splitmix64, validation_mask};
-use candle_core::Device;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -100,7 +99,7 @@ fn main() -> armorm_train::Result<()> {
     // Stage 2: gating steps at the paper's shape.
     let batch = 1024;
     let shape = GatingShape { input: D, hidden: 1024, n_hidden: 3, objectives: k, temperature: 10.0 };
-    let net = GatingNet::init(shape, &mut rng, &Device::Cpu)?;
+    let mut net = GatingNet::init(shape, &mut rng);
     let m = 4 * batch;
     let prompts: Vec<f32> = (0..m * D).map(|_| normal(&mut rng) as f32).collect();
     let data = PairData {
@@ -112,9 +111,9 @@ fn main() -> armorm_train::Result<()> {
     let batches: Vec<Vec<usize>> =
         (0..steps + 1).map(|_| (0..batch).map(|_| rng.random_range(0..m)).collect()).collect();
     let settings = GatingSettings { steps, ..GatingSettings::default() };
-    run_steps(&net, &data, &batches[..1], &settings, &Device::Cpu, &mut |_| {})?; // warm-up
+    run_steps(&mut net, &data, &batches[..1], &settings, &mut |_, _| {}); // warm-up
     let started = Instant::now();
-    run_steps(&net, &data, &batches[1..], &settings, &Device::Cpu, &mut |_| {})?;
+    run_steps(&mut net, &data, &batches[1..], &settings, &mut |_, _| {});
     let steps_per_s = steps as f64 / started.elapsed().as_secs_f64();
     println!("armorm stage 2: {steps_per_s:.2} steps/s");
 

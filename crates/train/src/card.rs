@@ -5,8 +5,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use crate::checkpoint::MODELING_FILE;
 use crate::error::{Result, TrainError};
-use crate::export::MODELING_FILE;
 use crate::report::{Stages, REPORT};
 
 pub const CARD: &str = "README.md";

@@ -14,14 +14,14 @@ use crate::ratings::Scale;
 pub struct TrainArgs {
     /// Run one stage only, reading and writing --work [default: every stage that is not up to date].
     #[arg(value_enum)]
-    pub stage: Option<Stage>,
+    pub stage: Option<StageName>,
     #[command(flatten)]
     pub run: RunArgs,
 }
 
-/// One stage of the run on its own.
+/// One stage of the run on its own, as `armorm train STAGE` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Stage {
+pub enum StageName {
     /// Extract features of --ratings, --pairs (and --reference); with --shard I/N only that shard,
     /// so N machines can share the work over one --work directory.
     Embed,
@@ -33,6 +33,19 @@ pub enum Stage {
     Gating,
     /// Write the checkpoint (and train_report.json) to --out from the stages' results.
     Export,
+}
+
+impl StageName {
+    /// The name as the command line spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Embed => "embed",
+            Self::Regression => "regression",
+            Self::Debias => "debias",
+            Self::Gating => "gating",
+            Self::Export => "export",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -88,7 +101,7 @@ pub struct RunArgs {
     pub temperature: f64,
     /// Debiasing: an objective's λ is the smallest on the grid that brings its Spearman correlation
     /// with verbosity to this or below.
-    #[arg(long, default_value_t = crate::debias::THRESHOLD)]
+    #[arg(long, default_value_t = crate::stages::debias::THRESHOLD)]
     pub spearman_threshold: f64,
     /// Seeds both 80/20 splits, the gating network's initialisation, batches and dropout.
     #[arg(long, default_value_t = 0)]
@@ -111,4 +124,16 @@ pub struct RunArgs {
     /// Token budget of one feature-extraction forward pass.
     #[arg(long, default_value_t = 16384)]
     pub embed_batch_tokens: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_names_are_the_command_lines() {
+        for stage in StageName::value_variants() {
+            assert_eq!(stage.to_possible_value().unwrap().get_name(), stage.as_str());
+        }
+    }
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::npy::NpyMatrix;
-use crate::stage::{read_json, Keyed};
+use crate::store::{read_json, Keyed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,10 +30,34 @@ pub enum Kind {
 
 impl Kind {
     /// The matrices a feature set of this kind holds, besides `rows`.
-    pub fn matrices(self) -> &'static [&'static str] {
+    pub fn matrices(self) -> &'static [Matrix] {
         match self {
-            Self::Ratings => &["reward"],
-            Self::Pairs => &["chosen", "rejected", "prompt"],
+            Self::Ratings => &[Matrix::Reward],
+            Self::Pairs => &[Matrix::Chosen, Matrix::Rejected, Matrix::Prompt],
+        }
+    }
+}
+
+/// One feature matrix of a shard, (kept, hidden) f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    /// A rated conversation's last token.
+    Reward,
+    /// A pair's chosen conversation's last token.
+    Chosen,
+    /// A pair's rejected conversation's last token.
+    Rejected,
+    /// A pair's gate position (the end of its prompt).
+    Prompt,
+}
+
+impl Matrix {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Reward => "reward.npy",
+            Self::Chosen => "chosen.npy",
+            Self::Rejected => "rejected.npy",
+            Self::Prompt => "prompt.npy",
         }
     }
 }
@@ -124,7 +148,7 @@ impl FeatureSet {
             .kind
             .matrices()
             .iter()
-            .map(|m| NpyMatrix::open(&dir.join(format!("{m}.npy"))))
+            .map(|m| NpyMatrix::open(&dir.join(m.file_name())))
             .collect::<Result<Vec<_>>>()?;
         if rows.rows() != manifest.kept
             || matrices.iter().any(|m| m.rows() != manifest.kept || m.cols() != manifest.hidden_size)
@@ -134,9 +158,9 @@ impl FeatureSet {
         Ok(Self { manifest, rows, matrices })
     }
 
-    /// The matrix named `name` (one of the kind's [`Kind::matrices`]).
-    pub fn matrix(&self, name: &str) -> &NpyMatrix<f32> {
-        let i = self.manifest.kind.matrices().iter().position(|m| *m == name).expect("matrix of this kind");
+    /// The matrix `which` (one of the kind's [`Kind::matrices`]).
+    pub fn matrix(&self, which: Matrix) -> &NpyMatrix<f32> {
+        let i = self.manifest.kind.matrices().iter().position(|m| *m == which).expect("matrix of this kind");
         &self.matrices[i]
     }
 }

@@ -6,10 +6,10 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde_json::{json, Map, Value};
 
-use crate::debias::{Debias, LAMBDA_GRID};
 use crate::error::{Result, TrainError};
 use crate::gating::GatingReport;
-use crate::regression::Regression;
+use crate::stages::debias::{Debias, LAMBDA_GRID};
+use crate::stages::regression::Regression;
 
 pub const REPORT: &str = "train_report.json";
 pub const LOSS_SVG: &str = "train_loss.svg";
@@ -85,7 +85,7 @@ pub fn json(s: &Stages) -> Value {
 
 /// Writes the report and both plots into `dir`.
 pub fn write(s: &Stages, dir: &Path) -> Result<()> {
-    crate::stage::write_json(&dir.join(REPORT), &json(s))?;
+    crate::store::write_json(&dir.join(REPORT), &json(s))?;
     loss_plot(&s.gating.loss, &dir.join(LOSS_SVG)).map_err(|e| plot_error(LOSS_SVG, e))?;
     sweep_plot(s.debias, &dir.join(SWEEP_SVG)).map_err(|e| plot_error(SWEEP_SVG, e))
 }

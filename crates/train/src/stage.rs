@@ -1,48 +1,63 @@
-//! What every stage's output shares: a key naming the inputs it was computed from (so a re-run skips
-//! a stage whose inputs did not change) and writes that never leave a half-written file behind.
+//! The contract every stage of `armorm train` keeps ([`crate::stages`] holds one module per
+//! stage): its inputs are the fields of its value (upstream results) and the run's [`Context`]; a
+//! key names everything its result depends on; a result on disk with that key is used as it is;
+//! otherwise the stage computes, unless the command runs another stage alone.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use armorm_data::digest::sha256_str;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
+use crate::cli::StageName;
+use crate::context::Context;
 use crate::error::{Result, TrainError};
 
-/// A key from the parts a result depends on (file hashes, parameters, upstream keys).
-pub fn key(parts: &[&str]) -> String {
-    sha256_str(&parts.join("\u{1f}"))
+pub trait Stage {
+    const NAME: StageName;
+    type Output;
+
+    /// The key of everything the result depends on: input hashes, the flags that matter, upstream
+    /// keys.
+    fn key(&self, cx: &Context) -> Result<String>;
+
+    /// The result on disk, when there is one computed from `key`.
+    fn load(&self, cx: &Context, key: &str) -> Option<Self::Output>;
+
+    /// The file that holds the result, if the stage keeps one (a stale one is reported).
+    fn result_file(&self, _cx: &Context) -> Option<PathBuf> {
+        None
+    }
+
+    /// What changed since the result on disk was computed, when the stage can tell (a flag).
+    fn changes(&self, _cx: &Context) -> Option<String> {
+        None
+    }
+
+    fn compute(&self, cx: &Context, key: String) -> Result<Self::Output>;
 }
 
-/// Writes `bytes` to a temporary file beside `path`, then renames it into place.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| TrainError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::io(path, e))
-}
-
-pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::Invalid(e.to_string()))?;
-    write_atomic(path, format!("{text}\n").as_bytes())
-}
-
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::corrupt(path, format!("invalid JSON: {e}")))
-}
-
-/// The stage result at `path`, when it exists and was computed from inputs with this `key`.
-pub fn fresh<T: DeserializeOwned + Keyed>(path: &Path, key: &str) -> Option<T> {
-    read_json::<T>(path).ok().filter(|r| r.key() == key)
-}
-
-/// A stage result that records the key of its inputs.
-pub trait Keyed {
-    fn key(&self) -> &str;
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    path.with_file_name(name)
+/// `stage`'s result: the one on disk when it is up to date, else computed, which `only` (the one
+/// stage this command runs, if any) forbids for every other stage: `armorm train export` must
+/// export what `armorm train gating` produced, not quietly retrain it with other flags.
+pub fn resolve<S: Stage>(stage: &S, cx: &Context, only: Option<StageName>) -> Result<S::Output> {
+    let name = S::NAME.as_str();
+    let key = stage.key(cx)?;
+    if let Some(out) = stage.load(cx, &key) {
+        tracing::info!(stage = name, "up to date");
+        return Ok(out);
+    }
+    let stale = stage.result_file(cx).filter(|f| f.is_file()).map(|f| {
+        let what = stage.changes(cx).unwrap_or_else(|| "the inputs or flags it was computed from changed".into());
+        format!("its result in {} is out of date: {what}", f.display())
+    });
+    let why = stale.clone().unwrap_or_else(|| format!("it has no result in {} yet", cx.work.display()));
+    match only {
+        Some(only) if only != S::NAME => {
+            return Err(TrainError::Invalid(format!(
+                "stage `{name}` is needed, but {why}; `armorm train {only}` runs its own stage only: run `armorm \
+                 train {name}` first with the same flags, or `armorm train` to redo every stage that is out of date",
+                only = only.as_str(),
+            )))
+        }
+        _ if stale.is_some() => tracing::warn!(stage = name, why, "re-running a stage"),
+        _ => tracing::info!(stage = name, "computing"),
+    }
+    stage.compute(cx, key)
 }

@@ -34,7 +34,7 @@ impl F32Tensor {
 pub fn save(path: &Path, tensors: &BTreeMap<String, F32Tensor>) -> Result<()> {
     let views = tensors.iter().map(|(n, t)| Ok((n.clone(), t.view()?))).collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, None)?;
-    crate::stage::write_atomic(path, &bytes)
+    crate::store::write_atomic(path, &bytes)
 }
 
 /// Reads every tensor of `path`, which must all be f32.

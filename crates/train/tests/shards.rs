@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use armorm_train::features::{FeatureSet, Features, Manifest};
+use armorm_train::features::{FeatureSet, Features, Manifest, Matrix};
 use common::*;
 
 fn args<'a>(work: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -24,7 +24,7 @@ fn run(stage: &str, work: &Path, extra: &[&str]) {
 }
 
 /// Every feature row of `dir`'s complete shard set, by record index.
-fn rows(dir: &Path, matrix: &str) -> Vec<(usize, Vec<f32>)> {
+fn rows(dir: &Path, matrix: Matrix) -> Vec<(usize, Vec<f32>)> {
     let key = std::fs::read_dir(dir)
         .unwrap()
         .flatten()
@@ -59,7 +59,7 @@ fn two_shards_and_a_resumed_run_equal_one_run() {
     // The full stage after sharded extraction extracts nothing more and reads both shards.
     run("regression", &sharded, &["--scale", "prometheus-score=1:5"]);
     assert_eq!(std::fs::read_dir(sharded.join("features/pairs")).unwrap().count(), 2);
-    for (kind, matrix) in [("ratings", "reward"), ("pairs", "prompt"), ("pairs", "rejected")] {
+    for (kind, matrix) in [("ratings", Matrix::Reward), ("pairs", Matrix::Prompt), ("pairs", Matrix::Rejected)] {
         assert_same(
             &rows(&whole.join("features").join(kind), matrix),
             &rows(&sharded.join("features").join(kind), matrix),
@@ -73,12 +73,12 @@ fn two_shards_and_a_resumed_run_equal_one_run() {
     // Interrupt the pairs extraction after record 100: the manifest says so, the matrices hold rows
     // beyond it (written but never synced), and the run picks up from there.
     let shard = whole.join("features/pairs/shard-00000-of-00001");
-    let before = rows(&whole.join("features/pairs"), "chosen");
+    let before = rows(&whole.join("features/pairs"), Matrix::Chosen);
     let mut m: Manifest = serde_json::from_str(&std::fs::read_to_string(shard.join("manifest.json")).unwrap()).unwrap();
     m.kept = FeatureSet::open(&shard).unwrap().rows.data().iter().filter(|&&r| r < 100).count();
     (m.next_record, m.complete) = (100, false);
     m.skipped.retain(|s| s.record < 100);
     std::fs::write(shard.join("manifest.json"), serde_json::to_string(&m).unwrap()).unwrap();
     run("embed", &whole, &[]);
-    assert_same(&before, &rows(&whole.join("features/pairs"), "chosen"));
+    assert_same(&before, &rows(&whole.join("features/pairs"), Matrix::Chosen));
 }

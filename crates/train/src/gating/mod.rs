@@ -6,6 +6,8 @@
 //! chosen/rejected axis, the authors' issue #54), `score = Σ gating · (rewards @ T)` (T is applied,
 //! unlike the authors' script, their issue #37), loss `softplus(−(s_chosen − s_rejected))`.
 
+pub mod adamw;
+pub mod backprop;
 pub mod net;
 pub mod train;
 

@@ -1,11 +1,13 @@
-//! The gating MLP, its PyTorch-compatible initialisation, and its parameters as checkpoint tensors.
+//! The gating MLP's parameters, its PyTorch-compatible initialisation, its forward pass and its
+//! parameters as checkpoint tensors. Everything lives in host f32 arrays: stage 2's backward pass
+//! ([`super::backprop`]) is written by hand over the same arrays.
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use armorm_model::kernels::matmul::{product, Out, View};
 use rand::Rng;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::tensors::F32Tensor;
 
 /// Linear(input -> hidden), ReLU, (Linear(hidden -> hidden), ReLU) x (n_hidden - 1),
@@ -29,97 +31,133 @@ impl GatingShape {
     }
 }
 
+/// One nn.Linear: `weight` is (output, input) row-major, as PyTorch stores it.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub input: usize,
+    pub output: usize,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Linear {
+    /// `out` (n x output) = `x` (n x input) · Wᵀ + b.
+    pub(super) fn apply(&self, x: &[f32], n: usize, out: &mut Vec<f32>) {
+        out.clear();
+        out.extend((0..n).flat_map(|_| self.bias.iter().copied()));
+        let w = View::row_major(&self.weight, self.output, self.input).t();
+        product(Out::Accumulate(out), View::row_major(x, n, self.input), w, threads());
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct GatingNet {
     pub shape: GatingShape,
-    /// (weight (out, in), bias (out)) per layer, as nn.Linear stores them.
-    layers: Vec<(Var, Var)>,
-    logit_scale: Var,
+    pub layers: Vec<Linear>,
+    pub logit_scale: f32,
 }
 
 impl GatingNet {
     /// nn.Linear's default initialisation (weights and biases uniform in ±1/√fan_in), logit_scale 1.
-    pub fn init(shape: GatingShape, rng: &mut impl Rng, device: &Device) -> Result<Self> {
+    pub fn init(shape: GatingShape, rng: &mut impl Rng) -> Self {
         let mut uniform = |n: usize, fan_in: usize| -> Vec<f32> {
             let bound = 1.0 / (fan_in as f32).sqrt();
             (0..n).map(|_| rng.random_range(-bound..bound)).collect()
         };
-        let mut tensors = BTreeMap::new();
-        for (i, (input, output)) in shape.layers().into_iter().enumerate() {
-            tensors.insert(weight_name(i), F32Tensor::new(vec![output, input], uniform(output * input, input)));
-            tensors.insert(bias_name(i), F32Tensor::new(vec![output], uniform(output, input)));
-        }
-        tensors.insert(SCALE.to_string(), F32Tensor::new(vec![1], vec![1.0]));
-        Self::from_tensors(shape, &tensors, device)
+        let layers = shape
+            .layers()
+            .into_iter()
+            .map(|(input, output)| Linear {
+                input,
+                output,
+                weight: uniform(output * input, input),
+                bias: uniform(output, input),
+            })
+            .collect();
+        Self { shape, layers, logit_scale: 1.0 }
     }
 
-    pub fn from_tensors(shape: GatingShape, tensors: &BTreeMap<String, F32Tensor>, device: &Device) -> Result<Self> {
-        let var = |name: &str, dims: &[usize]| -> Result<Var> {
-            let t = tensors.get(name).filter(|t| t.shape == dims).ok_or_else(|| {
-                crate::error::TrainError::Invalid(format!("gating tensors: no {name} of shape {dims:?}"))
-            })?;
-            Ok(Var::from_tensor(&Tensor::from_slice(&t.data, dims, device)?)?)
+    pub fn from_tensors(shape: GatingShape, tensors: &BTreeMap<String, F32Tensor>) -> Result<Self> {
+        let take = |name: &str, dims: &[usize]| -> Result<Vec<f32>> {
+            let t = tensors
+                .get(name)
+                .filter(|t| t.shape == dims)
+                .ok_or_else(|| TrainError::Invalid(format!("gating tensors: no {name} of shape {dims:?}")))?;
+            Ok(t.data.clone())
         };
         let layers = shape
             .layers()
             .into_iter()
             .enumerate()
-            .map(|(i, (input, output))| Ok((var(&weight_name(i), &[output, input])?, var(&bias_name(i), &[output])?)))
+            .map(|(i, (input, output))| {
+                let (weight, bias) = (take(&weight_name(i), &[output, input])?, take(&bias_name(i), &[output])?);
+                Ok(Linear { input, output, weight, bias })
+            })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { shape, layers, logit_scale: var(SCALE, &[1])? })
+        Ok(Self { shape, layers, logit_scale: take(SCALE, &[1])?[0] })
     }
 
     /// The parameters under the names the exported checkpoint uses.
-    pub fn to_tensors(&self) -> Result<BTreeMap<String, F32Tensor>> {
-        let host = |v: &Var| -> Result<F32Tensor> {
-            Ok(F32Tensor::new(v.dims().to_vec(), v.as_tensor().flatten_all()?.to_dtype(DType::F32)?.to_vec1()?))
-        };
+    pub fn to_tensors(&self) -> BTreeMap<String, F32Tensor> {
         let mut out = BTreeMap::new();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            out.insert(weight_name(i), host(w)?);
-            out.insert(bias_name(i), host(b)?);
+        for (i, l) in self.layers.iter().enumerate() {
+            out.insert(weight_name(i), F32Tensor::new(vec![l.output, l.input], l.weight.clone()));
+            out.insert(bias_name(i), F32Tensor::new(vec![l.output], l.bias.clone()));
         }
-        out.insert(SCALE.to_string(), host(&self.logit_scale)?);
-        Ok(out)
+        out.insert(SCALE.to_string(), F32Tensor::new(vec![1], vec![self.logit_scale]));
+        out
     }
 
-    pub fn vars(&self) -> Vec<Var> {
-        self.layers.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).chain([self.logit_scale.clone()]).collect()
-    }
-
-    /// (n, input) -> (n, objectives). `dropout` holds one keep-mask per hidden layer (already scaled
-    /// by 1/(1-p)), for training; `None` evaluates.
-    pub fn forward(&self, x: &Tensor, dropout: Option<&[Tensor]>) -> Result<Tensor> {
-        let mut x = x.clone();
+    /// The gating weights (n x objectives) of `x` (n x input), without dropout.
+    pub fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
+        let (mut a, mut z) = (x.to_vec(), Vec::new());
         let last = self.layers.len() - 1;
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            x = x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            layer.apply(&a, n, &mut z);
             if i < last {
-                x = x.relu()?;
-                if let Some(masks) = dropout {
-                    x = (x * &masks[i])?;
-                }
+                z.iter_mut().for_each(|v| *v = v.max(0.0));
             }
+            std::mem::swap(&mut a, &mut z);
         }
-        let logits = (x / self.shape.temperature)?;
-        // Softmax over the objectives; the max is a constant shift, so no gradient flows through it.
-        let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?.detach())?;
-        let e = shifted.exp()?;
-        let gating = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
-        Ok(gating.broadcast_mul(self.logit_scale.as_tensor())?)
+        let k = self.shape.objectives;
+        for row in a.chunks_mut(k) {
+            softmax(row, self.shape.temperature as f32);
+            row.iter_mut().for_each(|g| *g *= self.logit_scale);
+        }
+        a
     }
 }
 
-/// Each pair's score difference under `gating` (n, k), with the debiased rewards of both answers
-/// (n, k): s_c − s_r = Σ_k gating · (r_c − r_r).
-pub fn margins(gating: &Tensor, chosen: &Tensor, rejected: &Tensor) -> Result<Tensor> {
-    Ok((gating * (chosen - rejected)?)?.sum(D::Minus1)?)
+/// softmax(row / temperature) in place.
+pub(super) fn softmax(row: &mut [f32], temperature: f32) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v / temperature - max).exp();
+        sum += *v;
+    }
+    row.iter_mut().for_each(|v| *v /= sum);
 }
 
-/// Mean Bradley-Terry loss softplus(−m) = max(−m, 0) + log(1 + exp(−|m|)), stable for any margin.
-pub fn bt_loss(margins: &Tensor) -> Result<Tensor> {
-    let neg = margins.neg()?;
-    let soft = (neg.relu()? + (margins.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-    Ok(soft.mean_all()?)
+/// Each pair's score difference Σ_k gating · (r_chosen − r_rejected), from the gating (n x k) and
+/// both answers' debiased rewards (n x k).
+pub fn margins(gating: &[f32], chosen: &[f32], rejected: &[f32], k: usize) -> Vec<f32> {
+    gating
+        .chunks(k)
+        .zip(chosen.chunks(k).zip(rejected.chunks(k)))
+        .map(|(g, (c, r))| g.iter().zip(c.iter().zip(r)).map(|(g, (c, r))| g * (c - r)).sum())
+        .collect()
+}
+
+/// The Bradley-Terry loss of one margin, softplus(−m) = max(−m, 0) + log(1 + exp(−|m|)), stable
+/// for any margin.
+pub fn bt_loss(margin: f32) -> f32 {
+    (-margin).max(0.0) + (-margin.abs()).exp().ln_1p()
+}
+
+/// The threads the products run on: rayon's pool, as the backbone's products use it.
+pub(super) fn threads() -> usize {
+    rayon::current_num_threads()
 }
 
 const SCALE: &str = "gating.logit_scale";
@@ -138,11 +176,11 @@ mod tests {
 
     #[test]
     fn loss_is_softplus_of_the_negative_margin_even_for_huge_margins() {
-        let m = Tensor::new(&[0.0f32, 2.0, -3.0, 200.0, -200.0], &Device::Cpu).unwrap();
-        let per: Vec<f32> =
-            [0.0f64, 2.0, -3.0, 200.0, -200.0].iter().map(|&x| (1.0 + (-x).exp()).ln() as f32).collect();
-        let want = per.iter().map(|&x| if x.is_finite() { x } else { 200.0 }).sum::<f32>() / 5.0;
-        let got = bt_loss(&m).unwrap().to_scalar::<f32>().unwrap();
-        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        for m in [0.0f64, 2.0, -3.0, 200.0, -200.0] {
+            let want = (1.0 + (-m).exp()).ln();
+            let want = if want.is_finite() { want } else { -m };
+            let got = f64::from(bt_loss(m as f32));
+            assert!((got - want).abs() < 1e-5, "margin {m}: {got} vs {want}");
+        }
     }
 }

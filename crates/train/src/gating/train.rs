@@ -2,15 +2,16 @@
 //! replacement from the training split, dropout on the hidden layers, validation accuracy on the
 //! held-out pairs (a tie counts as wrong).
 
-use candle_core::{Device, Tensor};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::net::{bt_loss, margins, GatingNet};
-use crate::error::Result;
-use crate::stage::Keyed;
+use super::adamw::AdamW;
+use super::backprop::{Backprop, Batch};
+use super::net::{margins, GatingNet};
+use crate::split::splitmix64;
+use crate::store::Keyed;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatingSettings {
@@ -85,21 +86,30 @@ impl PairData<'_> {
         self.prompts.is_empty()
     }
 
-    fn batch(&self, idx: &[usize], device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
+    /// The pairs `idx` gathered into one batch's buffers (prompts, chosen, rejected).
+    fn gather(&self, idx: &[usize], into: &mut BatchBuffers) {
         let (k, d) = (self.objectives, self.prompts.first().map_or(0, |p| p.len()));
-        let mut x = Vec::with_capacity(idx.len() * d);
-        let (mut c, mut r) = (Vec::with_capacity(idx.len() * k), Vec::with_capacity(idx.len() * k));
+        into.prompts.resize(idx.len() * d, 0.0);
+        into.prompts.par_chunks_mut(d.max(1)).zip(idx).for_each(|(row, &i)| row.copy_from_slice(self.prompts[i]));
+        into.chosen.clear();
+        into.rejected.clear();
         for &i in idx {
-            x.extend_from_slice(self.prompts[i]);
-            c.extend_from_slice(&self.chosen[i * k..(i + 1) * k]);
-            r.extend_from_slice(&self.rejected[i * k..(i + 1) * k]);
+            into.chosen.extend_from_slice(&self.chosen[i * k..(i + 1) * k]);
+            into.rejected.extend_from_slice(&self.rejected[i * k..(i + 1) * k]);
         }
-        let n = idx.len();
-        Ok((
-            Tensor::from_vec(x, (n, d), device)?,
-            Tensor::from_vec(c, (n, k), device)?,
-            Tensor::from_vec(r, (n, k), device)?,
-        ))
+    }
+}
+
+#[derive(Default)]
+struct BatchBuffers {
+    prompts: Vec<f32>,
+    chosen: Vec<f32>,
+    rejected: Vec<f32>,
+}
+
+impl BatchBuffers {
+    fn batch(&self, n: usize) -> Batch<'_> {
+        Batch { n, prompts: &self.prompts, chosen: &self.chosen, rejected: &self.rejected }
     }
 }
 
@@ -112,13 +122,7 @@ pub fn cosine_lr(base: f64, step: usize, total: usize) -> f64 {
 /// replacement (seeded); returns the loss of every step. Progress: a bar with the running loss on a
 /// terminal, and a log line about every twentieth of the run with the step, the mean loss since the
 /// last line, the accuracy on the held-out pairs `val` and the time left.
-pub fn fit(
-    net: &GatingNet,
-    data: &PairData,
-    pairs: Split<'_>,
-    settings: &GatingSettings,
-    device: &Device,
-) -> Result<Vec<f32>> {
+pub fn fit(net: &mut GatingNet, data: &PairData, pairs: Split<'_>, settings: &GatingSettings) -> Vec<f32> {
     let Split { train, val } = pairs;
     let mut sampler = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(1));
     let batches: Vec<Vec<usize>> = (0..settings.steps)
@@ -128,7 +132,7 @@ pub fn fit(
     let every = (settings.steps / 20).max(1);
     let started = std::time::Instant::now();
     let (mut step, mut window) = (0usize, Vec::with_capacity(every));
-    let mut on_step = |loss: f32| {
+    let mut on_step = |net: &GatingNet, loss: f32| {
         step += 1;
         window.push(loss);
         progress.inc(1);
@@ -141,12 +145,12 @@ pub fn fit(
         let elapsed = started.elapsed().as_secs_f64();
         let eta_s = elapsed / step as f64 * (settings.steps - step) as f64;
         // Dropout is off in `accuracy`, so measuring mid-run leaves training untouched.
-        let val_accuracy = accuracy(net, data, val, device).unwrap_or(f64::NAN);
+        let val_accuracy = accuracy(net, data, val);
         progress.suspend(|| {
             tracing::info!(step, steps = settings.steps, loss = mean, val_accuracy, eta_s = eta_s.round(), "stage 2")
         });
     };
-    let losses = run_steps(net, data, &batches, settings, device, &mut on_step);
+    let losses = run_steps(net, data, &batches, settings, &mut on_step);
     progress.finish_and_clear();
     losses
 }
@@ -158,62 +162,71 @@ pub struct Split<'a> {
     pub val: &'a [usize],
 }
 
-/// The optimisation itself over given batches; `on_step` sees each step's loss.
+/// The optimisation itself over given batches; `on_step` sees the network and each step's loss.
 pub fn run_steps(
-    net: &GatingNet,
+    net: &mut GatingNet,
     data: &PairData,
     batches: &[Vec<usize>],
     settings: &GatingSettings,
-    device: &Device,
-    on_step: &mut dyn FnMut(f32),
-) -> Result<Vec<f32>> {
-    let params =
-        ParamsAdamW { lr: settings.learning_rate, weight_decay: settings.weight_decay, ..ParamsAdamW::default() };
-    let mut opt = AdamW::new(net.vars(), params)?;
-    let mut masks_rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(2));
+    on_step: &mut dyn FnMut(&GatingNet, f32),
+) -> Vec<f32> {
+    let mut opt = AdamW::new(net, settings.weight_decay);
+    let mut backprop = Backprop::new(net);
     let hidden: Vec<usize> = net.shape.layers().iter().take(net.shape.n_hidden).map(|&(_, o)| o).collect();
+    let mut buffers = BatchBuffers::default();
     let mut losses = Vec::with_capacity(batches.len());
     for (step, idx) in batches.iter().enumerate() {
-        opt.set_learning_rate(cosine_lr(settings.learning_rate, step, batches.len()));
-        let (x, c, r) = data.batch(idx, device)?;
-        let masks = (settings.dropout > 0.0)
-            .then(|| dropout_masks(&mut masks_rng, idx.len(), &hidden, settings.dropout, device))
-            .transpose()?;
-        let gating = net.forward(&x, masks.as_deref())?;
-        let loss = bt_loss(&margins(&gating, &c, &r)?)?;
-        opt.backward_step(&loss)?;
-        let value = loss.to_scalar::<f32>()?;
-        losses.push(value);
-        on_step(value);
+        data.gather(idx, &mut buffers);
+        let masks =
+            (settings.dropout > 0.0).then(|| dropout_masks(settings.seed, step, idx.len(), &hidden, settings.dropout));
+        let loss = backprop.step(net, &buffers.batch(idx.len()), masks.as_deref());
+        opt.step(net, &backprop.grads, cosine_lr(settings.learning_rate, step, batches.len()));
+        losses.push(loss);
+        on_step(net, loss);
     }
-    Ok(losses)
+    losses
 }
 
-/// Inverted-dropout keep masks (scaled by 1/(1-p)) from a seeded generator: candle's own dropout
-/// draws from an unseeded one, and runs must be reproducible.
-fn dropout_masks(rng: &mut ChaCha8Rng, n: usize, widths: &[usize], p: f32, device: &Device) -> Result<Vec<Tensor>> {
+/// Inverted-dropout keep masks (0 or 1/(1 − p)) for step `step`, n rows of each width: seeded
+/// (candle's and PyTorch's dropout draw from unseeded generators, and runs must be reproducible),
+/// and drawn in blocks of rows on independent streams, so they are the same bits on any number of
+/// threads.
+pub fn dropout_masks(seed: u64, step: usize, n: usize, widths: &[usize], p: f32) -> Vec<Vec<f32>> {
     let keep = 1.0 / (1.0 - p);
+    let base = splitmix64(seed.wrapping_add(2));
     widths
         .iter()
-        .map(|&w| {
-            let m: Vec<f32> = (0..n * w).map(|_| if rng.random::<f32>() < p { 0.0 } else { keep }).collect();
-            Ok(Tensor::from_vec(m, (n, w), device)?)
+        .enumerate()
+        .map(|(layer, &w)| {
+            let key = splitmix64(base ^ (step * widths.len() + layer) as u64);
+            let mut mask = vec![0.0f32; n * w];
+            mask.par_chunks_mut((MASK_ROWS * w).max(1)).enumerate().for_each(|(block, m)| {
+                let mut rng = ChaCha8Rng::seed_from_u64(key);
+                rng.set_stream(block as u64);
+                m.iter_mut().for_each(|v| *v = if rng.random::<f32>() < p { 0.0 } else { keep });
+            });
+            mask
         })
         .collect()
 }
 
+/// Rows per independently seeded block of a dropout mask.
+const MASK_ROWS: usize = 64;
+
 /// Share of `pairs` whose chosen answer scores strictly higher (no dropout).
-pub fn accuracy(net: &GatingNet, data: &PairData, pairs: &[usize], device: &Device) -> Result<f64> {
+pub fn accuracy(net: &GatingNet, data: &PairData, pairs: &[usize]) -> f64 {
     if pairs.is_empty() {
-        return Ok(f64::NAN);
+        return f64::NAN;
     }
+    let k = data.objectives;
+    let mut buffers = BatchBuffers::default();
     let mut correct = 0usize;
     for chunk in pairs.chunks(4096) {
-        let (x, c, r) = data.batch(chunk, device)?;
-        let m = margins(&net.forward(&x, None)?, &c, &r)?.to_vec1::<f32>()?;
-        correct += m.iter().filter(|&&v| v > 0.0).count();
+        data.gather(chunk, &mut buffers);
+        let gating = net.forward(&buffers.prompts, chunk.len());
+        correct += margins(&gating, &buffers.chosen, &buffers.rejected, k).iter().filter(|&&m| m > 0.0).count();
     }
-    Ok(correct as f64 / pairs.len() as f64)
+    correct as f64 / pairs.len() as f64
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::features::{Kind, Manifest, Shard, Skipped, MANIFEST, ROWS};
 use crate::npy::NpyWriter;
 use crate::progress::progress_bar;
 use crate::ratings::MESSAGES;
-use crate::stage::{read_json, write_json};
+use crate::store::{read_json, write_json};
 
 #[derive(Debug, Clone)]
 pub struct EmbedSettings {
@@ -43,7 +43,7 @@ pub struct EmbedJob<'a> {
     pub kind: Kind,
     pub input: &'a Dataset,
     pub shard: Shard,
-    /// From [`crate::pipeline`]: the input's content, the model and the settings.
+    /// From [`crate::context`]: the input's content, the model and the settings.
     pub key: &'a str,
     pub settings: &'a EmbedSettings,
 }
@@ -99,7 +99,7 @@ impl EmbedJob<'_> {
             .kind
             .matrices()
             .iter()
-            .map(|m| NpyWriter::<f32>::resume(&dir.join(format!("{m}.npy")), Some(d), manifest.kept))
+            .map(|m| NpyWriter::<f32>::resume(&dir.join(m.file_name()), Some(d), manifest.kept))
             .collect::<Result<Vec<_>>>()?;
         let progress = progress_bar(todo, &format!("embedding {}", self.input.name));
         let started = std::time::Instant::now();

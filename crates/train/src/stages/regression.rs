@@ -1,18 +1,26 @@
 //! Stage 1: one ridge regression per objective from the reward features to that objective's ratings,
 //! on the rows where it is rated. Objectives rated on exactly the same rows (one source dataset,
 //! usually) share a split and one pair of Gram matrices; features stream from disk once.
+//!
+//! ```text
+//! <work>/regression.json          the summary (alphas, validation MSEs, rows)
+//! <work>/regression.safetensors   the (objectives, hidden) weights
+//! ```
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cli::StageName;
+use crate::context::{Context, FORMAT};
 use crate::error::{Result, TrainError};
-use crate::features::Features;
+use crate::features::{Features, Matrix};
 use crate::ratings::Labels;
 use crate::ridge::{fit, Moments, ALPHAS};
 use crate::split::validation_mask;
-use crate::stage::Keyed;
-use crate::tensors::F32Tensor;
+use crate::stage::Stage;
+use crate::store::{fresh, key, read_json, write_json, Keyed};
+use crate::tensors::{self, F32Tensor};
 
 /// The tensor name of the weights, as the exported checkpoint stores them.
 pub const WEIGHT: &str = "regression_layer.weight";
@@ -102,7 +110,7 @@ pub fn run(labels: &Labels, features: &Features, seed: u64, key: &str) -> Result
         groups.iter().map(|(_, o)| (Moments::new(d, o.len()), Moments::new(d, o.len()))).collect();
     let progress = crate::progress::progress_bar(rows.len() as u64, "stage 1: Gram matrices");
     for (i, (record, set, row)) in rows.iter().enumerate() {
-        let x = set.matrix("reward").row(*row);
+        let x = set.matrix(Matrix::Reward).row(*row);
         for ((_, objectives), (role, (train, val))) in groups.iter().zip(roles.iter().zip(moments.iter_mut())) {
             if let Some(is_val) = role[i] {
                 let y: Vec<f64> = objectives.iter().map(|&j| labels.get(*record, j)).collect();
@@ -120,8 +128,8 @@ pub fn run(labels: &Labels, features: &Features, seed: u64, key: &str) -> Result
     let mut weights = vec![0f32; k * d];
     for ((_, objectives), (train, val)) in groups.iter().zip(moments) {
         let (train_rows, val_rows) = (train.rows(), val.rows());
-        let results =
-            fit(train, val, &ALPHAS).map_err(|e| TrainError::Invalid(format!("stage 1 eigendecomposition: {e:?}")))?;
+        let results = fit(train, val, &ALPHAS)
+            .map_err(|e| TrainError::Invalid(format!("stage 1: the ridge solve failed: {e:?}")))?;
         for (&j, r) in objectives.iter().zip(results) {
             for (w, &v) in weights[j * d..(j + 1) * d].iter_mut().zip(&r.weights) {
                 *w = v as f32;
@@ -157,4 +165,51 @@ pub fn run(labels: &Labels, features: &Features, seed: u64, key: &str) -> Result
 /// The weights as the tensor map a safetensors file holds.
 pub fn tensors(weights: F32Tensor) -> BTreeMap<String, F32Tensor> {
     BTreeMap::from([(WEIGHT.to_string(), weights)])
+}
+
+/// Stage 1 as a stage of the run: the ratings' features in, the summary and weights out.
+pub struct RegressionStage;
+
+impl RegressionStage {
+    fn files(cx: &Context) -> (std::path::PathBuf, std::path::PathBuf) {
+        (cx.work.join("regression.json"), cx.work.join("regression.safetensors"))
+    }
+}
+
+impl Stage for RegressionStage {
+    const NAME: StageName = StageName::Regression;
+    type Output = (Regression, F32Tensor);
+
+    fn key(&self, cx: &Context) -> Result<String> {
+        let spec = format!("{:?}|{:?}", cx.args.objectives, cx.args.scales);
+        Ok(key(&[FORMAT, &cx.ratings()?.key, &spec, &cx.args.seed.to_string()]))
+    }
+
+    fn load(&self, cx: &Context, key: &str) -> Option<Self::Output> {
+        let (json, st) = Self::files(cx);
+        let r = fresh::<Regression>(&json, key)?;
+        let shape = [r.objectives.len(), r.hidden_size];
+        let w = tensors::load(&st).and_then(|mut t| tensors::take(&mut t, &st, WEIGHT, &shape)).ok()?;
+        Some((r, w))
+    }
+
+    fn result_file(&self, cx: &Context) -> Option<std::path::PathBuf> {
+        Some(Self::files(cx).0)
+    }
+
+    fn changes(&self, cx: &Context) -> Option<String> {
+        let old = read_json::<Regression>(&Self::files(cx).0).ok()?;
+        (old.seed != cx.args.seed).then(|| format!("--seed was {}, is {}", old.seed, cx.args.seed))
+    }
+
+    fn compute(&self, cx: &Context, key: String) -> Result<Self::Output> {
+        let (json, st) = Self::files(cx);
+        let started = std::time::Instant::now();
+        let feats = cx.features(cx.ratings()?)?;
+        let (summary, weights) = run(cx.labels()?, &feats, cx.args.seed, &key)?;
+        tensors::save(&st, &tensors(weights.clone()))?;
+        write_json(&json, &summary)?;
+        tracing::info!(secs = started.elapsed().as_secs_f64(), "stage 1 done");
+        Ok((summary, weights))
+    }
 }

@@ -9,7 +9,17 @@
 use armorm_data::stats::{average_ranks, pearson};
 use serde::{Deserialize, Serialize};
 
-use crate::stage::Keyed;
+use super::regression::Regression;
+use crate::cli::StageName;
+use crate::context::{Context, FORMAT};
+use crate::error::{Result, TrainError};
+use crate::features::Matrix;
+use crate::rewards::predict;
+use crate::stage::Stage;
+use crate::store::{fresh, key, read_json, write_json, Keyed};
+use crate::tensors::F32Tensor;
+
+const DEFAULT_VERBOSITY: &str = "helpsteer-verbosity";
 
 pub const LAMBDA_GRID: [f64; 24] = [
     0.0, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75,
@@ -87,6 +97,100 @@ pub fn transform(lambda: &[f64], v: usize) -> Vec<Vec<f32>> {
     (0..k)
         .map(|i| (0..k).map(|j| f32::from(u8::from(i == j)) - if i == v { lambda[j] as f32 } else { 0.0 }).collect())
         .collect()
+}
+
+/// The verbosity objective (`--verbosity-objective`, else helpsteer-verbosity) and its index among
+/// `names`; checked before any feature extraction, so a wrong flag fails in seconds.
+pub fn verbosity_index(cx: &Context, names: &[String]) -> Result<(String, usize)> {
+    let verbosity = match &cx.args.verbosity_objective {
+        Some(v) => v.clone(),
+        None if names.iter().any(|n| n == DEFAULT_VERBOSITY) => DEFAULT_VERBOSITY.to_string(),
+        None => {
+            return Err(TrainError::Invalid(format!(
+                "no {DEFAULT_VERBOSITY} objective: name the verbosity objective with --verbosity-objective (one of {})",
+                names.join(", ")
+            )))
+        }
+    };
+    let v = names.iter().position(|n| *n == verbosity).ok_or_else(|| {
+        TrainError::Invalid(format!(
+            "--verbosity-objective {verbosity:?} is not among the objectives: {}",
+            names.join(", ")
+        ))
+    })?;
+    Ok((verbosity, v))
+}
+
+/// Debiasing as a stage of the run: stage 1's weights and the reference set's features in, λ and T
+/// out (`<work>/debias.json`).
+pub struct DebiasStage<'a> {
+    pub regression: &'a (Regression, F32Tensor),
+}
+
+impl Stage for DebiasStage<'_> {
+    const NAME: StageName = StageName::Debias;
+    type Output = Debias;
+
+    fn key(&self, cx: &Context) -> Result<String> {
+        let (verbosity, _) = verbosity_index(cx, &self.regression.0.names())?;
+        let threshold = cx.args.spearman_threshold.to_string();
+        let mut parts = vec![FORMAT, &self.regression.0.key, &cx.reference()?.key, &verbosity];
+        // The paper's threshold adds nothing to the key, so results from before the flag stay valid.
+        if cx.args.spearman_threshold != THRESHOLD {
+            parts.push(&threshold);
+        }
+        Ok(key(&parts))
+    }
+
+    fn load(&self, cx: &Context, key: &str) -> Option<Debias> {
+        fresh(&cx.work.join("debias.json"), key)
+    }
+
+    fn result_file(&self, cx: &Context) -> Option<std::path::PathBuf> {
+        Some(cx.work.join("debias.json"))
+    }
+
+    fn changes(&self, cx: &Context) -> Option<String> {
+        let old = read_json::<Debias>(&cx.work.join("debias.json")).ok()?;
+        let threshold = cx.args.spearman_threshold;
+        if old.threshold != threshold {
+            return Some(format!("--spearman-threshold was {}, is {threshold}", old.threshold));
+        }
+        let (verbosity, _) = verbosity_index(cx, &old.objectives).ok()?;
+        (old.verbosity != verbosity).then(|| format!("--verbosity-objective was {:?}, is {verbosity:?}", old.verbosity))
+    }
+
+    fn compute(&self, cx: &Context, key: String) -> Result<Debias> {
+        let (regression, weights) = self.regression;
+        let names = regression.names();
+        let (verbosity, v) = verbosity_index(cx, &names)?;
+        let threshold = cx.args.spearman_threshold;
+        let feats = cx.features(cx.reference()?)?;
+        let rows = feats
+            .rows()
+            .flat_map(|(_, set, i)| [set.matrix(Matrix::Chosen).row(i), set.matrix(Matrix::Rejected).row(i)]);
+        let predicted = predict(rows, weights); // (2n, k)
+        let k = names.len();
+        let n = predicted.len() / k;
+        let columns: Vec<Vec<f64>> = (0..k).map(|j| (0..n).map(|i| predicted[i * k + j]).collect()).collect();
+        let (lambda, spearman, sweep) = lambdas(&columns, v, threshold);
+        for (name, l) in names.iter().zip(&lambda) {
+            tracing::info!(objective = %name, lambda = l, "debiasing");
+        }
+        let d = Debias {
+            key,
+            verbosity,
+            objectives: names,
+            transform: transform(&lambda, v),
+            lambda,
+            spearman,
+            sweep,
+            threshold,
+            reference_rows: n,
+        };
+        write_json(&cx.work.join("debias.json"), &d)?;
+        Ok(d)
+    }
 }
 
 #[cfg(test)]
