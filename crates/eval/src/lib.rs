@@ -2,8 +2,8 @@
 //! ([`rewardbench`]), plus the verbosity-bias audit ([`audit`]) that no other evaluator reports, as
 //! a terminal table, JSON, per-example JSON Lines and a self-contained HTML page ([`report`]).
 //!
-//! [`examples`] reads the rows, [`scoring`] runs the model once per distinct conversation, and
-//! [`run`] ties them together. Works for ArmoRM and Bradley-Terry checkpoints alike.
+//! [`examples`] reads the rows (one module per benchmark layout), [`scoring`] runs the model once
+//! per distinct conversation, [`run`] ties them together into a [`result::EvalResult`]. Works for ArmoRM and Bradley-Terry checkpoints alike.
 
 pub mod audit;
 pub mod cache;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod examples;
 pub mod leaderboard_files;
 pub mod report;
+pub mod result;
 pub mod rewardbench;
 pub mod run;
 pub mod scoring;

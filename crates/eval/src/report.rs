@@ -1,67 +1,63 @@
 //! What a person reads: the terminal table and the self-contained HTML page (inline SVG, no
-//! scripts, fonts or network), both made from the JSON result so they cannot disagree with it.
+//! scripts, fonts or network), both made from the typed result that `--json` serialises, so they
+//! cannot disagree with it.
 
 use std::fmt::Write;
 
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use serde_json::Value;
 
-fn pct(v: &Value) -> String {
-    v.as_f64().map_or_else(|| "-".into(), |x| format!("{:.1}", 100.0 * x))
+use crate::audit::Audit;
+use crate::result::{Benchmark, EvalResult};
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |x| format!("{:.1}", 100.0 * x))
 }
 
 /// The terminal summary: subsets, sections, overall, and the verbosity audit.
-pub fn table(r: &Value) -> String {
+pub fn table(r: &EvalResult) -> String {
     let mut out = String::new();
-    for (key, title) in [("v1", "RewardBench"), ("v2", "RewardBench 2")] {
-        let v = &r[key];
-        if v.is_null() {
-            continue;
-        }
+    for (title, b) in r.benchmarks() {
         let _ = writeln!(out, "\n{title}\n{:<28} {:>6} {:>9}", "subset", "n", "accuracy");
-        for s in v["subsets"].as_array().into_iter().flatten() {
-            let n = s["n"].as_u64().unwrap_or(0);
-            let _ = writeln!(out, "{:<28} {n:>6} {:>9}", s["subset"].as_str().unwrap_or(""), pct(&s["accuracy"]));
+        for s in b.subsets() {
+            let _ = writeln!(out, "{:<28} {:>6} {:>9}", s.subset, s.n, pct(Some(s.accuracy)));
         }
-        if let Some(sections) = v["sections"].as_object() {
+        if let Benchmark::V1(v) = b {
             let _ = writeln!(out, "{:<28} {:>16}", "section", "score");
-            for (name, score) in sections {
-                let _ = writeln!(out, "{name:<28} {:>16}", pct(score));
+            for (name, score) in &v.sections {
+                let _ = writeln!(out, "{name:<28} {:>16}", pct(Some(*score)));
             }
-            if let Some(other) = v["other"].as_array().filter(|o| !o.is_empty()) {
-                let names: Vec<&str> = other.iter().filter_map(Value::as_str).collect();
-                let _ = writeln!(out, "{:<28} {}", "other (in no section)", names.join(", "));
+            if !v.other.is_empty() {
+                let _ = writeln!(out, "{:<28} {}", "other (in no section)", v.other.join(", "));
             }
         }
-        let _ = writeln!(out, "{:<28} {:>16}", "overall", pct(&v["overall"]));
+        let _ = writeln!(out, "{:<28} {:>16}", "overall", pct(b.overall()));
     }
-    let a = &r["audit"];
+    out.push_str(&audit_text(&r.audit, &r.skipped_rows));
+    out
+}
+
+/// The verbosity audit and the skipped rows, as the table ends and the HTML page quotes them.
+fn audit_text(a: &Audit, skipped_rows: &[String]) -> String {
+    let mut out = String::new();
     let _ = writeln!(
         out,
         "\nVerbosity audit over {} distinct completions: Spearman(score, length) = {:+.3}",
-        a["completions"],
-        a["spearman_score_length"].as_f64().unwrap_or(f64::NAN)
+        a.completions, a.spearman_score_length
     );
-    for (key, what) in [("chosen_shorter", "shorter"), ("chosen_longer", "longer")] {
+    for (split, what) in [(&a.chosen_shorter, "shorter"), (&a.chosen_longer, "longer")] {
         let _ = writeln!(
             out,
             "  accuracy when the chosen answer is {what}: {} ({} pairs)",
-            pct(&a[key]["accuracy"]),
-            a[key]["pairs"]
+            pct(split.accuracy),
+            split.pairs
         );
     }
-    for o in a["objectives"].as_array().into_iter().flatten() {
-        let _ = writeln!(
-            out,
-            "  {:<36} raw {:+.3}  debiased {:+.3}",
-            o["objective"].as_str().unwrap_or(""),
-            o["raw"].as_f64().unwrap_or(f64::NAN),
-            o["debiased"].as_f64().unwrap_or(f64::NAN)
-        );
+    for o in &a.objectives {
+        let _ = writeln!(out, "  {:<36} raw {:+.3}  debiased {:+.3}", o.objective, o.raw, o.debiased);
     }
-    if !r["skipped_rows"].as_array().is_none_or(Vec::is_empty) {
-        let _ = writeln!(out, "skipped rows: {}", r["skipped_rows"].as_array().map_or(0, Vec::len));
+    if !skipped_rows.is_empty() {
+        let _ = writeln!(out, "skipped rows: {}", skipped_rows.len());
     }
     out
 }
@@ -124,17 +120,17 @@ fn escape(s: &str) -> String {
 
 /// The HTML report: section and subset accuracy, the length/score scatter, the audit, and for
 /// ArmoRM the mean gating weight per objective per section.
-pub fn html(r: &Value, points: &[(f64, f64)]) -> String {
+pub fn html(r: &EvalResult, points: &[(f64, f64)]) -> String {
     let mut body = String::new();
-    let model = &r["model"];
+    let model = &r.model;
     let _ = write!(
         body,
         "<h1>armorm eval</h1><p>Model <code>{}</code> ({}, {}), {} examples, {} distinct conversations.</p>",
-        escape(model["id"].as_str().unwrap_or("")),
-        escape(model["head"].as_str().unwrap_or("")),
-        escape(model["dtype"].as_str().unwrap_or("")),
-        r["examples"],
-        r["distinct_conversations"]
+        escape(&model.id),
+        escape(model.head.name()),
+        escape(model.dtype.name()),
+        r.examples,
+        r.distinct_conversations
     );
     let chart = |body: &mut String, result: Chart| match result {
         Ok(svg) => body.push_str(&svg),
@@ -142,44 +138,29 @@ pub fn html(r: &Value, points: &[(f64, f64)]) -> String {
             let _ = write!(body, "<p>(chart unavailable: {})</p>", escape(&e.to_string()));
         }
     };
-    for (key, title) in [("v1", "RewardBench"), ("v2", "RewardBench 2")] {
-        let v = &r[key];
-        if v.is_null() {
-            continue;
+    for (title, b) in r.benchmarks() {
+        let _ = write!(body, "<h2>{title}: overall {}</h2>", pct(b.overall()));
+        if let Benchmark::V1(v) = b {
+            chart(&mut body, bars("Sections", &v.sections));
         }
-        let _ = write!(body, "<h2>{title}: overall {}</h2>", pct(&v["overall"]));
-        if let Some(sections) = v["sections"].as_object() {
-            let items: Vec<(String, f64)> =
-                sections.iter().map(|(n, s)| (n.clone(), s.as_f64().unwrap_or(0.0))).collect();
-            chart(&mut body, bars("Sections", &items));
-        }
-        let items: Vec<(String, f64)> = v["subsets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| (s["subset"].as_str().unwrap_or("").to_string(), s["accuracy"].as_f64().unwrap_or(0.0)))
-            .collect();
+        let items: Vec<(String, f64)> = b.subsets().iter().map(|s| (s.subset.clone(), s.accuracy)).collect();
         chart(&mut body, bars("Subsets", &items));
     }
     body.push_str("<h2>Verbosity audit</h2>");
     chart(&mut body, scatter(points));
     body.push_str("<pre>");
-    let audit_only: serde_json::Map<String, Value> =
-        [("audit".to_string(), r["audit"].clone()), ("skipped_rows".to_string(), r["skipped_rows"].clone())]
-            .into_iter()
-            .collect();
-    body.push_str(&escape(&table(&Value::Object(audit_only))));
+    body.push_str(&escape(&audit_text(&r.audit, &r.skipped_rows)));
     body.push_str("</pre>");
-    if let Some(groups) = r["gating_by_section"].as_object() {
+    if let Some(groups) = &r.gating_by_section {
         body.push_str("<h2>Mean gating weight per objective</h2><table><tr><th>objective</th>");
-        for g in groups.keys() {
-            let _ = write!(body, "<th>{}</th>", escape(g));
+        for g in groups {
+            let _ = write!(body, "<th>{}</th>", escape(&g.section));
         }
         body.push_str("</tr>");
-        for name in model["objectives"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for (i, name) in model.objectives.iter().enumerate() {
             let _ = write!(body, "<tr><td>{}</td>", escape(name));
-            for weights in groups.values() {
-                let w = weights[name].as_f64().unwrap_or(0.0);
+            for g in groups {
+                let w = g.weights.get(i).map_or(0.0, |(_, w)| *w);
                 let _ =
                     write!(body, "<td style=\"background: rgba(40, 90, 200, {:.2})\">{w:.3}</td>", w.clamp(0.0, 1.0));
             }

@@ -14,6 +14,7 @@ use crate::error::{EvalError, Result};
 use crate::examples::{Example, Format};
 use crate::leaderboard_files::{self, Outcome};
 use crate::report;
+use crate::result::{DataInfo, EvalResult, ModelInfo, SectionGating, SubsetScore, V1Result, V2Result};
 use crate::rewardbench::{self, section_of, TiesPrompt};
 use crate::scoring::{Distinct, Scored};
 
@@ -62,7 +63,7 @@ impl Indexed {
 }
 
 /// Runs the evaluation; prints the table to stdout and writes the requested files.
-pub fn run(args: &EvalArgs) -> Result<Value> {
+pub fn run(args: &EvalArgs) -> Result<EvalResult> {
     let model = RewardModel::load(&args.model.source(), &args.model.load_options())?;
     let mut distinct = Distinct::default();
     let (mut examples, mut skipped) = (Vec::new(), Vec::new());
@@ -82,37 +83,41 @@ pub fn run(args: &EvalArgs) -> Result<Value> {
                 Err(e) => return Err(e),
             }
         }
-        data.push(json!({"path": dataset.name, "files": dataset.files, "sha256": dataset.sha256()?, "rows": rows}));
+        let sha256 = dataset.sha256()?;
+        data.push(DataInfo { path: dataset.name, files: dataset.files, sha256, rows });
     }
     if examples.is_empty() {
         return Err(EvalError::Invalid("no example could be evaluated".into()));
     }
-    let distinct_count = distinct.len();
+    let distinct_conversations = distinct.len();
     let mut cache = match &args.cache {
         Some(dir) => Some(ScoreCache::open(dir, &model_key(args, &model)?)?),
         None => None,
     };
     let scored = distinct.score(&model, args.batch_size, cache.as_mut())?;
-    let result = summarize(&model, &examples, &scored)?;
-    let out = json!({
-        "armorm_version": env!("CARGO_PKG_VERSION"),
-        "model": {
-            "id": model.source().id(),
-            "revision": model.source().revision(),
-            "head": model.head_kind(),
-            "dtype": model.dtype(),
-            "device": model.device_name(),
-            "objectives": model.objectives(),
+    let (v1, v2) = benchmarks(&examples, &scored);
+    let pairs: Vec<(usize, usize)> =
+        examples.iter().flat_map(|e| e.rejected.iter().map(move |&r| (e.chosen[0], r))).collect();
+    let transform = model.reward_transform()?;
+    let out = EvalResult {
+        armorm_version: env!("CARGO_PKG_VERSION"),
+        model: ModelInfo {
+            id: model.source().id(),
+            revision: model.source().revision().map(str::to_string),
+            head: model.head_kind(),
+            dtype: model.dtype(),
+            device: model.device_name(),
+            objectives: model.objectives().to_vec(),
         },
-        "data": data,
-        "examples": examples.len(),
-        "distinct_conversations": distinct_count,
-        "skipped_rows": skipped,
-        "v1": result.v1,
-        "v2": result.v2,
-        "audit": result.audit,
-        "gating_by_section": result.gating,
-    });
+        data,
+        examples: examples.len(),
+        distinct_conversations,
+        skipped_rows: skipped,
+        v1,
+        v2,
+        audit: audit(&scored, &pairs, model.objectives(), transform.as_deref()),
+        gating_by_section: gating_by_section(&model, &examples, &scored),
+    };
     print!("{}", report::table(&out));
     if let Some(path) = &args.json {
         write(path, &(serde_json::to_string_pretty(&out).unwrap_or_default() + "\n"))?;
@@ -202,14 +207,8 @@ fn index(
     Ok(Indexed { example, chosen, rejected })
 }
 
-struct Summary {
-    v1: Value,
-    v2: Value,
-    audit: Value,
-    gating: Value,
-}
-
-fn summarize(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Result<Summary> {
+/// Both benchmarks' results over the examples of their layouts, by reward-bench's rules.
+fn benchmarks(examples: &[Indexed], scored: &[Scored]) -> (Option<V1Result>, Option<V2Result>) {
     // (format, subset) -> (examples, summed credit); the Ties subset is scored as a whole.
     let mut subsets: BTreeMap<(Format, String), (usize, f64)> = BTreeMap::new();
     let mut ties: BTreeMap<String, Vec<TiesPrompt>> = BTreeMap::new();
@@ -221,54 +220,43 @@ fn summarize(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Re
             ties.entry(e.example.subset.clone()).or_default().extend(e.ties_prompt(scored));
         }
     }
-    let score = |format: Format, subset: &str, n: usize, credit: f64| match ties.get(subset) {
-        Some(prompts) if format == Format::V2 => rewardbench::ties_score(prompts),
-        _ => credit / n as f64,
-    };
-    let accuracy = |format: Format| -> BTreeMap<String, f64> {
+    let rows = |format: Format| -> Vec<SubsetScore> {
         subsets
             .iter()
             .filter(|((f, _), _)| *f == format)
-            .map(|((f, s), (n, c))| (s.clone(), score(*f, s, *n, *c)))
+            .map(|((f, subset), &(n, credit))| {
+                let accuracy = match ties.get(subset) {
+                    Some(prompts) if *f == Format::V2 => rewardbench::ties_score(prompts),
+                    _ => credit / n as f64,
+                };
+                SubsetScore { subset: subset.clone(), section: section_of(subset), n, accuracy }
+            })
             .collect()
     };
-    let rows = |format: Format| -> Vec<Value> {
-        subsets
-            .iter()
-            .filter(|((f, _), _)| *f == format)
-            .map(|((f, s), (n, c))| json!({"subset": s, "section": section_of(s), "n": n, "accuracy": score(*f, s, *n, *c)}))
-            .collect()
+    let accuracy = |rows: &[SubsetScore]| -> BTreeMap<String, f64> {
+        rows.iter().map(|s| (s.subset.clone(), s.accuracy)).collect()
     };
-    let (acc1, acc2) = (accuracy(Format::V1), accuracy(Format::V2));
-    let v1 = if acc1.is_empty() {
-        Value::Null
-    } else {
-        let sections = rewardbench::v1_sections(&acc1);
-        let other: Vec<&String> = acc1.keys().filter(|s| !rewardbench::is_known_subset(s)).collect();
-        json!({
-            "subsets": rows(Format::V1),
-            "sections": sections.iter().map(|(n, s)| (n.clone(), json!(s))).collect::<serde_json::Map<_, _>>(),
-            "overall": rewardbench::v1_overall(&sections),
-            "other": other,
-        })
-    };
-    let v2 = if acc2.is_empty() {
-        Value::Null
-    } else {
-        json!({"subsets": rows(Format::V2), "overall": rewardbench::v2_overall(&acc2)})
-    };
-    let pairs: Vec<(usize, usize)> =
-        examples.iter().flat_map(|e| e.rejected.iter().map(move |&r| (e.chosen[0], r))).collect();
-    let transform = model.reward_transform()?;
-    let audit = audit(scored, &pairs, model.objectives(), transform.as_deref());
-    Ok(Summary { v1, v2, audit: json!(audit), gating: gating_by_section(model, examples, scored) })
+    let (rows1, rows2) = (rows(Format::V1), rows(Format::V2));
+    let v1 = (!rows1.is_empty()).then(|| {
+        let acc = accuracy(&rows1);
+        let sections = rewardbench::v1_sections(&acc);
+        V1Result {
+            overall: rewardbench::v1_overall(&sections),
+            other: acc.keys().filter(|s| !rewardbench::is_known_subset(s)).cloned().collect(),
+            sections,
+            subsets: rows1,
+        }
+    });
+    let v2 =
+        (!rows2.is_empty()).then(|| V2Result { overall: rewardbench::v2_overall(&accuracy(&rows2)), subsets: rows2 });
+    (v1, v2)
 }
 
 /// ArmoRM only: the mean gating weight per objective over each section's prompts.
-fn gating_by_section(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Value {
+fn gating_by_section(model: &RewardModel, examples: &[Indexed], scored: &[Scored]) -> Option<Vec<SectionGating>> {
     let names = model.objectives();
     if names.is_empty() {
-        return Value::Null;
+        return None;
     }
     let mut sums: BTreeMap<String, (usize, Vec<f64>)> = BTreeMap::new();
     for e in examples {
@@ -279,14 +267,11 @@ fn gating_by_section(model: &RewardModel, examples: &[Indexed], scored: &[Scored
             *s += f64::from(*g);
         }
     }
-    Value::Object(
-        sums.into_iter()
-            .map(|(section, (n, s))| {
-                let means = names.iter().zip(&s).map(|(name, v)| (name.clone(), json!(v / n as f64))).collect();
-                (section, Value::Object(means))
-            })
-            .collect(),
-    )
+    let sections = sums.into_iter().map(|(section, (n, s))| SectionGating {
+        section,
+        weights: names.iter().zip(&s).map(|(name, v)| (name.clone(), v / n as f64)).collect(),
+    });
+    Some(sections.collect())
 }
 
 fn per_example(e: &Indexed, scored: &[Scored]) -> Value {

@@ -22,11 +22,12 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
+/// The run's result as `--json` writes it.
 fn eval(args: &[&str]) -> armorm_eval::Result<Value> {
     let mut argv = vec!["armorm", "eval"];
     argv.extend_from_slice(args);
     let Command::Eval(a) = Cli::try_parse_from(argv).unwrap().command;
-    armorm_eval::run::run(&a)
+    armorm_eval::run::run(&a).map(|r| serde_json::to_value(r).unwrap())
 }
 
 fn close(got: &Value, want: &Value, tol: f64, what: &str) {
@@ -107,6 +108,13 @@ fn scores_sections_and_audit_match_the_reference() {
         }
         let page = std::fs::read_to_string(&html).unwrap();
         assert!(page.contains("<svg") && !page.contains("<script") && !page.contains("src="), "self-contained HTML");
+        // The page shows the result's numbers: each benchmark's overall, and ArmoRM's gating table.
+        for (key, title) in [("v1", "RewardBench"), ("v2", "RewardBench 2")] {
+            let overall = format!("{title}: overall {:.1}", 100.0 * out[key]["overall"].as_f64().unwrap());
+            assert!(page.contains(&overall), "{model}: the page lacks {overall:?}");
+        }
+        let gating_table = page.contains("Mean gating weight per objective");
+        assert_eq!(gating_table, !out["gating_by_section"].is_null(), "{model}: the gating table");
         let saved: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         assert_eq!(saved["data"][0]["sha256"].as_str().unwrap().len(), 64);
     }

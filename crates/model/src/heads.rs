@@ -213,3 +213,25 @@ pub enum HeadKind {
     /// are several.
     BradleyTerry,
 }
+
+impl HeadKind {
+    /// The name `/info` and the eval results give it (its serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Armo => "armo",
+            Self::BradleyTerry => "bradley_terry",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HeadKind;
+
+    #[test]
+    fn head_names_are_their_serde_names() {
+        for kind in [HeadKind::Armo, HeadKind::BradleyTerry] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
+    }
+}
