@@ -11,6 +11,7 @@ mod eval;
 mod hub_data;
 mod lifecycle;
 mod openapi;
+mod pairwise;
 mod protocols;
 mod score;
 mod tracing;

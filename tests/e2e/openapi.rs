@@ -86,4 +86,22 @@ async fn real_responses_validate_against_the_spec() {
     assert_eq!(status, 200);
     assert_eq!(serde_yaml_ng::from_str::<Value>(&served).unwrap(), spec);
     server.stop().await;
+
+    // A pairwise preference model's own answers, and its refusal of single-response routes.
+    let server = TestServer::start("tiny-pairwise", &[]).await;
+    let pairwise_bodies = [
+        ("/compare", json!({"messages": prompt, "chosen": "a", "rejected": "b"}), 200),
+        ("/rank", json!({"messages": prompt, "responses": ["a", "b", "c"]}), 200),
+        ("/score", json!({"prompt": "Hi", "response": "a"}), 422),
+    ];
+    for (path, body, status) in pairwise_bodies {
+        let (got, response) = server.post(path, &body).await;
+        assert_eq!(got, status, "{path}: {response}");
+        let v = validator(&spec, path, "post", status);
+        assert!(v.is_valid(&response), "{path}: {response} does not match the spec");
+    }
+    let (_, info) = server.get("/info").await;
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert!(validator(&spec, "/info", "get", 200).is_valid(&info), "{info}");
+    server.stop().await;
 }

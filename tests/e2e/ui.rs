@@ -357,3 +357,26 @@ async fn the_page_is_served_locked_to_this_server_without_the_key_and_no_ui_turn
         assert_eq!(body["error"]["code"], "not_found");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairwise_model_shows_preferences_between_responses_not_scores() {
+    let server = TestServer::start("tiny-pairwise", &[]).await;
+    let Some(browser) = Browser::start(390, 844, &[]).await else { return };
+    let responses = ["Boil water and steep the leaves.", "Sure, mix them.", "Guten Morgen!"];
+    browser.open(&link(&server, &[("user", "How do I make tea?")], &responses), "scored").await;
+    let body = json!({"messages": [{"role": "user", "content": "How do I make tea?"}], "responses": responses});
+    let (status, api) = server.post("/rank", &body).await;
+    assert_eq!(status, 200, "{api}");
+    for i in 0..responses.len() {
+        assert_eq!(browser.text(&format!("score-{i}")).await, formatted(&api["scores"][i]));
+    }
+    assert_eq!(browser.text("p-0-1").await, formatted(&api["preferences"][0][1]));
+    assert!(browser.text("no-breakdown").await.contains("pairwise preference model"));
+    assert!(browser.text("model-line").await.contains("pairwise"));
+    for hidden in ["gating", "weights", "compare", "cards"] {
+        let shown = browser.client.find(Locator::Id(hidden)).await.unwrap().is_displayed().await.unwrap();
+        assert!(!shown, "{hidden} is shown for a pairwise model");
+    }
+    browser.fits_the_screen().await;
+    browser.screenshot("pairwise-phone").await;
+}

@@ -26,7 +26,8 @@ pub struct LengthSplit {
 #[derive(Debug, Clone, Serialize)]
 pub struct Audit {
     pub completions: usize,
-    pub spearman_score_length: f64,
+    /// `None` for a pairwise model, which gives no answer a score of its own.
+    pub spearman_score_length: Option<f64>,
     pub objectives: Vec<ObjectiveAudit>,
     pub chosen_shorter: LengthSplit,
     pub chosen_longer: LengthSplit,
@@ -66,7 +67,7 @@ pub fn audit(scored: &[Scored], pairs: &[(usize, usize)], names: &[String], tran
     };
     Audit {
         completions: scored.len(),
-        spearman_score_length: spearman(&scores, &lengths),
+        spearman_score_length: Some(spearman(&scores, &lengths)),
         objectives,
         chosen_shorter: split(|c, r| c < r),
         chosen_longer: split(|c, r| c > r),

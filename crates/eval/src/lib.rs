@@ -8,13 +8,16 @@
 pub mod audit;
 pub mod cache;
 pub mod cli;
+pub mod compared;
 pub mod error;
+pub mod evaluated;
 pub mod examples;
 pub mod leaderboard_files;
 pub mod report;
 pub mod result;
 pub mod rewardbench;
 pub mod run;
+pub mod scored;
 pub mod scoring;
 
 pub use error::{EvalError, Result};

@@ -40,11 +40,18 @@ pub fn table(r: &EvalResult) -> String {
 /// The verbosity audit and the skipped rows, as the table ends and the HTML page quotes them.
 fn audit_text(a: &Audit, skipped_rows: &[String]) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\nVerbosity audit over {} distinct completions: Spearman(score, length) = {:+.3}",
-        a.completions, a.spearman_score_length
-    );
+    let _ = match a.spearman_score_length {
+        Some(rho) => writeln!(
+            out,
+            "\nVerbosity audit over {} distinct completions: Spearman(score, length) = {rho:+.3}",
+            a.completions
+        ),
+        None => writeln!(
+            out,
+            "\nVerbosity audit over {} distinct completions (a pairwise model scores no answer alone)",
+            a.completions
+        ),
+    };
     for (split, what) in [(&a.chosen_shorter, "shorter"), (&a.chosen_longer, "longer")] {
         let _ = writeln!(
             out,
@@ -147,7 +154,9 @@ pub fn html(r: &EvalResult, points: &[(f64, f64)]) -> String {
         chart(&mut body, bars("Subsets", &items));
     }
     body.push_str("<h2>Verbosity audit</h2>");
-    chart(&mut body, scatter(points));
+    if !points.is_empty() {
+        chart(&mut body, scatter(points));
+    }
     body.push_str("<pre>");
     body.push_str(&escape(&audit_text(&r.audit, &r.skipped_rows)));
     body.push_str("</pre>");

@@ -205,3 +205,56 @@ fn max_length_cuts_from_the_left_as_reward_bench_does() {
     let uncut = eval(&["--model", m, "--data", v1]).unwrap();
     assert_ne!(out["v1"]["subsets"], uncut["v1"]["subsets"], "24 tokens must cut something");
 }
+
+/// A pairwise preference model on RewardBench v1 and v2 (tests/fixtures/pairwise/generate.py runs
+/// reward-bench's `SlicPairPMPipeline` on the same rows): every preference within 1e-4, each pair
+/// decided as the pipeline decides it (a tie is wrong), v2 examples right only when the chosen
+/// answer wins every comparison, and reward-bench's results files with null scores.
+#[test]
+fn a_pairwise_model_is_evaluated_by_its_comparisons() {
+    let exp = json_file(&fixtures().join("expected/tiny-pairwise.json"))["rewardbench"].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let (model, per_example, results) =
+        (fixtures().join("models/tiny-pairwise"), dir.path().join("examples.jsonl"), dir.path().join("rb"));
+    let (v1, v2) = (fixtures().join("eval/v1.jsonl"), fixtures().join("eval/v2.jsonl"));
+    let out = eval(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        v1.to_str().unwrap(),
+        "--data",
+        v2.to_str().unwrap(),
+        "--per-example",
+        per_example.to_str().unwrap(),
+        "--rewardbench-results",
+        results.to_str().unwrap(),
+        "--batch-size",
+        "5",
+    ])
+    .unwrap();
+    assert_eq!(out["model"]["head"], "pairwise");
+    for (key, subsets) in [("v1", &exp["v1_subsets"]), ("v2", &exp["v2_subsets"])] {
+        for s in out[key]["subsets"].as_array().unwrap() {
+            close(&s["accuracy"], &subsets[s["subset"].as_str().unwrap()], 1e-12, "subset accuracy");
+        }
+    }
+    close(&out["v1"]["overall"], &exp["v1_overall"], 1e-12, "v1 overall");
+    close(&out["v2"]["overall"], &exp["v2_overall"], 1e-12, "v2 overall");
+    assert!(out["audit"]["spearman_score_length"].is_null());
+    let lines = std::fs::read_to_string(&per_example).unwrap();
+    for (line, want) in lines.lines().zip(exp["per_example"].as_array().unwrap()) {
+        let got: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(got["id"], want["id"]);
+        for (g, w) in got["preferences"].as_array().unwrap().iter().zip(want["preferences"].as_array().unwrap()) {
+            close(g, w, 1e-4, "preference");
+        }
+        assert_eq!(got["credit"], want["credit"], "{}", want["id"]);
+    }
+    let scores = json_file(&results.join("eval-set-scores/tiny-pairwise.json"));
+    assert_eq!(scores["model_type"], "Custom Classifier");
+    assert!(scores["scores_chosen"].as_array().unwrap().iter().all(Value::is_null));
+}
+
+fn json_file(path: &std::path::Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

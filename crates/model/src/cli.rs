@@ -30,6 +30,11 @@ pub struct ModelArgs {
     /// (sharing is exact; this exists for measurement).
     #[arg(long, env = "ARMORM_NO_PREFIX_SHARING", value_parser = EnvBool)]
     pub no_prefix_sharing: bool,
+    /// The checkpoint is a pairwise preference model: a causal LM that reads two responses and
+    /// answers "A" or "B" (RLHFlow/pair-preference-model-LLaMA3-8B); a config with
+    /// `"pairwise_preference": true` says so itself.
+    #[arg(long, env = "ARMORM_PAIRWISE", value_parser = EnvBool)]
+    pub pairwise: bool,
 }
 
 /// `--dtype`: a compute dtype, or `auto` to let the device and the model decide.
@@ -64,6 +69,7 @@ impl ModelArgs {
             },
             gating_pattern: self.gating_pattern.clone(),
             share_prefixes: !self.no_prefix_sharing,
+            pairwise: self.pairwise,
         }
     }
 }

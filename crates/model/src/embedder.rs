@@ -19,6 +19,7 @@ use crate::load::options::LoadOptions;
 use crate::load::weights::Weights;
 use crate::text::anchor::{GatingPattern, TurnAnchor};
 use crate::text::conversation::Conversation;
+use crate::text::pairwise::ComparisonFormat;
 use crate::text::template::ChatTemplate;
 use crate::text::tokenize::{EncodeLimits, Encoded, Encoder};
 
@@ -160,6 +161,17 @@ fn fits(weights: &Weights, dtype: ComputeDType, available: u64) -> Result<()> {
     )))
 }
 
+/// What an embedder's encoder prepares for the backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputKind {
+    /// Conversations whose gating network reads at the assistant-turn pattern (ArmoRM; features).
+    Gated,
+    /// Conversations a head reads at one token (a classification head).
+    Conversations,
+    /// Comparison requests (a pairwise preference model), read at their last token.
+    Comparisons,
+}
+
 /// A packed batch (not yet on the device) plus, per conversation, the packed rows the heads read.
 struct Layout {
     packed: PackedBatchBuilder,
@@ -172,7 +184,7 @@ impl Embedder {
     /// Bradley-Terry or none). The gating pattern is always resolved, so every encoding has a gate.
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let ckpt = OpenCheckpoint::open(source, options)?;
-        let embedder = Self::from_checkpoint(&ckpt, options, true)?;
+        let embedder = Self::from_checkpoint(&ckpt, options, InputKind::Gated)?;
         // The head's tensors are not this load's to read; every backbone tensor is.
         let (family, backbone) = (ckpt.cfg.architecture.family, ckpt.layout.backbone_prefix());
         ckpt.refuse_unread(|name| family.may_ignore(name) || !name.starts_with(backbone))?;
@@ -180,10 +192,11 @@ impl Embedder {
         Ok(embedder)
     }
 
-    /// `gated`: whether the gating network reads at the pattern that opens the final assistant
-    /// turn (derived from the template unless the options give it). Without gating the pattern
-    /// only marks where prompts may be shared, so a template it cannot be derived from shares none.
-    pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, gated: bool) -> Result<Self> {
+    /// `inputs`: what the encoder prepares. A gating network reads at the pattern that opens the
+    /// final assistant turn (derived from the template unless the options give it); without gating
+    /// the pattern only marks where prompts may be shared, so a template it cannot be derived from
+    /// shares none; comparisons share what their two orders have in common.
+    pub(crate) fn from_checkpoint(ckpt: &OpenCheckpoint, options: &LoadOptions, inputs: InputKind) -> Result<Self> {
         let backbone = Backbone::load(
             &ckpt.weights,
             &ckpt.cfg.backbone,
@@ -194,18 +207,23 @@ impl Embedder {
         )?;
         let tokenizer = crate::text::load_tokenizer(&ckpt.files.tokenizer)?;
         let template = ChatTemplate::from_files(&ckpt.files.tokenizer_config, ckpt.files.chat_template.as_deref())?;
-        let pattern = GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer);
-        let anchor = match pattern {
-            Ok(p) if gated => TurnAnchor::Gate(p),
-            Err(e) if gated => return Err(e),
-            Ok(p) => TurnAnchor::PromptEnd(p),
-            Err(e) => {
-                tracing::info!(reason = %e, "no assistant-turn header: conversations will not share prompts");
-                TurnAnchor::None
-            }
+        let vocab = ckpt.cfg.backbone.vocab_size;
+        let encoder = if inputs == InputKind::Comparisons {
+            Encoder::new(tokenizer, template, TurnAnchor::None, vocab)?.comparing(ComparisonFormat::slic()?)
+        } else {
+            let gated = inputs == InputKind::Gated;
+            let pattern = GatingPattern::resolve(options.gating_pattern.as_deref(), &template, &tokenizer);
+            let anchor = match pattern {
+                Ok(p) if gated => TurnAnchor::Gate(p),
+                Err(e) if gated => return Err(e),
+                Ok(p) => TurnAnchor::PromptEnd(p),
+                Err(e) => {
+                    tracing::info!(reason = %e, "no assistant-turn header: conversations will not share prompts");
+                    TurnAnchor::None
+                }
+            };
+            Encoder::new(tokenizer, template, anchor, vocab)?.reading(ckpt.layout.readout(&ckpt.cfg))
         };
-        let encoder = Encoder::new(tokenizer, template, anchor, ckpt.cfg.backbone.vocab_size)?
-            .reading(ckpt.layout.readout(&ckpt.cfg));
         Ok(Self {
             backbone,
             encoder,

@@ -62,6 +62,11 @@ pub enum ModelError {
     Hub(String),
     #[error("not enough memory: {0}")]
     OutOfMemory(String),
+    #[error(
+        "this is a pairwise preference model: it compares two responses to one prompt (/compare, /rank) and \
+         gives no score to a response alone"
+    )]
+    PairwiseModel,
     #[error("tensor computation: {0}")]
     Compute(#[from] candle_core::Error),
     #[error("{path}: {source}")]

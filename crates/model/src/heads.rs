@@ -1,5 +1,6 @@
 //! The reward heads on top of the backbone, always in f32: ArmoRM's regression layer, gating network
-//! and reward-transform matrix, or a sequence-classification `score` head (Bradley-Terry).
+//! and reward-transform matrix, a sequence-classification `score` head (Bradley-Terry), or a
+//! pairwise preference model's two language-model rows ("A" and "B").
 
 use candle_core::{DType, Tensor, D};
 
@@ -127,6 +128,41 @@ impl ArmoHead {
 pub enum Head {
     Armo(ArmoHead),
     Classifier(Classifier),
+    Pairwise(PairwiseHead),
+}
+
+/// A pairwise preference model's head (RLHFlow/pair-preference-model-LLaMA3-8B, SLiC-HF): the
+/// language-model head's rows for the tokens "A" and "B", read at the last position, whose logits
+/// say which of the two responses in the input the model prefers. Only those two rows are loaded.
+pub struct PairwiseHead {
+    /// (hidden, 2): the rows of "A" and "B", transposed.
+    rows_t: Tensor,
+}
+
+impl PairwiseHead {
+    /// `tokens`: the ids of "A" and "B". The rows come from `lm_head.weight`, or from the embedding
+    /// table when the config ties them.
+    pub fn load(w: &Weights, cfg: &ModelConfig, layout: TensorLayout, tokens: [u32; 2]) -> Result<Self> {
+        let (vocab, hidden) = (cfg.backbone.vocab_size, cfg.backbone.hidden_size);
+        let name = if w.contains("lm_head.weight") {
+            "lm_head.weight".to_string()
+        } else if cfg.tie_word_embeddings {
+            format!("{}embed_tokens.weight", layout.backbone_prefix())
+        } else {
+            return Err(ModelError::Checkpoint(
+                "a pairwise preference model needs its language-model head: no lm_head.weight, and the config \
+                 does not tie it to the embeddings"
+                    .into(),
+            ));
+        };
+        let rows = w.get_rows(&name, &[vocab, hidden], &tokens.map(|t| t as usize))?;
+        Ok(Self { rows_t: rows.t()?.contiguous()? })
+    }
+
+    /// (n, hidden) -> (n, 2): the logits of "A" and "B".
+    pub fn forward(&self, last: &Tensor) -> Result<Tensor> {
+        matmul(last, &self.rows_t)
+    }
 }
 
 /// A sequence-classification head over the token its layout reads: `score` as one linear layer
@@ -191,7 +227,8 @@ impl Head {
         }
         Err(ModelError::Checkpoint(
             "no reward head: expected regression_layer.weight (ArmoRM), score.weight (sequence classification), \
-             score.0/score.2 (an MLP score head) or transformer.* with v_head.weight (Starling-RM)"
+             score.0/score.2 (an MLP score head) or transformer.* with v_head.weight (Starling-RM); a pairwise \
+             preference model (a causal LM that answers \"A\" or \"B\") loads with --pairwise"
                 .into(),
         ))
     }
@@ -200,6 +237,7 @@ impl Head {
         match self {
             Self::Armo(_) => HeadKind::Armo,
             Self::Classifier(_) => HeadKind::BradleyTerry,
+            Self::Pairwise(_) => HeadKind::Pairwise,
         }
     }
 }
@@ -212,6 +250,9 @@ pub enum HeadKind {
     /// A sequence-classification score (Bradley-Terry): the first logit, all of them when there
     /// are several.
     BradleyTerry,
+    /// A pairwise preference model: it judges two responses against each other (`/compare`,
+    /// `/rank`), and gives no score to one alone.
+    Pairwise,
 }
 
 impl HeadKind {
@@ -220,6 +261,7 @@ impl HeadKind {
         match self {
             Self::Armo => "armo",
             Self::BradleyTerry => "bradley_terry",
+            Self::Pairwise => "pairwise",
         }
     }
 }
@@ -230,7 +272,7 @@ mod tests {
 
     #[test]
     fn head_names_are_their_serde_names() {
-        for kind in [HeadKind::Armo, HeadKind::BradleyTerry] {
+        for kind in [HeadKind::Armo, HeadKind::BradleyTerry, HeadKind::Pairwise] {
             assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
         }
     }

@@ -21,6 +21,7 @@ pub mod heads;
 pub mod kernels;
 pub mod layers;
 pub mod load;
+pub mod preference;
 pub mod scorer;
 pub mod text;
 
@@ -32,6 +33,6 @@ pub use load::dtype::{ComputeDType, DTypeChoice};
 pub use load::options::{DeviceChoice, LoadOptions};
 pub use scorer::{ObjectiveScores, RewardModel, RewardOutput};
 pub use text::anchor::{GatingPattern, TurnAnchor};
-pub use text::conversation::{Conversation, Message, RawMessage, Role};
+pub use text::conversation::{Conversation, Message, Prompt, RawMessage, Role};
 pub use text::special_text::ContentSpecialTokens;
 pub use text::tokenize::{EncodeLimits, Encoded, EncodedConversation, Encoder};

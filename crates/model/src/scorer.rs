@@ -4,15 +4,16 @@
 use candle_core::Device;
 
 use crate::arch::layout::TensorLayout;
-use crate::arch::Architecture;
-use crate::embedder::{Embedder, OpenCheckpoint};
-use crate::error::Result;
-use crate::heads::{Head, HeadKind};
+use crate::arch::{Architecture, Task};
+use crate::embedder::{Embedder, InputKind, OpenCheckpoint};
+use crate::error::{ModelError, Result};
+use crate::heads::{Head, HeadKind, PairwiseHead};
 use crate::kernels::plan::KernelPlan;
 use crate::load::checkpoint::ModelSource;
 use crate::load::dtype::{ComputeDType, DTypeChoice};
 use crate::load::options::LoadOptions;
 use crate::text::conversation::Conversation;
+use crate::text::pairwise::VERDICTS;
 use crate::text::tokenize::{Encoded, Encoder};
 
 /// Per-objective explanation of an ArmoRM score, each in objective order.
@@ -30,7 +31,8 @@ pub struct RewardOutput {
     /// `None` for heads without objectives (Bradley-Terry).
     #[serde(flatten)]
     pub objectives: Option<ObjectiveScores>,
-    /// Every label's logit, for a classification head with more than one (`score` is the first).
+    /// Every label's logit, for a classification head with more than one (`score` is the first);
+    /// for a pairwise preference model, the logits of "A" and "B" (`score` is their difference).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logits: Option<Vec<f32>>,
 }
@@ -46,8 +48,23 @@ pub struct RewardModel {
 impl RewardModel {
     pub fn load(source: &ModelSource, options: &LoadOptions) -> Result<Self> {
         let ckpt = OpenCheckpoint::open(source, options)?;
-        let head = Head::load(&ckpt.weights, &ckpt.cfg, ckpt.layout)?;
-        let embedder = Embedder::from_checkpoint(&ckpt, options, head.kind() == HeadKind::Armo)?;
+        let (head, embedder) = if options.pairwise || ckpt.cfg.pairwise_preference {
+            let class = &ckpt.cfg.architecture.class;
+            if ckpt.cfg.architecture.task != Task::Backbone {
+                return Err(ModelError::Checkpoint(format!(
+                    "a pairwise preference model is a causal LM (*ForCausalLM); this checkpoint is a {class}"
+                )));
+            }
+            let embedder = Embedder::from_checkpoint(&ckpt, options, InputKind::Comparisons)?;
+            let [a, b] = VERDICTS.map(|t| embedder.encoder().single_token(t));
+            let head = PairwiseHead::load(&ckpt.weights, &ckpt.cfg, ckpt.layout, [a?, b?])?;
+            (Head::Pairwise(head), embedder)
+        } else {
+            let head = Head::load(&ckpt.weights, &ckpt.cfg, ckpt.layout)?;
+            let inputs = if head.kind() == HeadKind::Armo { InputKind::Gated } else { InputKind::Conversations };
+            let embedder = Embedder::from_checkpoint(&ckpt, options, inputs)?;
+            (head, embedder)
+        };
         let family = ckpt.cfg.architecture.family;
         ckpt.refuse_unread(|name| family.may_ignore(name))?;
         tracing::info!(
@@ -126,7 +143,7 @@ impl RewardModel {
     pub fn objectives(&self) -> &[String] {
         match &self.head {
             Head::Armo(h) => h.objectives(),
-            Head::Classifier(_) => &[],
+            Head::Classifier(_) | Head::Pairwise(_) => &[],
         }
     }
 
@@ -140,7 +157,7 @@ impl RewardModel {
     pub fn reward_transform(&self) -> Result<Option<Vec<Vec<f32>>>> {
         match &self.head {
             Head::Armo(h) => Ok(Some(h.transform()?)),
-            Head::Classifier(_) => Ok(None),
+            Head::Classifier(_) | Head::Pairwise(_) => Ok(None),
         }
     }
 
@@ -168,6 +185,20 @@ impl RewardModel {
                         num_tokens: e.len(),
                         objectives: None,
                         logits: several.then_some(logits),
+                    })
+                    .collect())
+            }
+            Head::Pairwise(head) => {
+                let hidden = self.embedder.hidden_states(batch, false)?.last;
+                let logits = head.forward(&hidden)?.to_vec2::<f32>()?;
+                Ok(batch
+                    .iter()
+                    .zip(logits)
+                    .map(|(e, logits)| RewardOutput {
+                        score: logits[0] - logits[1],
+                        num_tokens: e.len(),
+                        objectives: None,
+                        logits: Some(logits),
                     })
                     .collect())
             }
@@ -206,8 +237,12 @@ impl RewardModel {
             .collect())
     }
 
-    /// Encodes one conversation and checks it fits the position table.
+    /// Encodes one conversation and checks it fits the position table; a pairwise preference
+    /// model scores no conversation alone.
     pub fn encode(&self, conversation: &Conversation) -> Result<Encoded> {
+        if self.head_kind() == HeadKind::Pairwise {
+            return Err(ModelError::PairwiseModel);
+        }
         self.embedder.encode(conversation)
     }
 }

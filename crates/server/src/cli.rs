@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// Conversations allowed to wait in the queue; past it requests get 429 at once.
     #[arg(long, env = "ARMORM_MAX_QUEUE_REQUESTS", default_value_t = 4096)]
     pub max_queue_requests: usize,
+    /// A pairwise preference model ranks N responses by comparing every pair in both orders, N(N-1)
+    /// passes: requests with more responses than this get 413.
+    #[arg(long, env = "ARMORM_MAX_RANK_PAIRWISE", default_value_t = 8)]
+    pub max_rank_pairwise: usize,
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ARMORM_MAX_BODY_BYTES", default_value_t = 8 << 20)]
     pub max_body_bytes: usize,

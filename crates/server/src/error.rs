@@ -36,6 +36,9 @@ pub enum ApiError {
     RequestTimeout(String),
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// A single-response route asked of a pairwise preference model.
+    #[error("{0} (this route scores responses one at a time: use /compare or /rank)")]
+    PairwiseModel(ModelError),
     /// The client went away; nobody reads this answer, but metrics count it.
     #[error("the client closed the request")]
     Cancelled,
@@ -49,6 +52,7 @@ impl From<ModelError> for ApiError {
     fn from(e: ModelError) -> Self {
         match e {
             ModelError::Conversation(c) => Self::InvalidConversation(c),
+            e @ ModelError::PairwiseModel => Self::PairwiseModel(e),
             // Templates raise on conversations they do not accept (e.g. roles out of order).
             ModelError::Template(msg) => {
                 Self::InvalidRequest(format!("chat template rejected the conversation: {msg}"))
@@ -82,6 +86,7 @@ impl ApiError {
             Self::InputTooLong(_) => (413, "input_too_long"),
             Self::InvalidConversation(c) => (422, c.code()),
             Self::InvalidRequest(_) => (422, "invalid_request"),
+            Self::PairwiseModel(_) => (422, "pairwise_model"),
             Self::Overloaded { .. } => (429, "overloaded"),
             Self::NotReady(_) => (503, "not_ready"),
             Self::Model(_) => (500, "model_error"),

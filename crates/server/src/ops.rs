@@ -56,6 +56,7 @@ struct InfoLimits {
     max_queue_tokens: usize,
     max_queue_requests: usize,
     max_body_bytes: usize,
+    max_rank_pairwise: usize,
 }
 
 pub async fn info(State(state): State<Arc<AppState>>) -> Response {
@@ -84,6 +85,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
             max_queue_tokens: policy.max_queue_tokens,
             max_queue_requests: policy.max_queue_items,
             max_body_bytes: state.limits.max_body_bytes,
+            max_rank_pairwise: state.limits.max_rank_pairwise,
         },
         vector_layouts: VectorLayouts {
             pooling: "[score, rewards[0..k], gating[0..k]] (k = objectives.len(); [score] for single-score models)",

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Write};
 
 use anyhow::Context;
-use armorm_model::{Conversation, RewardModel};
+use armorm_model::{Conversation, HeadKind, RewardModel};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ScoreArgs;
@@ -13,6 +13,13 @@ use crate::input::ConversationInput;
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let model = RewardModel::load(&args.model.source(), &args.model.load_options())
         .with_context(|| format!("loading {}", args.model.model))?;
+    if model.head_kind() == HeadKind::Pairwise {
+        anyhow::bail!(
+            "{}: {}; evaluate it with `armorm eval`, or serve it and use /compare and /rank",
+            args.model.model,
+            armorm_model::ModelError::PairwiseModel
+        );
+    }
     let reader: Box<dyn BufRead> = match &args.input {
         Some(path) => {
             Box::new(BufReader::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?))

@@ -143,6 +143,7 @@ async fn load(args: &ServeArgs) -> anyhow::Result<Loaded> {
         max_input_tokens,
         max_input_origin,
         max_body_bytes: args.max_body_bytes,
+        max_rank_pairwise: args.max_rank_pairwise,
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
     };
     Ok(Loaded { model, policy, limits })

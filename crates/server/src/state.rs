@@ -7,7 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use armorm_batcher::{BatchError, Batcher};
-use armorm_model::{ContentSpecialTokens, ConversationError, EncodeLimits, Encoded, RewardModel};
+use armorm_model::preference::Verdict;
+use armorm_model::text::tokenize::share_common_prefix;
+use armorm_model::{
+    ContentSpecialTokens, ConversationError, EncodeLimits, Encoded, HeadKind, ModelError, Prompt, RewardModel,
+};
 use futures::future::try_join_all;
 use tokio::sync::Semaphore;
 
@@ -22,6 +26,8 @@ pub struct Limits {
     /// Where `max_input_tokens` comes from, for 413 messages.
     pub max_input_origin: String,
     pub max_body_bytes: usize,
+    /// The most responses `/rank` compares pairwise (N(N-1) passes).
+    pub max_rank_pairwise: usize,
     /// How long a client may take to send its body once the headers are in.
     pub body_read_timeout: Duration,
 }
@@ -123,6 +129,9 @@ impl AppState {
         shape: &ResultShape,
     ) -> Result<(Vec<ScoreResult>, Timings), ApiError> {
         self.ensure_ready()?;
+        if self.model.head_kind() == HeadKind::Pairwise {
+            return Err(ModelError::PairwiseModel.into());
+        }
         let policy = self.batcher.policy();
         if inputs.len() > policy.max_queue_items {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -159,6 +168,78 @@ impl AppState {
         Ok((results, timings))
     }
 
+    /// A pairwise preference model's verdicts on `pairs` (indices into `responses`) after `prompt`.
+    /// Both orders of every pair are encoded on the blocking pool, share what they all begin with
+    /// (the prompt's context, computed once per batch), and are queued all or none.
+    pub async fn compare_pairwise(
+        self: &Arc<Self>,
+        prompt: Prompt,
+        responses: Vec<String>,
+        pairs: Vec<(usize, usize)>,
+    ) -> Result<(Vec<Verdict>, Timings), ApiError> {
+        self.ensure_ready()?;
+        let policy = self.batcher.policy();
+        if 2 * pairs.len() > policy.max_queue_items {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{} comparisons (two orders each) exceed the {} items the queue can hold (--max-queue-requests)",
+                pairs.len(),
+                policy.max_queue_items
+            )));
+        }
+        let cancel = CancelOnDrop(Arc::default());
+        let (encoded, tokenization) = self
+            .tokenize(cancel.0.clone(), move |state| {
+                pairs
+                    .iter()
+                    .map(|&(i, j)| {
+                        let pair = (responses[i].as_str(), responses[j].as_str());
+                        let at = || format!("responses[{i}] vs responses[{j}]");
+                        state.encode_comparison(&prompt, pair).map_err(|e| e.at(at()))
+                    })
+                    .collect::<Result<Vec<[Encoded; 2]>, ApiError>>()
+            })
+            .await?;
+        let mut items: Vec<Encoded> = encoded.into_iter().flatten().collect();
+        share_common_prefix(&mut items);
+        let scored = self.batcher.submit_all(items).await.map_err(|e| self.batch_error(e))?;
+        let mut timings = Timings { tokenization, ..Timings::default() };
+        let mut logits = Vec::with_capacity(scored.len());
+        for scored in scored {
+            let scored = scored.map_err(|e| self.batch_error(e))?;
+            let m = &self.metrics;
+            m.queue_duration.observe(scored.queue_time.as_secs_f64());
+            m.inference_duration.observe(scored.inference_time.as_secs_f64());
+            m.input_tokens.observe(scored.output.num_tokens as f64);
+            timings.queue = timings.queue.max(scored.queue_time);
+            timings.inference = timings.inference.max(scored.inference_time);
+            match scored.output.logits.as_deref() {
+                Some(&[a, b]) => logits.push([a, b]),
+                _ => return Err(ApiError::Model("a pairwise head returned no A/B logits".into())),
+            }
+        }
+        let verdicts = logits.chunks(2).map(|orders| Verdict::new(orders[0], orders[1])).collect();
+        Ok((verdicts, timings))
+    }
+
+    /// Both orders of one comparison under the server's input limit (never truncated).
+    fn encode_comparison(&self, prompt: &Prompt, pair: (&str, &str)) -> Result<[Encoded; 2], ApiError> {
+        let limits = EncodeLimits {
+            max_tokens: self.limits.max_input_tokens,
+            truncate: false,
+            content_special_tokens: self.content_special_tokens,
+        };
+        let [first, second] = self.model.encoder().encode_comparison(prompt, pair, &limits).map_err(|e| match e {
+            armorm_model::ModelError::Conversation(
+                c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
+            ) => ApiError::InputTooLong(format!(
+                "{c} ({}): the comparison request holds both responses",
+                self.limits.max_input_origin
+            )),
+            other => other.into(),
+        })?;
+        Ok([first.encoded, second.encoded])
+    }
+
     /// Renders and tokenizes on the blocking pool, so a long input never stalls the HTTP loop.
     /// Token ids cannot be truncated (there are no turns to cut), so over-long ids are refused.
     async fn prepare(
@@ -167,6 +248,19 @@ impl AppState {
         truncate: bool,
         cancelled: Arc<AtomicBool>,
     ) -> Result<Prepared, ApiError> {
+        let ((encoded, truncated, special_tokens_in_content), tokenization_time) =
+            self.tokenize(cancelled, move |state| state.encode(input, truncate)).await?;
+        Ok(Prepared { encoded, truncated, special_tokens_in_content, tokenization_time })
+    }
+
+    /// Runs `work` (rendering and tokenizing) on the blocking pool under a tokenizer permit, which
+    /// the thread holds until it returns, so however many clients hang up no more than the permits'
+    /// threads ever tokenize; skipped when `cancelled` is set first. Returns its result and time.
+    async fn tokenize<T: Send + 'static>(
+        self: &Arc<Self>,
+        cancelled: Arc<AtomicBool>,
+        work: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<(T, Duration), ApiError> {
         let permit = self
             .tokenizer_permits
             .clone()
@@ -182,12 +276,11 @@ impl AppState {
             let m = &state.metrics;
             m.tokenizer_busy.inc();
             let started = Instant::now();
-            let prepared = state.encode(input, truncate);
+            let result = work(&state);
             m.tokenizer_busy.dec();
-            let tokenization_time = started.elapsed();
-            m.tokenization_duration.observe(tokenization_time.as_secs_f64());
-            let (encoded, truncated, special_tokens_in_content) = prepared?;
-            Ok(Prepared { encoded, truncated, special_tokens_in_content, tokenization_time })
+            let elapsed = started.elapsed();
+            m.tokenization_duration.observe(elapsed.as_secs_f64());
+            result.map(|r| (r, elapsed))
         })
         .await
         .map_err(|e| ApiError::Model(format!("tokenizer task failed: {e}")))?

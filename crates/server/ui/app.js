@@ -258,14 +258,16 @@
     state.scoredResponses = body.responses;
     renderResults();
     await writeFragment();
-    const n = ranked.results.length;
-    setPhase('scored', `Scored ${n} response${n === 1 ? '' : 's'}.`);
+    const n = (ranked.results || ranked.scores).length;
+    setPhase('scored', isPairwise() ? `Compared ${n} responses pairwise (${ranked.comparisons} passes).`
+      : `Scored ${n} response${n === 1 ? '' : 's'}.`);
   }
 
   // ---- results -------------------------------------------------------------------------------
 
   const objectives = () => (state.info && state.info.objectives) || [];
-  const hasBreakdown = () => Boolean(state.ranked && state.ranked.results[0].rewards);
+  const hasBreakdown = () => Boolean(state.ranked && state.ranked.results && state.ranked.results[0].rewards);
+  const isPairwise = () => Boolean(state.info && state.info.head === 'pairwise');
 
   function contributions(result) {
     return result.rewards.map((r, j) => r * result.coefficients[j]);
@@ -307,7 +309,38 @@
     return results.map((_, i) => i).sort((a, b) => results[b].custom_score - results[a].custom_score || a - b);
   }
 
+  /** A pairwise model's answer as what it is: preferences between responses, no score of one alone. */
+  function renderPairwise() {
+    const { scores, preferences, ranking } = state.ranked;
+    const list = $('ranking-list');
+    list.replaceChildren();
+    ranking.forEach((i) => {
+      list.append(el('li', { 'data-index': String(i) },
+        el('strong', { text: `Response ${i + 1}` }), ': beats the others with mean probability ',
+        el('span', { class: 'score', id: `score-${i}`, text: scores[i].toFixed(4) }),
+        el('div', { class: 'muted', text: excerpt(state.scoredResponses[i] || '') })));
+    });
+    const table = el('table', { id: 'preferences', class: 'preferences' });
+    const head = el('tr', {}, el('th', { text: 'P(row beats column)' }));
+    preferences.forEach((_, j) => head.append(el('th', { text: `${j + 1}` })));
+    table.append(head);
+    preferences.forEach((row, i) => {
+      const tr = el('tr', {}, el('th', { text: `Response ${i + 1}` }));
+      row.forEach((p, j) => tr.append(el('td', { id: `p-${i}-${j}`, text: i === j ? '—' : p.toFixed(4) })));
+      table.append(tr);
+    });
+    $('pairwise-table').replaceChildren(table);
+    const note = $('no-breakdown');
+    note.hidden = false;
+    note.textContent = 'This is a pairwise preference model: it reads two responses at a time and says which it prefers '
+      + '(both orders, averaged, which cancels its bias for the first). Each response\'s number is its mean probability '
+      + 'of beating the others; the table gives every pair. It scores no response alone, so there is no breakdown, '
+      + 'gating or re-weighting to show.';
+  }
+
   function renderRanking() {
+    $('pairwise-table').replaceChildren();
+    if (isPairwise()) return renderPairwise();
     const { results, ranking } = state.ranked;
     const custom = state.weights ? customRanking(results) : null;
     const list = $('ranking-list');
@@ -465,7 +498,8 @@
       return false;
     }
     const i = state.info;
-    const kind = i.head === 'armo' ? `${i.objectives.length} objectives` : 'single score (Bradley-Terry)';
+    const kind = i.head === 'armo' ? `${i.objectives.length} objectives`
+      : i.head === 'pairwise' ? 'pairwise preference model' : 'single score (Bradley-Terry)';
     $('model-line').textContent = `Model ${i.model_id} · ${kind} · ${i.dtype} on ${i.device} · armorm ${i.version}`;
     $('key-form').hidden = true;
     return true;

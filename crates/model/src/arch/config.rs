@@ -75,6 +75,12 @@ pub struct ModelConfig {
     pub pad_token_id: Option<u32>,
     /// The classification head's outputs: `id2label`'s size, else `num_labels`, when given.
     pub num_labels: Option<usize>,
+    /// armorm's marker for a pairwise preference model (`"pairwise_preference": true`): a causal
+    /// LM that reads two responses and answers "A" or "B" (`--pairwise` says the same).
+    pub pairwise_preference: bool,
+    /// The language-model head is the embedding table (`tie_word_embeddings`; transformers'
+    /// default for the family when absent).
+    pub tie_word_embeddings: bool,
 }
 
 #[derive(Deserialize)]
@@ -164,7 +170,18 @@ impl ModelConfig {
             Some(labels) => Some(labels.len()),
             None => keys.usize("num_labels")?,
         };
-        Ok(Self { architecture, backbone, gating, stored_dtype, pad_token_id, num_labels })
+        let pairwise_preference = keys.bool("pairwise_preference")?.unwrap_or(false);
+        let tie_word_embeddings = keys.bool("tie_word_embeddings")?.unwrap_or(family.ties_word_embeddings());
+        Ok(Self {
+            architecture,
+            backbone,
+            gating,
+            stored_dtype,
+            pad_token_id,
+            num_labels,
+            pairwise_preference,
+            tie_word_embeddings,
+        })
     }
 }
 

@@ -82,6 +82,11 @@ impl Family {
         }
     }
 
+    /// transformers' default `tie_word_embeddings` for the family's config class.
+    pub(crate) fn ties_word_embeddings(self) -> bool {
+        matches!(self, Self::Gemma2)
+    }
+
     /// Checkpoint tensors the family's scorer may leave unread (a language-model head, rotary
     /// caches): anything else unread means the checkpoint is not what its config says.
     pub fn may_ignore(self, tensor: &str) -> bool {

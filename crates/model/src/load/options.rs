@@ -59,10 +59,19 @@ pub struct LoadOptions {
     pub gating_pattern: Option<Vec<u32>>,
     /// Compute a prompt shared by several conversations of a batch once (exact; on by default).
     pub share_prefixes: bool,
+    /// Load a causal LM as a pairwise preference model (as its config's `pairwise_preference`
+    /// says too).
+    pub pairwise: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { device: DeviceChoice::default(), dtype: None, gating_pattern: None, share_prefixes: true }
+        Self {
+            device: DeviceChoice::default(),
+            dtype: None,
+            gating_pattern: None,
+            share_prefixes: true,
+            pairwise: false,
+        }
     }
 }

@@ -224,6 +224,36 @@ impl Weights {
         Ok(tensor.to_device(&self.device)?)
     }
 
+    /// Rows `picks` of the (rows, cols) matrix `name`, as an f32 (picks, cols) tensor on the target
+    /// device; only those rows are read (two rows of a vocabulary-sized language-model head, not
+    /// the gigabyte around them).
+    pub fn get_rows(&self, name: &str, shape: &[usize], picks: &[usize]) -> Result<Tensor> {
+        let (located, _) = self.locate(&[(name, shape)])?;
+        let t = located[0].1;
+        let &[rows, cols] = shape else {
+            return Err(ModelError::Checkpoint(format!("{name} is not a matrix")));
+        };
+        let (path, file) = &self.shards[t.shard];
+        let stored = t.stored.ok_or_else(|| unsupported(path, name, &t.entry.dtype))?;
+        let mut out = Vec::with_capacity(picks.len() * cols);
+        let mut buf = vec![0u8; cols * stored.size()];
+        for &row in picks {
+            if row >= rows {
+                return Err(ModelError::Checkpoint(format!("{name} has {rows} rows; row {row} was asked for")));
+            }
+            let offset = t.offset + (row * cols * stored.size()) as u64;
+            read_at(file, &mut buf, offset).map_err(|e| ModelError::io(path, e))?;
+            match stored {
+                StoredType::F32 => {
+                    out.extend(buf.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                }
+                StoredType::Bf16 => out.extend(buf.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+                StoredType::F16 => out.extend(buf.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
+            }
+        }
+        Ok(Tensor::from_vec(out, (picks.len(), cols), &Device::Cpu)?.to_device(&self.device)?)
+    }
+
     /// Matrices (rows_i, cols) stacked by rows, then transposed: (cols, sum of rows_i), contiguous,
     /// on the CPU. Each part is converted and transposed straight from its stored buffer into its
     /// columns of the output, so the weight is materialised once, in its final layout.

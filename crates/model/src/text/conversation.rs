@@ -50,16 +50,20 @@ pub struct Conversation {
     messages: Vec<Message>,
 }
 
+/// Each message with its role checked.
+fn parse_roles(raw: Vec<RawMessage>) -> Result<Vec<Message>, ConversationError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, m)| match Role::parse(&m.role) {
+            Some(role) => Ok(Message { role, content: m.content }),
+            None => Err(ConversationError::UnknownRole { index, role: m.role }),
+        })
+        .collect()
+}
+
 impl Conversation {
     pub fn new(raw: Vec<RawMessage>) -> Result<Self, ConversationError> {
-        let messages = raw
-            .into_iter()
-            .enumerate()
-            .map(|(index, m)| match Role::parse(&m.role) {
-                Some(role) => Ok(Message { role, content: m.content }),
-                None => Err(ConversationError::UnknownRole { index, role: m.role }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let messages = parse_roles(raw)?;
         match messages.last() {
             None => Err(ConversationError::Empty),
             Some(last) if last.role != Role::Assistant => {
@@ -67,6 +71,12 @@ impl Conversation {
             }
             Some(_) => Ok(Self { messages }),
         }
+    }
+
+    /// The one user turn a pairwise preference model reads ([`crate::text::pairwise`]): its
+    /// answer is the next token, so no assistant turn follows.
+    pub(crate) fn comparison_request(content: String) -> Self {
+        Self { messages: vec![Message { role: Role::User, content }] }
     }
 
     /// The `{"prompt", "response"}` shorthand: one user turn answered by one assistant turn.
@@ -88,6 +98,32 @@ impl Conversation {
         if let Some(m) = self.messages.get_mut(index) {
             m.content = content;
         }
+    }
+}
+
+/// The turns before the responses a pairwise model compares: not empty, known roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    messages: Vec<Message>,
+}
+
+impl Prompt {
+    pub fn new(raw: Vec<RawMessage>) -> Result<Self, ConversationError> {
+        let messages = parse_roles(raw)?;
+        if messages.is_empty() {
+            return Err(ConversationError::Empty);
+        }
+        Ok(Self { messages })
+    }
+
+    /// A conversation's turns before its last (the prompt its response answers).
+    pub fn of(conversation: &Conversation) -> Option<Self> {
+        let (_, before) = conversation.messages.split_last()?;
+        (!before.is_empty()).then(|| Self { messages: before.to_vec() })
+    }
+
+    pub fn messages(&self) -> &[Message] {
+        &self.messages
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod anchor;
 pub mod conversation;
+pub mod pairwise;
 pub mod pystr;
 pub mod special_text;
 pub mod template;

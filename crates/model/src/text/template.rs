@@ -45,6 +45,11 @@ impl ChatTemplate {
         Self::new(source, special_token(&json, "bos_token"), special_token(&json, "eos_token"))
     }
 
+    /// The BOS token's text (empty when the tokenizer has none).
+    pub fn bos_token(&self) -> &str {
+        &self.bos_token
+    }
+
     /// The prompt as the model saw it in training: the whole conversation, no generation prompt.
     pub fn render(&self, messages: &[Message]) -> Result<String> {
         #[derive(Serialize)]

@@ -6,7 +6,8 @@ use tokenizers::Tokenizer;
 
 use crate::error::{ConversationError, ModelError, Result};
 use crate::text::anchor::{GatingPattern, TurnAnchor};
-use crate::text::conversation::Conversation;
+use crate::text::conversation::{Conversation, Prompt};
+use crate::text::pairwise::ComparisonFormat;
 use crate::text::special_text::{ContentSpecialTokens, SpecialTokens};
 use crate::text::template::ChatTemplate;
 
@@ -116,6 +117,9 @@ pub struct Encoder {
     anchor: TurnAnchor,
     vocab_size: usize,
     readout: Readout,
+    /// A pairwise preference model's input format: everything this encoder renders is a
+    /// comparison request, with the BOS text removed.
+    comparisons: Option<ComparisonFormat>,
     /// An upper bound on the bytes of text one token stands for: text longer than `max_tokens`
     /// times this cannot fit, and is refused (or cut) before the tokenizer sees it.
     max_token_bytes: usize,
@@ -133,8 +137,44 @@ impl Encoder {
             anchor,
             vocab_size,
             readout: Readout::Last,
+            comparisons: None,
             max_token_bytes,
         })
+    }
+
+    /// An encoder for a pairwise preference model: it encodes comparisons ([`Self::encode_comparison`]).
+    pub fn comparing(mut self, format: ComparisonFormat) -> Self {
+        self.comparisons = Some(format);
+        self
+    }
+
+    /// The id of `text` when it is one token on its own, as a head that reads one token's logit
+    /// needs it to be.
+    pub fn single_token(&self, text: &str) -> Result<u32> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        match encoding.get_ids() {
+            &[id] => Ok(id),
+            ids => Err(ModelError::Tokenizer(format!("{text:?} is {} tokens, not one", ids.len()))),
+        }
+    }
+
+    /// Both orders of one comparison, `a` as response A then `b` as response A, each encoded under
+    /// `limits` (no truncation: cutting would cut the request's own markers).
+    pub fn encode_comparison(
+        &self,
+        prompt: &Prompt,
+        (a, b): (&str, &str),
+        limits: &EncodeLimits,
+    ) -> Result<[EncodedConversation; 2]> {
+        let format = self.comparisons.as_ref().ok_or_else(|| {
+            ModelError::Tokenizer("comparisons are encoded only for a pairwise preference model".into())
+        })?;
+        let limits = EncodeLimits { truncate: false, ..*limits };
+        let encode = |first: &str, second: &str| -> Result<EncodedConversation> {
+            let request = Conversation::comparison_request(format.request(prompt, first, second)?);
+            self.encode_within(&request, &limits)
+        };
+        Ok([encode(a, b)?, encode(b, a)?])
     }
 
     /// Where the head reads (the last token unless told).
@@ -154,7 +194,12 @@ impl Encoder {
     }
 
     pub fn render(&self, conversation: &Conversation) -> Result<String> {
-        self.template.render(conversation.messages())
+        let text = self.template.render(conversation.messages())?;
+        let bos = self.template.bos_token();
+        Ok(match &self.comparisons {
+            Some(_) if !bos.is_empty() => text.replace(bos, ""),
+            _ => text,
+        })
     }
 
     /// Renders with the model's template, then tokenizes without adding special tokens: the template
@@ -302,6 +347,22 @@ impl Encoder {
         let (gate_pos, prompt_end) = self.anchor.locate(&ids)?;
         let last_pos = self.readout.position(&ids);
         Ok(Encoded { ids, gate_pos, last_pos, prompt_end })
+    }
+}
+
+/// Marks the ids every one of `items` starts with as one prompt the batch computes once (as
+/// [`Encoded::prompt_end`] marks a conversation's prompt), leaving each item at least one token of
+/// its own; nothing is marked for fewer than two items.
+pub fn share_common_prefix(items: &mut [Encoded]) {
+    let Some((first, rest)) = items.split_first() else { return };
+    if rest.is_empty() {
+        return;
+    }
+    let common = rest.iter().map(|e| first.ids.iter().zip(&e.ids).take_while(|(x, y)| x == y).count()).min();
+    let shortest = items.iter().map(Encoded::len).min().unwrap_or(0);
+    let end = common.unwrap_or(0).min(shortest.saturating_sub(1));
+    for item in items.iter_mut() {
+        item.prompt_end = (end > 0).then_some(end);
     }
 }
 
