@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # armorm images. CPU (default):        docker build -t armorm:cpu .
 #                CUDA (H100/H200):     docker build --target cuda --build-arg CUDA_COMPUTE_CAP=90 -t armorm:cuda .
+#                serve only:           add --build-arg ARMORM_SERVE_ONLY=1 (no `train`/`eval`, nor their crates)
 # The build steps live in deploy/docker/build.sh, which CI also runs.
 
 ARG RUST_VERSION=1.95
@@ -12,6 +13,7 @@ FROM nvidia/cuda:${CUDA_VERSION}-devel-${CUDA_UBUNTU} AS build-cuda
 ARG RUST_VERSION
 # Compute capability the kernels are compiled for: 90 = H100/H200, 80 = A100, 89 = L4/L40.
 ARG CUDA_COMPUTE_CAP=90
+ARG ARMORM_SERVE_ONLY=
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl build-essential pkg-config \
@@ -22,7 +24,8 @@ RUN curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs \
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP} ARMORM_FEATURES=cuda deploy/docker/build.sh /out
+    CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP} ARMORM_FEATURES=cuda ARMORM_SERVE_ONLY=${ARMORM_SERVE_ONLY} \
+    deploy/docker/build.sh /out
 
 # ---------- CUDA runtime ----------
 FROM nvidia/cuda:${CUDA_VERSION}-runtime-${CUDA_UBUNTU} AS cuda
@@ -41,10 +44,11 @@ CMD ["serve"]
 FROM rust:${RUST_VERSION}-bookworm AS build-cpu
 # Portable SIMD level (AVX2/FMA); matmul kernels also dispatch at run time.
 ARG ARMORM_CPU_TARGET=x86-64-v3
+ARG ARMORM_SERVE_ONLY=
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    ARMORM_CPU_TARGET=${ARMORM_CPU_TARGET} deploy/docker/build.sh /out \
+    ARMORM_CPU_TARGET=${ARMORM_CPU_TARGET} ARMORM_SERVE_ONLY=${ARMORM_SERVE_ONLY} deploy/docker/build.sh /out \
  && mkdir -p /out/data/hf
 
 # ---------- CPU runtime (default target) ----------

@@ -3,7 +3,7 @@
 //!
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=$(scripts/reference-env.sh)   # optional: transformers, same run
-//!     cargo bench -p armorm-server --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32] [--repeat 3]
+//!     cargo bench -p armorm-cli --bench load [-- --shape 135m|1b|8b] [--dtype bf16,f32] [--repeat 3]
 //!
 //! Writes the random checkpoint once under target/bench-checkpoints (1b: Llama-3.2-1B's shape,
 //! 2.4 GB; 8b: Llama-3-8B's, 16 GB, needing ~48 GB to generate), then runs the release `armorm

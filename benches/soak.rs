@@ -1,6 +1,6 @@
 //! Soak: the release `armorm` binary under 64 concurrent clients for minutes, honest and hostile.
 //!
-//!     cargo bench -p armorm-server --bench soak [-- --seconds 180] [--clients 64]
+//!     cargo bench -p armorm-cli --bench soak [-- --seconds 180] [--clients 64]
 //!
 //! Serves the tiny fixture model from a child process and drives it with a mix per client loop:
 //! single and batched `/score` of the fixture conversations (each answer checked against the

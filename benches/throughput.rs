@@ -297,11 +297,15 @@ fn gemm_gflops(s: &checkpoint::Shape, dtype: DType) -> anyhow::Result<f64> {
 }
 
 async fn http(dir: &Path, workloads: &[workload::Workload], reference: &HashMap<String, f64>) -> anyhow::Result<()> {
-    use armorm_server::cli::{Cli, Command};
     use clap::Parser;
-    let argv = ["armorm", "serve", "--model", dir.to_str().unwrap_or_default(), "--port", "0", "--no-warmup"];
-    let Command::Serve(serve) = Cli::try_parse_from(argv)?.command else { anyhow::bail!("not a serve command") };
-    let server = armorm_server::serve::start(&serve).await?;
+    /// `armorm serve`'s flags alone.
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: armorm_server::config::ServeConfig,
+    }
+    let argv = ["serve", "--model", dir.to_str().unwrap_or_default(), "--port", "0", "--no-warmup"];
+    let server = armorm_server::serve::start(&Serve::try_parse_from(argv)?.config).await?;
     let url = format!("http://{}/score", server.addr);
     for w in workloads {
         let bodies: Vec<Value> = w.conversations.iter().map(|c| json!({ "messages": c.messages() })).collect();

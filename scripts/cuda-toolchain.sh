@@ -3,7 +3,7 @@
 # prints the environment to source:
 #
 #     eval "$(scripts/cuda-toolchain.sh target/cuda-toolchain)"
-#     cargo build --release -p armorm-server --features cuda     # CUDA_COMPUTE_CAP=90 for H100/H200
+#     cargo build --release -p armorm-cli --features cuda     # CUDA_COMPUTE_CAP=90 for H100/H200
 #
 # Idempotent: a second run with the same versions only prints the environment. What it makes:
 # - a venv holding nvcc, the CUDA headers and libraries (one toolkit-shaped tree, nvidia/cu13);

@@ -6,6 +6,8 @@
 # Environment:
 #   CARGO_PROFILE      release (the image) or dev (CI: reuses the test build)     [release]
 #   ARMORM_FEATURES    cargo features, e.g. "cuda"                                 []
+#   ARMORM_SERVE_ONLY  1: a binary without `train` and `eval` (and without their dependencies:
+#                      faer, parquet, plotters); serve, score and healthcheck only        []
 #   ARMORM_CPU_TARGET  x86-64 level for portable CPU code; empty keeps rustc's default. Never "native":
 #                      an image built that way dies with "Illegal instruction" on older hosts.   []
 set -euo pipefail
@@ -22,7 +24,8 @@ if [[ -n "$cpu" && "$(uname -m)" == x86_64 ]]; then
   export RUSTFLAGS="${RUSTFLAGS:-} -C target-cpu=$cpu"
 fi
 
-args=(build --locked --profile "$profile" -p armorm-server --bin armorm)
+args=(build --locked --profile "$profile" -p armorm-cli --bin armorm)
+[[ "${ARMORM_SERVE_ONLY:-}" == 1 ]] && args+=(--no-default-features)
 [[ -n "$features" ]] && args+=(--features "$features")
 cargo "${args[@]}"
 

@@ -311,6 +311,16 @@ async fn contract_edges_answer_in_json_with_the_right_status() {
         ("/v1/embeddings", json!({"input": chat.clone()})),
         ("/reward", json!({"prompt": "hi", "response": "yo"})),
     ];
+    let scoring: Vec<&str> = armorm_server::routes::table()
+        .into_iter()
+        .filter(|r| r.kind == armorm_server::routes::RouteKind::Scoring)
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(
+        routes.iter().map(|(r, _)| *r).collect::<Vec<_>>(),
+        scoring,
+        "every scoring route, in the table's order"
+    );
     for (route, body) in routes {
         let resp = server.client.post(server.url(route)).json(&body).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 200, "{route}");

@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
 
-use armorm_server::cli::{Cli, Command};
+use armorm_cli::args::{Cli, Command};
 use armorm_server::serve::{start, RunningServer};
 use clap::Parser;
 use serde_json::Value;

@@ -1,7 +1,7 @@
 //! The README agrees with the code: its configuration tables with the CLI, its supported models
 //! with the architectures armorm implements.
 
-use armorm_server::cli::Cli;
+use armorm_cli::args::Cli;
 use clap::CommandFactory;
 
 #[test]
@@ -52,6 +52,78 @@ fn readme_sections_name_every_flag_of_their_command() {
         }
     }
     assert!(missing.is_empty(), "flags the README's sections do not mention: {missing:?}");
+}
+
+/// Every flag of every subcommand is also an environment variable, named by the rule the README
+/// states in each command's section: `ARMORM_` and the flag in capitals, with `TRAIN_`, `EVAL_` or
+/// `HEALTHCHECK_` after it for those commands' own flags (the model and API-key flags are shared).
+#[test]
+fn every_flag_has_the_environment_variable_the_readme_names() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let longs = |command: clap::Command| -> Vec<String> {
+        command.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect()
+    };
+    let mut shared = longs(<armorm_model::cli::ModelArgs as clap::Args>::augment_args(clap::Command::new("model")));
+    shared.extend(longs(<armorm_server::config::ApiKeyArgs as clap::Args>::augment_args(clap::Command::new("key"))));
+    let mut checked = 0;
+    for command in Cli::command().get_subcommands() {
+        let prefix = match command.get_name() {
+            "train" => "ARMORM_TRAIN_",
+            "eval" => "ARMORM_EVAL_",
+            "healthcheck" => "ARMORM_HEALTHCHECK_",
+            _ => "ARMORM_",
+        };
+        if prefix != "ARMORM_" {
+            assert!(readme.contains(&format!("`{prefix}")), "the README never states the {prefix}* rule");
+        }
+        for arg in command.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            let rule = if shared.iter().any(|s| s == long) { "ARMORM_" } else { prefix };
+            let want = format!("{rule}{}", long.to_uppercase().replace('-', "_"));
+            let got = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{} --{long}", command.get_name());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 60, "only {checked} flags found");
+}
+
+/// openapi.yaml's error codes and the README's list (each after its HTTP status) are the server's
+/// one list of them.
+#[test]
+fn openapi_and_readme_list_the_error_codes_the_server_answers_with() {
+    use armorm_server::error::ErrorCode;
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let codes: std::collections::BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+    let spec: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(format!("{root}/openapi.yaml")).unwrap()).unwrap();
+    let documented: std::collections::BTreeSet<&str> = spec["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(documented, codes, "openapi.yaml's error codes");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let start = readme.find("Errors are always").expect("the README's error list");
+    let list = &readme[start..start + readme[start..].find("\n\n").unwrap()];
+    let listed: std::collections::BTreeSet<&str> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert_eq!(listed, codes, "the README's error codes");
+    for code in ErrorCode::ALL {
+        // The status printed before the code (or before the first code of its group).
+        let at = list.find(&format!("`{}`", code.name())).unwrap();
+        let status = list[..at]
+            .split(|c: char| !c.is_ascii_digit())
+            .rfind(|n| n.len() == 3)
+            .unwrap_or_else(|| panic!("no status before {}", code.name()));
+        assert_eq!(status, code.status().to_string(), "the README's status for {}", code.name());
+    }
 }
 
 /// Everything the README asks a user to run is in the repository: nothing points outside it (the

@@ -80,7 +80,7 @@ async fn a_client_that_hangs_up_costs_no_forward_pass() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_command_reports_the_servers_health() {
-    use armorm_server::cli::{Cli, Command};
+    use armorm_cli::args::{Cli, Command};
     use clap::Parser;
     let server = TestServer::start("tiny-f32", &[]).await;
     let addr = server.base.trim_start_matches("http://").to_string();
@@ -90,7 +90,7 @@ async fn healthcheck_command_reports_the_servers_health() {
         else {
             unreachable!()
         };
-        armorm_server::healthcheck::run(&args)
+        armorm_cli::healthcheck::run(&args)
     };
     let healthy = tokio::task::spawn_blocking({
         let addr = addr.clone();
@@ -105,7 +105,7 @@ async fn healthcheck_command_reports_the_servers_health() {
 /// and --addr takes a host name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_sends_the_api_key_and_resolves_host_names() {
-    use armorm_server::cli::{Cli, Command};
+    use armorm_cli::args::{Cli, Command};
     use clap::Parser;
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("key");
@@ -116,7 +116,7 @@ async fn healthcheck_sends_the_api_key_and_resolves_host_names() {
         let mut argv = vec!["armorm".to_string(), "healthcheck".into(), "--addr".into(), format!("localhost:{port}")];
         argv.extend(extra);
         let Command::Healthcheck(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
-        armorm_server::healthcheck::run(&args).map_err(|e| format!("{e:#}"))
+        armorm_cli::healthcheck::run(&args).map_err(|e| format!("{e:#}"))
     };
     let run = |extra: Vec<String>| {
         let check = check.clone();
@@ -134,7 +134,7 @@ async fn healthcheck_sends_the_api_key_and_resolves_host_names() {
 /// /health included, gets a JSON 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_port_is_bound_first_and_answers_503_while_loading() {
-    use armorm_server::cli::{Cli, Command};
+    use armorm_cli::args::{Cli, Command};
     use clap::Parser;
     let serve_args = |model: &str, port: u16, warm: bool| {
         let port = port.to_string();

@@ -15,9 +15,9 @@ fn router_routes_and_spec_paths_are_the_same_set() {
     let documented: BTreeSet<String> = spec["paths"].as_object().unwrap().keys().cloned().collect();
     let served: BTreeSet<String> = armorm_server::routes::paths().into_iter().map(String::from).collect();
     assert_eq!(documented, served);
-    for (method, path, _) in armorm_server::routes::table() {
-        let m = method.as_str().to_lowercase();
-        assert!(spec["paths"][path].get(&m).is_some(), "{method} {path} is not documented");
+    for route in armorm_server::routes::table() {
+        let m = route.method.as_str().to_lowercase();
+        assert!(spec["paths"][route.path].get(&m).is_some(), "{} {} is not documented", route.method, route.path);
     }
 }
 

@@ -6,14 +6,25 @@ use thiserror::Error;
 
 use crate::rows::RowRef;
 
+/// An I/O failure on one file, naming it: the one such error the data, train and eval crates share.
+#[derive(Debug, Error)]
+#[error("{}: {source}", path.display())]
+pub struct IoError {
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    pub fn new(path: &Path, source: std::io::Error) -> Self {
+        Self { path: path.to_path_buf(), source }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum DataError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{}: not a readable Parquet file: {message}", path.display())]
     Parquet { path: PathBuf, message: String },
     #[error("{}: the file has no rows", path.display())]
@@ -29,7 +40,7 @@ pub enum DataError {
 
 impl DataError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        IoError::new(path, source).into()
     }
 
     pub fn row(at: &RowRef, message: impl Into<String>) -> Self {

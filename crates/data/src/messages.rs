@@ -1,7 +1,7 @@
 //! Conversations inside a row: a `messages`-style list of `{"role", "content"}` objects, or a prompt
 //! string answered by a response string.
 
-use armorm_model::{Conversation, RawMessage};
+use armorm_chat::{Conversation, RawMessage};
 use serde_json::Value;
 
 use crate::error::Result;

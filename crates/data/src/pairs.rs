@@ -4,7 +4,7 @@
 //! layout), or the turns before two answers (`{"prompt": [messages], "chosen": str, "rejected":
 //! str}`, the preference test sets' layout).
 
-use armorm_model::Conversation;
+use armorm_chat::Conversation;
 use serde_json::Value;
 
 use crate::error::Result;

@@ -2,7 +2,7 @@
 //! data files, a glob, or a Hub dataset id with an optional split and revision
 //! (`allenai/reward-bench:filtered`, `owner/name@rev`, `owner/name:test@rev`; `owner/name:*` is every
 //! split, each file remembering its split). Hub datasets come
-//! through the standard cache ([`armorm_model::load::hub`]); a split's files are chosen by the
+//! through the standard cache ([`armorm_hub`]); a split's files are chosen by the
 //! dataset card's `configs:` when it has them, else by the Hub's file layout
 //! (`data/{split}-00000-of-00002.parquet`, `{split}.jsonl`, `data/{split}/...`).
 
@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use armorm_model::load::hub::{HubEnv, HubRepo};
+use armorm_hub::{HubEnv, HubRepo};
 
 use crate::digest::{sha256_file, sha256_str};
 use crate::error::{DataError, Result};
@@ -181,8 +181,8 @@ fn invalid(message: String) -> DataError {
     DataError::Source(message)
 }
 
-fn hub_error(e: armorm_model::ModelError) -> DataError {
-    DataError::Source(e.to_string())
+fn hub_error(e: armorm_hub::HubError) -> DataError {
+    DataError::Source(e.0)
 }
 
 /// `owner/name`, `owner/name:split`, `owner/name@rev`, `owner/name:split@rev`.
@@ -203,14 +203,8 @@ fn hub_id(arg: &str) -> Option<DataSource> {
 }
 
 fn data_files_in(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            data_files_in(&path, out)?;
-        } else if is_data_file(&path.to_string_lossy()) {
-            out.push(path);
-        }
-    }
+    let files = armorm_hub::files_under(dir).map_err(|e| DataError::io(dir, e))?;
+    out.extend(files.into_iter().filter(|path| is_data_file(&path.to_string_lossy())));
     Ok(())
 }
 

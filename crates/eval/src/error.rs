@@ -1,7 +1,8 @@
 //! The evaluation crate's one error type.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use armorm_data::error::IoError;
 use armorm_data::DataError;
 use armorm_model::ModelError;
 use thiserror::Error;
@@ -12,19 +13,15 @@ pub enum EvalError {
     Data(#[from] DataError),
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("{0}")]
     Invalid(String),
 }
 
 impl EvalError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        IoError::new(path, source).into()
     }
 }
 

@@ -73,31 +73,154 @@ pub struct ErrorDetail<'a> {
     pub message: String,
 }
 
-impl ApiError {
-    /// HTTP status and stable snake_case code: the only mapping from errors to statuses.
-    pub fn status_and_code(&self) -> (u16, &'static str) {
+/// Every error code the server answers with, with its HTTP status and its wire name: the one list
+/// the status mapping, the metrics and the docs (openapi.yaml, README; held by a test) use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    MalformedJson,
+    Unauthorized,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    InputTooLong,
+    UnsupportedMediaType,
+    InvalidRequest,
+    EmptyConversation,
+    UnknownRole,
+    LastTurnNotAssistant,
+    GatingPatternNotFound,
+    TokenOutOfRange,
+    SpecialTokenInContent,
+    PairwiseModel,
+    Overloaded,
+    HeaderFieldsTooLarge,
+    ClientClosedRequest,
+    ModelError,
+    NotReady,
+}
+
+impl ErrorCode {
+    pub const ALL: [Self; 21] = [
+        Self::MalformedJson,
+        Self::Unauthorized,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::RequestTimeout,
+        Self::PayloadTooLarge,
+        Self::InputTooLong,
+        Self::UnsupportedMediaType,
+        Self::InvalidRequest,
+        Self::EmptyConversation,
+        Self::UnknownRole,
+        Self::LastTurnNotAssistant,
+        Self::GatingPatternNotFound,
+        Self::TokenOutOfRange,
+        Self::SpecialTokenInContent,
+        Self::PairwiseModel,
+        Self::Overloaded,
+        Self::HeaderFieldsTooLarge,
+        Self::ClientClosedRequest,
+        Self::ModelError,
+        Self::NotReady,
+    ];
+
+    pub fn status(self) -> u16 {
         match self {
-            Self::MalformedJson(_) => (400, "malformed_json"),
-            Self::Unauthorized => (401, "unauthorized"),
-            Self::PayloadTooLarge(_) => (413, "payload_too_large"),
-            Self::InvalidConversation(
-                c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
-            ) => (413, c.code()),
-            Self::InputTooLong(_) => (413, "input_too_long"),
-            Self::InvalidConversation(c) => (422, c.code()),
-            Self::InvalidRequest(_) => (422, "invalid_request"),
-            Self::PairwiseModel(_) => (422, "pairwise_model"),
-            Self::Overloaded { .. } => (429, "overloaded"),
-            Self::NotReady(_) => (503, "not_ready"),
-            Self::Model(_) => (500, "model_error"),
-            Self::NotFound(_) => (404, "not_found"),
-            Self::MethodNotAllowed(_) => (405, "method_not_allowed"),
-            Self::UnsupportedMediaType => (415, "unsupported_media_type"),
-            Self::RequestTimeout(_) => (408, "request_timeout"),
-            Self::HeadersTooLarge(_) => (431, "header_fields_too_large"),
-            Self::Cancelled => (499, "client_closed_request"),
-            Self::Item { source, .. } => source.status_and_code(),
+            Self::MalformedJson => 400,
+            Self::Unauthorized => 401,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::PayloadTooLarge | Self::InputTooLong => 413,
+            Self::UnsupportedMediaType => 415,
+            Self::InvalidRequest
+            | Self::EmptyConversation
+            | Self::UnknownRole
+            | Self::LastTurnNotAssistant
+            | Self::GatingPatternNotFound
+            | Self::TokenOutOfRange
+            | Self::SpecialTokenInContent
+            | Self::PairwiseModel => 422,
+            Self::Overloaded => 429,
+            Self::HeaderFieldsTooLarge => 431,
+            Self::ClientClosedRequest => 499,
+            Self::ModelError => 500,
+            Self::NotReady => 503,
         }
+    }
+
+    /// The snake_case name clients read in `{"error": {"code": ...}}`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::MalformedJson => "malformed_json",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::InputTooLong => "input_too_long",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidRequest => "invalid_request",
+            Self::EmptyConversation => "empty_conversation",
+            Self::UnknownRole => "unknown_role",
+            Self::LastTurnNotAssistant => "last_turn_not_assistant",
+            Self::GatingPatternNotFound => "gating_pattern_not_found",
+            Self::TokenOutOfRange => "token_out_of_range",
+            Self::SpecialTokenInContent => "special_token_in_content",
+            Self::PairwiseModel => "pairwise_model",
+            Self::Overloaded => "overloaded",
+            Self::HeaderFieldsTooLarge => "header_fields_too_large",
+            Self::ClientClosedRequest => "client_closed_request",
+            Self::ModelError => "model_error",
+            Self::NotReady => "not_ready",
+        }
+    }
+
+    /// A conversation's refusal, as the model crate names it.
+    fn of_conversation(e: &ConversationError) -> Self {
+        match e {
+            ConversationError::Empty => Self::EmptyConversation,
+            ConversationError::UnknownRole { .. } => Self::UnknownRole,
+            ConversationError::LastTurnNotAssistant { .. } => Self::LastTurnNotAssistant,
+            ConversationError::GatingPatternNotFound { .. } => Self::GatingPatternNotFound,
+            ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. } => Self::InputTooLong,
+            ConversationError::TokenOutOfRange { .. } => Self::TokenOutOfRange,
+            ConversationError::SpecialTokenInContent { .. } | ConversationError::NoPlaceholderLeft => {
+                Self::SpecialTokenInContent
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// This error's code (and so its HTTP status): the only mapping from errors to statuses.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::MalformedJson(_) => ErrorCode::MalformedJson,
+            Self::Unauthorized => ErrorCode::Unauthorized,
+            Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            Self::InputTooLong(_) => ErrorCode::InputTooLong,
+            Self::InvalidConversation(c) => ErrorCode::of_conversation(c),
+            Self::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Self::PairwiseModel(_) => ErrorCode::PairwiseModel,
+            Self::Overloaded { .. } => ErrorCode::Overloaded,
+            Self::NotReady(_) => ErrorCode::NotReady,
+            Self::Model(_) => ErrorCode::ModelError,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::MethodNotAllowed(_) => ErrorCode::MethodNotAllowed,
+            Self::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            Self::RequestTimeout(_) => ErrorCode::RequestTimeout,
+            Self::HeadersTooLarge(_) => ErrorCode::HeaderFieldsTooLarge,
+            Self::Cancelled => ErrorCode::ClientClosedRequest,
+            Self::Item { source, .. } => source.error_code(),
+        }
+    }
+
+    /// HTTP status and stable snake_case code.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        let code = self.error_code();
+        (code.status(), code.name())
     }
 
     /// The seconds a client should wait before retrying, for errors that are worth retrying.
@@ -136,10 +259,35 @@ impl ApiError {
     }
 
     pub fn code(&self) -> &'static str {
-        self.status_and_code().1
+        self.error_code().name()
     }
 
     pub fn body(&self) -> ErrorBody<'static> {
         ErrorBody { error: ErrorDetail { code: self.code(), message: self.to_string() } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_codes_are_the_model_crates_names() {
+        let refusals = [
+            ConversationError::Empty,
+            ConversationError::UnknownRole { index: 0, role: "x".into() },
+            ConversationError::LastTurnNotAssistant { role: "user".into() },
+            ConversationError::GatingPatternNotFound { pattern: vec![1] },
+            ConversationError::TooLong { len: 2, max: 1 },
+            ConversationError::TextTooLong { bytes: 2, max: 1, max_token_bytes: 1 },
+            ConversationError::TokenOutOfRange { id: 9, vocab: 1 },
+            ConversationError::SpecialTokenInContent { index: 0, token: "<s>".into() },
+            ConversationError::NoPlaceholderLeft,
+        ];
+        for e in refusals {
+            assert_eq!(ErrorCode::of_conversation(&e).name(), e.code(), "{e}");
+        }
+        let names: std::collections::BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), ErrorCode::ALL.len(), "names are unique");
     }
 }

@@ -129,7 +129,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.state.lifecycle.in_flight.fetch_sub(1, Ordering::AcqRel);
         if !self.answered {
             self.state.metrics.requests.with_label_values(&[self.route.as_str(), "aborted"]).inc();
         }
@@ -148,7 +148,7 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
     let started = Instant::now();
     let route =
         req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
-    state.in_flight.fetch_add(1, Ordering::AcqRel);
+    state.lifecycle.in_flight.fetch_add(1, Ordering::AcqRel);
     let mut in_flight = InFlight { state: state.clone(), route: route.clone(), answered: false };
     let id = request_id(req.headers());
     let span = tracing::info_span!(
@@ -190,15 +190,9 @@ pub async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Nex
     response
 }
 
-/// Paths reachable without the API key unless the server is told to protect them too.
-const OPEN_PATHS: &[&str] = &["/health", "/metrics"];
-
+/// The API key check, on the routes the router puts behind it ([`crate::routes::RouteKind`]).
 pub async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
-    let Some(key) = &state.api_key else { return Ok(next.run(req).await) };
-    let path = req.uri().path();
-    if crate::ui::is_ui_path(path) || (!state.auth_health_and_metrics && OPEN_PATHS.contains(&path)) {
-        return Ok(next.run(req).await);
-    }
+    let Some(key) = &state.access.api_key else { return Ok(next.run(req).await) };
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)

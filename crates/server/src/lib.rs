@@ -1,13 +1,13 @@
-//! The `armorm` HTTP service and command-line tool: request and response types, validation, the
-//! error-to-status mapping, routes and metrics. The model runs behind `armorm-batcher`; no handler
-//! touches the model's forward pass directly.
+//! The `armorm` HTTP service: its configuration ([`config`], started by [`serve::start`]), request
+//! and response types, validation, the error-to-status mapping, routes and metrics. The model runs
+//! behind `armorm-batcher`; no handler touches the model's forward pass directly. The `armorm`
+//! binary is the `armorm-cli` crate's.
 
 pub mod allocator;
 pub mod chat_text;
-pub mod cli;
+pub mod config;
 pub mod connections;
 pub mod error;
-pub mod healthcheck;
 pub mod http;
 pub mod input;
 pub mod metrics;
@@ -15,7 +15,6 @@ pub mod model_scorer;
 pub mod ops;
 pub mod protocols;
 pub mod routes;
-pub mod score_cmd;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

@@ -7,29 +7,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-/// Routes and error codes pre-registered so their series exist before they first happen.
-pub const ERROR_CODES: &[&str] = &[
-    "malformed_json",
-    "unauthorized",
-    "payload_too_large",
-    "input_too_long",
-    "empty_conversation",
-    "unknown_role",
-    "last_turn_not_assistant",
-    "gating_pattern_not_found",
-    "token_out_of_range",
-    "invalid_request",
-    "not_found",
-    "overloaded",
-    "not_ready",
-    "model_error",
-    "method_not_allowed",
-    "unsupported_media_type",
-    "request_timeout",
-    "header_fields_too_large",
-    "special_token_in_content",
-    "client_closed_request",
-];
+use crate::error::ErrorCode;
 
 /// Score buckets dense around 0 (where ArmoRM scores live) and wide enough for Bradley-Terry logits.
 const SCORE_BUCKETS: &[f64] = &[
@@ -149,8 +127,9 @@ impl Metrics {
             m.requests.with_label_values(&[route, "200"]);
             m.request_duration.with_label_values(&[route]);
         }
-        for code in ERROR_CODES {
-            m.errors.with_label_values(&[code]);
+        // Every route and error code has its series before it first happens.
+        for code in ErrorCode::ALL {
+            m.errors.with_label_values(&[code.name()]);
         }
         for mode in ["parse", "literal", "reject"] {
             m.content_special_tokens.with_label_values(&[mode]);

@@ -6,16 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use armorm_batcher::{BatchPolicy, Batcher, CostModel};
+use armorm_batcher::{BatchPolicy, Batcher};
 use armorm_model::{Encoded, RewardModel};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
-use crate::cli::ServeArgs;
+use crate::config::ServeConfig;
 use crate::connections::{self, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::model_scorer::ModelScorer;
 use crate::routes;
-use crate::state::{AppState, Limits};
+use crate::state::{Access, AppState, Limits};
 
 pub struct RunningServer {
     pub addr: SocketAddr,
@@ -33,45 +33,46 @@ impl RunningServer {
     }
 }
 
-pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
-    tracing::info!(config = ?args, "starting armorm serve");
-    let api_key = args.key.key()?;
+pub async fn start(config: &ServeConfig) -> anyhow::Result<RunningServer> {
+    tracing::info!(?config, "starting armorm serve");
+    let access = Access {
+        api_key: config.access.key.key()?,
+        auth_health_and_metrics: config.access.auth_health_and_metrics,
+        ui: !config.access.no_ui,
+    };
     // Bound before the load, so a port in use is reported at once, not minutes into an 8B load.
-    let listener = tokio::net::TcpListener::bind((args.host, args.port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+    let (host, port) = (config.listen.host, config.listen.port);
+    let listener =
+        tokio::net::TcpListener::bind((host, port)).await.with_context(|| format!("binding {host}:{port}"))?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new(&routes::paths())?);
-    let limits = ConnectionLimits {
-        header_read_timeout: Duration::from_secs(args.header_read_timeout.max(1)),
-        max_connections: args.max_connections,
-        half_close: args.half_close,
-    };
+    let connection_limits = config.connections.limits();
     tracing::info!(%addr, "listening; answering 503 until the model is loaded");
-    let (listener, Loaded { model, policy, limits: input_limits }) =
-        not_ready_while(listener, limits, metrics.clone(), load(args)).await?;
+    let (listener, Loaded { model, policy, limits }) =
+        not_ready_while(listener, connection_limits, metrics.clone(), load(config)).await?;
     let batcher = Batcher::start(ModelScorer(model.clone()), policy, metrics.clone())?;
-    let workers = args.tokenizer_workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-    let state = Arc::new(AppState {
-        model,
-        batcher,
-        metrics,
-        limits: input_limits,
-        content_special_tokens: args.content_special_tokens,
-        api_key,
-        auth_health_and_metrics: args.auth_health_and_metrics,
-        ui: !args.no_ui,
-        tokenizer_permits: Arc::new(Semaphore::new(workers.max(1))),
-        ready: true.into(),
-        in_flight: 0.into(),
-    });
+    let parts = (model, batcher, metrics);
+    let state = Arc::new(AppState::new(parts, limits, access, config.inputs.tokenizer_workers()));
+    let deadline = Duration::from_secs(config.connections.shutdown_timeout);
+    let (stop, task) = serve_until_stopped(listener, state, connection_limits, deadline);
+    tracing::info!(%addr, "ready");
+    Ok(RunningServer { addr, stop, task })
+}
+
+/// Serves `state`'s router on `listener` until the returned sender fires, then drains: no new
+/// connections, in-flight requests finished, the model worker stopped, all within `deadline`.
+fn serve_until_stopped(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+    deadline: Duration,
+) -> (oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let (stop, stopped) = oneshot::channel::<()>();
     let app = routes::router(state.clone());
-    let deadline = Duration::from_secs(args.shutdown_timeout);
     let task = tokio::spawn(async move {
         let stop = async {
             let _ = stopped.await;
-            state.ready.store(false, Ordering::Release);
+            state.lifecycle.ready.store(false, Ordering::Release);
             tracing::info!(?deadline, "shutting down: no new connections, finishing in-flight requests");
         };
         let drain = connections::serve(listener, app, limits, state.metrics.clone(), stop).await;
@@ -83,7 +84,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         match tokio::time::timeout(deadline, finish).await {
             Ok(joined) => joined?,
             Err(_) => {
-                let dropped = state.in_flight.load(Ordering::Acquire);
+                let dropped = state.lifecycle.in_flight.load(Ordering::Acquire);
                 let (queued, queued_tokens) = state.batcher.queue_depth();
                 tracing::error!(dropped, queued, queued_tokens, "shutdown deadline passed; dropping the rest");
                 bail!(
@@ -95,8 +96,7 @@ pub async fn start(args: &ServeArgs) -> anyhow::Result<RunningServer> {
         tracing::info!("stopped");
         Ok(())
     });
-    tracing::info!(%addr, "ready");
-    Ok(RunningServer { addr, stop, task })
+    (stop, task)
 }
 
 /// What serving needs from the load: the model, its batching policy and the input limits.
@@ -107,58 +107,47 @@ struct Loaded {
 }
 
 /// Loads and warms up the model, and settles the limits it allows.
-async fn load(args: &ServeArgs) -> anyhow::Result<Loaded> {
-    let (source, options) = (args.model.source(), args.model.load_options());
+async fn load(config: &ServeConfig) -> anyhow::Result<Loaded> {
+    let (source, options) = (config.model.source(), config.model.load_options());
     let model = tokio::task::spawn_blocking(move || RewardModel::load(&source, &options))
         .await?
-        .with_context(|| format!("loading {}", args.model.model))?;
+        .with_context(|| format!("loading {}", config.model.model))?;
     let model = Arc::new(model);
-    let max_input_tokens = args.max_input_tokens.min(model.max_positions());
-    let max_input_origin = if max_input_tokens < args.max_input_tokens {
-        format!("the model's max_position_embeddings, below --max-input-tokens {}", args.max_input_tokens)
+    let (inputs, policy) = (&config.inputs, config.batching.policy());
+    let max_input_tokens = inputs.max_input_tokens.min(model.max_positions());
+    let max_input_origin = if max_input_tokens < inputs.max_input_tokens {
+        format!("the model's max_position_embeddings, below --max-input-tokens {}", inputs.max_input_tokens)
     } else {
         "--max-input-tokens".to_string()
     };
     tracing::info!(
         max_input_tokens,
         max_input_origin,
-        max_batch_tokens = args.max_batch_tokens,
-        max_batch_size = args.max_batch_size.max(1),
+        max_batch_tokens = policy.max_batch_tokens,
+        max_batch_size = policy.max_batch_size,
         dtype = model.dtype().name(),
         batch_invariant = model.batch_invariant(),
         "effective limits"
     );
-    if max_input_tokens > args.max_batch_tokens {
+    if max_input_tokens > policy.max_batch_tokens {
         bail!(
             "--max-input-tokens ({max_input_tokens}) exceeds --max-batch-tokens ({}): the longest input could \
              never run",
-            args.max_batch_tokens
+            policy.max_batch_tokens
         );
     }
-    let policy = policy(args);
-    if !args.no_warmup {
+    if !config.batching.no_warmup {
         warm_up(&model, &policy, max_input_tokens).await?;
     }
     let limits = Limits {
         max_input_tokens,
         max_input_origin,
-        max_body_bytes: args.max_body_bytes,
-        max_rank_pairwise: args.max_rank_pairwise,
-        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        max_body_bytes: inputs.max_body_bytes,
+        max_rank_pairwise: inputs.max_rank_pairwise,
+        body_read_timeout: Duration::from_secs(config.connections.body_read_timeout),
+        content_special_tokens: inputs.content_special_tokens,
     };
     Ok(Loaded { model, policy, limits })
-}
-
-fn policy(args: &ServeArgs) -> BatchPolicy {
-    BatchPolicy {
-        max_batch_tokens: args.max_batch_tokens,
-        max_batch_size: args.max_batch_size.max(1),
-        max_batch_wait: Duration::from_millis(args.max_batch_wait_ms),
-        max_queue_tokens: args.max_queue_tokens,
-        max_queue_items: args.max_queue_requests,
-        // The backbone packs sequences on every device: no compute is spent on padding.
-        cost: CostModel::Packed,
-    }
 }
 
 /// Runs `load` while every request on `listener` gets a JSON 503 `not_ready` (so health checks and

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::model_scorer::ModelScorer;
 use crate::types::{ResultShape, ScoreResult};
 
+/// What a request may hold, and how its text is read.
 pub struct Limits {
     pub max_input_tokens: usize,
     /// Where `max_input_tokens` comes from, for 413 messages.
@@ -30,24 +31,36 @@ pub struct Limits {
     pub max_rank_pairwise: usize,
     /// How long a client may take to send its body once the headers are in.
     pub body_read_timeout: Duration,
+    /// What special-token text in message content becomes.
+    pub content_special_tokens: ContentSpecialTokens,
 }
 
-pub struct AppState {
-    pub model: Arc<RewardModel>,
-    pub batcher: Batcher<ModelScorer>,
-    pub metrics: Arc<Metrics>,
-    pub limits: Limits,
-    pub content_special_tokens: ContentSpecialTokens,
+/// Who may call what.
+pub struct Access {
     pub api_key: Option<String>,
     pub auth_health_and_metrics: bool,
     /// Serve the explain page (`/ui`); `--no-ui` turns it off.
     pub ui: bool,
-    /// One permit per tokenizer worker. The blocking task holds it until it returns, so however many
-    /// clients hang up, no more than this many threads ever render and tokenize.
-    pub tokenizer_permits: Arc<Semaphore>,
+}
+
+/// Whether the server takes requests, and how many it is answering.
+#[derive(Default)]
+pub struct Lifecycle {
     pub ready: AtomicBool,
     /// Requests being answered now (what a shutdown deadline drops).
     pub in_flight: AtomicUsize,
+}
+
+pub struct AppState {
+    pub(crate) model: Arc<RewardModel>,
+    pub(crate) batcher: Batcher<ModelScorer>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) limits: Limits,
+    pub(crate) access: Access,
+    pub(crate) lifecycle: Lifecycle,
+    /// One permit per tokenizer worker. The blocking task holds it until it returns, so however many
+    /// clients hang up, no more than this many threads ever render and tokenize.
+    tokenizer_permits: Arc<Semaphore>,
 }
 
 /// How a request names its items in error messages.
@@ -106,8 +119,20 @@ impl Drop for CancelOnDrop {
 }
 
 impl AppState {
+    /// Ready to serve, with `tokenizer_workers` threads to render and tokenize.
+    pub fn new(
+        (model, batcher, metrics): (Arc<RewardModel>, Batcher<ModelScorer>, Arc<Metrics>),
+        limits: Limits,
+        access: Access,
+        tokenizer_workers: usize,
+    ) -> Self {
+        let lifecycle = Lifecycle { ready: true.into(), in_flight: 0.into() };
+        let tokenizer_permits = Arc::new(Semaphore::new(tokenizer_workers.max(1)));
+        Self { model, batcher, metrics, limits, access, lifecycle, tokenizer_permits }
+    }
+
     pub fn is_healthy(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.batcher.is_alive()
+        self.lifecycle.ready.load(Ordering::Acquire) && self.batcher.is_alive()
     }
 
     pub fn ensure_ready(&self) -> Result<(), ApiError> {
@@ -226,7 +251,7 @@ impl AppState {
         let limits = EncodeLimits {
             max_tokens: self.limits.max_input_tokens,
             truncate: false,
-            content_special_tokens: self.content_special_tokens,
+            content_special_tokens: self.limits.content_special_tokens,
         };
         let [first, second] = self.model.encoder().encode_comparison(prompt, pair, &limits).map_err(|e| match e {
             armorm_model::ModelError::Conversation(
@@ -308,7 +333,8 @@ impl AppState {
         let encoder = self.model.encoder();
         match input {
             ScoreInput::Conversation(c) => {
-                let limits = EncodeLimits { max_tokens, truncate, content_special_tokens: self.content_special_tokens };
+                let limits =
+                    EncodeLimits { max_tokens, truncate, content_special_tokens: self.limits.content_special_tokens };
                 let result = encoder.encode_within(&c, &limits);
                 let flagged = match &result {
                     Ok(e) => e.special_tokens_in_content,
@@ -318,7 +344,7 @@ impl AppState {
                     Err(_) => false,
                 };
                 if flagged {
-                    let mode = mode_label(self.content_special_tokens);
+                    let mode = mode_label(self.limits.content_special_tokens);
                     self.metrics.content_special_tokens.with_label_values(&[mode]).inc();
                 }
                 let e = result?;

@@ -14,11 +14,6 @@ const STYLE: &str = include_str!("../ui/app.css");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// Whether `path` is one of the page's files (served without the API key).
-pub fn is_ui_path(path: &str) -> bool {
-    path == "/ui" || path.starts_with("/ui/")
-}
-
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use armorm_data::error::IoError;
 use armorm_data::DataError;
 use armorm_model::ModelError;
 use thiserror::Error;
@@ -13,25 +14,19 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error(transparent)]
     Model(#[from] ModelError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A file this crate wrote (features, stage outputs) is not what it should be.
     #[error("{}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
     /// Flags or inputs that cannot work together.
     #[error("{0}")]
     Invalid(String),
-    #[error("tensor computation: {0}")]
-    Compute(#[from] candle_core::Error),
 }
 
 impl TrainError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
-        Self::Io { path: path.to_path_buf(), source }
+        IoError::new(path, source).into()
     }
 
     pub fn corrupt(path: &Path, message: impl Into<String>) -> Self {

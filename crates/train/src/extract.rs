@@ -229,8 +229,8 @@ impl EmbedJob<'_> {
         let encs: Vec<&Encoded> = batch.iter().flat_map(|(_, e)| e).collect();
         let per_record = batch[0].1.len();
         let hidden = self.embedder.hidden_states(&encs, self.kind == Kind::Pairs)?;
-        let last = hidden.last.to_vec2::<f32>()?;
-        let gate = hidden.gate.map(|g| g.to_vec2::<f32>()).transpose()?;
+        let last = hidden.last.to_vec2::<f32>().map_err(ModelError::from)?;
+        let gate = hidden.gate.map(|g| g.to_vec2::<f32>()).transpose().map_err(ModelError::from)?;
         for (i, (record, _)) in batch.iter().enumerate() {
             rows.push(&[*record as u64])?;
             match self.kind {

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
-use crate::load::hub::{HubEnv, HubRepo};
+use armorm_hub::{HubEnv, HubRepo};
 
 const CONFIG: &str = "config.json";
 const TOKENIZER: &str = "tokenizer.json";
@@ -121,7 +121,7 @@ fn shard_names(index: &Path) -> Result<Vec<String>> {
 fn from_hub(env: &HubEnv, repo_id: &str, revision: &str) -> Result<CheckpointFiles> {
     let repo = HubRepo::model(env, repo_id, revision)?;
     let weights = match repo.get(SHARD_INDEX) {
-        Ok(index) => shard_names(&index)?.iter().map(|n| repo.get(n)).collect::<Result<_>>()?,
+        Ok(index) => shard_names(&index)?.iter().map(|n| repo.get(n)).collect::<Result<_, _>>()?,
         Err(_) => vec![repo.get(SINGLE_WEIGHTS)?],
     };
     Ok(CheckpointFiles {

@@ -3,7 +3,6 @@
 
 pub mod checkpoint;
 pub mod dtype;
-pub mod hub;
 pub mod memory;
 pub mod options;
 pub mod weights;

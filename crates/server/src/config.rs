@@ -1,73 +1,47 @@
-//! Command-line interface: every flag is also an `ARMORM_*` environment variable.
+//! `armorm serve`'s options, grouped by what they configure; each group converts into the runtime
+//! struct that uses it. Every flag is also an `ARMORM_*` environment variable.
 
-use armorm_model::cli::EnvBool;
-pub use armorm_model::cli::ModelArgs;
+use std::time::Duration;
+
+use armorm_batcher::{BatchPolicy, CostModel};
+use armorm_model::cli::{EnvBool, ModelArgs};
 use armorm_model::ContentSpecialTokens;
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 
-#[derive(Debug, Parser)]
-#[command(name = "armorm", version, about = "Inference server and CLI for ArmoRM-style interpretable reward models")]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP scoring service.
-    Serve(Box<ServeArgs>),
-    /// Exit 0 when a server's /health answers 200 (for container health checks; no curl needed).
-    Healthcheck(HealthcheckArgs),
-    /// Score conversations from JSON Lines (stdin or --input), one JSON result per line, in order.
-    Score(ScoreArgs),
-    /// Train an ArmoRM on a base model: features, stage-1 regression, verbosity debiasing, stage-2
-    /// gating, export; `armorm train STAGE` runs one stage.
-    Train(Box<armorm_train::cli::TrainArgs>),
-    /// Evaluate a reward model on RewardBench v1/v2 files: reward-bench's scores, the verbosity-bias
-    /// audit, JSON, per-example lines and an HTML report.
-    Eval(Box<armorm_eval::cli::EvalArgs>),
-}
-
-#[derive(Debug, Args)]
-pub struct ScoreArgs {
-    #[command(flatten)]
-    pub model: ModelArgs,
-    /// JSON Lines input ({"messages": [...]} or {"prompt", "response"} per line); stdin when absent.
-    #[arg(long, env = "ARMORM_INPUT")]
-    pub input: Option<std::path::PathBuf>,
-    /// Conversations per forward pass.
-    #[arg(long, env = "ARMORM_BATCH_SIZE", default_value_t = 16)]
-    pub batch_size: usize,
-}
-
-/// A value that must never reach a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_string()))
-    }
-}
+use crate::connections::ConnectionLimits;
 
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub struct ServeConfig {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub listen: ListenOptions,
+    #[command(flatten)]
+    pub batching: BatchingOptions,
+    #[command(flatten)]
+    pub inputs: InputOptions,
+    #[command(flatten)]
+    pub connections: ConnectionOptions,
+    #[command(flatten)]
+    pub access: AccessOptions,
+    #[command(flatten)]
+    pub telemetry: TelemetryOptions,
+}
+
+/// Where the server listens.
+#[derive(Debug, Clone, Args)]
+pub struct ListenOptions {
     /// Address to bind. Loopback by default; the container image sets 0.0.0.0.
     #[arg(long, env = "ARMORM_HOST", default_value = "127.0.0.1")]
     pub host: std::net::IpAddr,
     /// Port to bind (0 picks a free one).
     #[arg(long, env = "ARMORM_PORT", default_value_t = 8080)]
     pub port: u16,
+}
+
+/// How requests are batched and queued.
+#[derive(Debug, Clone, Args)]
+pub struct BatchingOptions {
     /// Token budget of one forward pass.
     #[arg(long, env = "ARMORM_MAX_BATCH_TOKENS", default_value_t = 16384)]
     pub max_batch_tokens: usize,
@@ -77,16 +51,39 @@ pub struct ServeArgs {
     /// How long the oldest queued conversation waits for company before its batch runs.
     #[arg(long, env = "ARMORM_MAX_BATCH_WAIT_MS", default_value_t = 5)]
     pub max_batch_wait_ms: u64,
-    /// Longest conversation accepted, in tokens (longer ones get 413 unless the request truncates);
-    /// capped by the model's max_position_embeddings. Must not exceed --max-batch-tokens.
-    #[arg(long, env = "ARMORM_MAX_INPUT_TOKENS", default_value_t = 8192)]
-    pub max_input_tokens: usize,
     /// Tokens allowed to wait in the queue; past it requests get 429 at once.
     #[arg(long, env = "ARMORM_MAX_QUEUE_TOKENS", default_value_t = 1 << 20)]
     pub max_queue_tokens: usize,
     /// Conversations allowed to wait in the queue; past it requests get 429 at once.
     #[arg(long, env = "ARMORM_MAX_QUEUE_REQUESTS", default_value_t = 4096)]
     pub max_queue_requests: usize,
+    /// Skip the full-size warm-up batch at start (faster start, but a too-large budget then fails
+    /// under load instead of at start).
+    #[arg(long, env = "ARMORM_NO_WARMUP", value_parser = EnvBool)]
+    pub no_warmup: bool,
+}
+
+impl BatchingOptions {
+    pub fn policy(&self) -> BatchPolicy {
+        BatchPolicy {
+            max_batch_tokens: self.max_batch_tokens,
+            max_batch_size: self.max_batch_size.max(1),
+            max_batch_wait: Duration::from_millis(self.max_batch_wait_ms),
+            max_queue_tokens: self.max_queue_tokens,
+            max_queue_items: self.max_queue_requests,
+            // The backbone packs sequences on every device: no compute is spent on padding.
+            cost: CostModel::Packed,
+        }
+    }
+}
+
+/// What a request may hold, and how it is read.
+#[derive(Debug, Clone, Args)]
+pub struct InputOptions {
+    /// Longest conversation accepted, in tokens (longer ones get 413 unless the request truncates);
+    /// capped by the model's max_position_embeddings. Must not exceed --max-batch-tokens.
+    #[arg(long, env = "ARMORM_MAX_INPUT_TOKENS", default_value_t = 8192)]
+    pub max_input_tokens: usize,
     /// A pairwise preference model ranks N responses by comparing every pair in both orders, N(N-1)
     /// passes: requests with more responses than this get 413.
     #[arg(long, env = "ARMORM_MAX_RANK_PAIRWISE", default_value_t = 8)]
@@ -94,6 +91,27 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "ARMORM_MAX_BODY_BYTES", default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
+    /// What special-token text (e.g. `<|eot_id|>`) inside message content becomes: `parse` makes it
+    /// the special token, as transformers does; `literal` tokenizes it as plain text, so content can
+    /// never forge turn structure or move the gating anchor; `reject` answers 422.
+    #[arg(long, env = "ARMORM_CONTENT_SPECIAL_TOKENS", value_enum, default_value_t = ContentSpecialTokens::Parse)]
+    pub content_special_tokens: ContentSpecialTokens,
+    /// Threads that render templates and tokenize, off the async runtime [default: CPU count].
+    #[arg(long, env = "ARMORM_TOKENIZER_WORKERS")]
+    pub tokenizer_workers: Option<usize>,
+}
+
+impl InputOptions {
+    /// The tokenizer threads: the flag, else one per CPU.
+    pub fn tokenizer_workers(&self) -> usize {
+        let cpus = || std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.tokenizer_workers.unwrap_or_else(cpus).max(1)
+    }
+}
+
+/// How connections are held and let go.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionOptions {
     /// Seconds a client has to send a request's headers; also how long an idle keep-alive
     /// connection stays open. Late clients get 408 and the connection closes.
     #[arg(long, env = "ARMORM_HEADER_READ_TIMEOUT", default_value_t = 30)]
@@ -113,14 +131,21 @@ pub struct ServeArgs {
     /// logging what it dropped.
     #[arg(long, env = "ARMORM_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
-    /// What special-token text (e.g. `<|eot_id|>`) inside message content becomes: `parse` makes it
-    /// the special token, as transformers does; `literal` tokenizes it as plain text, so content can
-    /// never forge turn structure or move the gating anchor; `reject` answers 422.
-    #[arg(long, env = "ARMORM_CONTENT_SPECIAL_TOKENS", value_enum, default_value_t = ContentSpecialTokens::Parse)]
-    pub content_special_tokens: ContentSpecialTokens,
-    /// Threads that render templates and tokenize, off the async runtime [default: CPU count].
-    #[arg(long, env = "ARMORM_TOKENIZER_WORKERS")]
-    pub tokenizer_workers: Option<usize>,
+}
+
+impl ConnectionOptions {
+    pub fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout.max(1)),
+            max_connections: self.max_connections,
+            half_close: self.half_close,
+        }
+    }
+}
+
+/// Who may call what.
+#[derive(Debug, Clone, Args)]
+pub struct AccessOptions {
     #[command(flatten)]
     pub key: ApiKeyArgs,
     /// Also require the API key on /health and /metrics.
@@ -130,16 +155,35 @@ pub struct ServeArgs {
     /// served without one).
     #[arg(long, env = "ARMORM_NO_UI", value_parser = EnvBool)]
     pub no_ui: bool,
-    /// Skip the full-size warm-up batch at start (faster start, but a too-large budget then fails
-    /// under load instead of at start).
-    #[arg(long, env = "ARMORM_NO_WARMUP", value_parser = EnvBool)]
-    pub no_warmup: bool,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryOptions {
     /// Log as JSON lines.
     #[arg(long, env = "ARMORM_JSON_LOGS", value_parser = EnvBool)]
     pub json_logs: bool,
     /// Export request traces over OTLP/HTTP to this collector (e.g. http://otel-collector:4318).
     #[arg(long, env = "ARMORM_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+}
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
 }
 
 /// The API key, given the same ways to the server that requires it and to the health check that
@@ -170,18 +214,4 @@ impl ApiKeyArgs {
         }
         Ok(Some(key.to_string()))
     }
-}
-
-#[derive(Debug, Args)]
-pub struct HealthcheckArgs {
-    /// Where the server listens, as host:port (a name such as localhost, or an IP address).
-    #[arg(long, env = "ARMORM_HEALTHCHECK_ADDR", default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// Seconds to wait for an answer.
-    #[arg(long, env = "ARMORM_HEALTHCHECK_TIMEOUT_S", default_value_t = 5)]
-    pub timeout_s: u64,
-    /// Sent as a bearer token, for servers started with --auth-health-and-metrics (the same
-    /// variables as the server's, so a container's health check finds the key the server has).
-    #[command(flatten)]
-    pub key: ApiKeyArgs,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::HealthcheckArgs;
+use crate::args::HealthcheckArgs;
 
 pub fn run(args: &HealthcheckArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(args.timeout_s.max(1));

@@ -3,25 +3,27 @@ use clap::Parser;
 #[global_allocator]
 static ALLOCATOR: armorm_server::allocator::Allocator = mimalloc::MiMalloc;
 
-use armorm_server::cli::{Cli, Command};
+use armorm_cli::args::{Cli, Command};
 
 fn main() -> anyhow::Result<()> {
     armorm_server::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let (json_logs, otlp) = match &cli.command {
-        Command::Serve(args) => (args.json_logs, args.otlp_endpoint.as_deref()),
+        Command::Serve(config) => (config.telemetry.json_logs, config.telemetry.otlp_endpoint.as_deref()),
         _ => (false, None),
     };
     let _telemetry = armorm_server::telemetry::init(json_logs, otlp)?;
     match cli.command {
-        Command::Score(args) => armorm_server::score_cmd::run(&args),
-        Command::Healthcheck(args) => armorm_server::healthcheck::run(&args),
+        Command::Score(args) => armorm_cli::score::run(&args),
+        Command::Healthcheck(args) => armorm_cli::healthcheck::run(&args),
+        #[cfg(feature = "train")]
         Command::Train(args) => Ok(armorm_train::pipeline::run(&args)?),
+        #[cfg(feature = "eval")]
         Command::Eval(args) => armorm_eval::run::run(&args).map(drop).map_err(Into::into),
-        Command::Serve(args) => {
+        Command::Serve(config) => {
             let runtime = tokio::runtime::Runtime::new()?;
             let served = runtime.block_on(async {
-                let server = armorm_server::serve::start(&args).await?;
+                let server = armorm_server::serve::start(&config).await?;
                 shutdown_signal().await;
                 server.shutdown().await
             });

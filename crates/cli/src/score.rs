@@ -6,9 +6,9 @@ use anyhow::Context;
 use armorm_model::{Conversation, HeadKind, RewardModel};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::ScoreArgs;
-use crate::error::ApiError;
-use crate::input::ConversationInput;
+use crate::args::ScoreArgs;
+use armorm_server::error::ApiError;
+use armorm_server::input::ConversationInput;
 
 pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     let model = RewardModel::load(&args.model.source(), &args.model.load_options())

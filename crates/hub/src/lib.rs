@@ -3,12 +3,17 @@
 //! theirs. `HF_HUB_OFFLINE=1` reads the cache only; `HF_TOKEN` (or the cached token) opens gated
 //! repos.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use hf_hub::api::sync::{ApiBuilder, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
-use crate::error::{ModelError, Result};
+/// What went wrong reaching a repository or its files, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HubError(pub String);
+
+pub type Result<T, E = HubError> = std::result::Result<T, E>;
 
 /// What the environment says about the Hub, read once so tests can pass their own.
 pub struct HubEnv {
@@ -86,7 +91,7 @@ impl<'a> HubRepo<'a> {
                 .with_token(env.token())
                 .with_progress(true)
                 .build()
-                .map_err(|e| ModelError::Hub(e.to_string()))?;
+                .map_err(|e| HubError(e.to_string()))?;
             Some(api.repo(repo.clone()))
         };
         Ok(Self { env, id: id.to_string(), repo, api, asked: std::cell::OnceCell::new() })
@@ -104,13 +109,12 @@ impl<'a> HubRepo<'a> {
         }
         match &self.api {
             Some(api) => {
-                self.ask().map_err(ModelError::Hub)?;
-                api.get(file).map_err(|e| ModelError::Hub(format!("{}/{file}: {e}", self.name())))
+                self.ask().map_err(HubError)?;
+                api.get(file).map_err(|e| HubError(format!("{}/{file}: {e}", self.name())))
             }
-            None => Err(ModelError::Hub(format!(
-                "{}/{file} is not in the local cache and HF_HUB_OFFLINE is set",
-                self.name()
-            ))),
+            None => {
+                Err(HubError(format!("{}/{file} is not in the local cache and HF_HUB_OFFLINE is set", self.name())))
+            }
         }
     }
 
@@ -122,9 +126,7 @@ impl<'a> HubRepo<'a> {
         }
         match self.ask() {
             Ok(Answer::Listed(files)) => Ok(files),
-            Ok(Answer::Refused(why)) | Err(why) => {
-                self.cached_files().map_err(|e| ModelError::Hub(format!("{why}; {e}")))
-            }
+            Ok(Answer::Refused(why)) | Err(why) => self.cached_files().map_err(|e| HubError(format!("{why}; {e}"))),
         }
     }
 
@@ -137,14 +139,18 @@ impl<'a> HubRepo<'a> {
         let snapshot = dir.join("snapshots").join(&commit);
         if !snapshot.is_dir() {
             let offline = if self.env.offline { " and HF_HUB_OFFLINE is set" } else { "" };
-            return Err(ModelError::Hub(format!(
+            return Err(HubError(format!(
                 "{} is not in the local cache ({}){offline}",
                 self.name(),
                 self.env.cache.path().display()
             )));
         }
-        let mut files = Vec::new();
-        walk(&snapshot, &snapshot, &mut files)?;
+        let unreadable = |e: std::io::Error| HubError(format!("{}: {e}", snapshot.display()));
+        let mut files: Vec<String> = files_under(&snapshot)
+            .map_err(unreadable)?
+            .iter()
+            .filter_map(|path| Some(path.strip_prefix(&snapshot).ok()?.to_string_lossy().replace('\\', "/")))
+            .collect();
         files.sort();
         Ok(files)
     }
@@ -190,13 +196,20 @@ impl<'a> HubRepo<'a> {
     }
 }
 
-fn walk(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) -> Result<()> {
-    for entry in std::fs::read_dir(dir).map_err(|e| ModelError::io(dir, e))?.flatten() {
+/// Every file under `dir`, at any depth.
+pub fn files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(dir, &mut out)?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)?.flatten() {
         let path = entry.path();
         if path.is_dir() {
-            walk(root, &path, out)?;
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.to_string_lossy().replace('\\', "/"));
+            walk(&path, out)?;
+        } else {
+            out.push(path);
         }
     }
     Ok(())
