@@ -215,3 +215,20 @@ impl ApiKeyArgs {
         Ok(Some(key.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::ValueEnum;
+
+    use super::*;
+
+    /// The flag's values, `/info`'s and the metrics' labels are one vocabulary.
+    #[test]
+    fn content_special_token_modes_have_one_name() {
+        for mode in ContentSpecialTokens::ALL {
+            assert_eq!(mode.to_possible_value().unwrap().get_name(), mode.name());
+            assert_eq!(serde_json::to_value(mode).unwrap(), mode.name());
+        }
+        assert_eq!(ContentSpecialTokens::value_variants().len(), ContentSpecialTokens::ALL.len());
+    }
+}

@@ -7,6 +7,8 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+use armorm_model::ContentSpecialTokens;
+
 use crate::error::ErrorCode;
 
 /// Score buckets dense around 0 (where ArmoRM scores live) and wide enough for Bradley-Terry logits.
@@ -131,8 +133,8 @@ impl Metrics {
         for code in ErrorCode::ALL {
             m.errors.with_label_values(&[code.name()]);
         }
-        for mode in ["parse", "literal", "reject"] {
-            m.content_special_tokens.with_label_values(&[mode]);
+        for mode in ContentSpecialTokens::ALL {
+            m.content_special_tokens.with_label_values(&[mode.name()]);
         }
         Ok(m)
     }

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::state::{mode_label, AppState};
+use crate::state::AppState;
 
 pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
 
@@ -76,7 +76,7 @@ pub async fn info(State(state): State<Arc<AppState>>) -> Response {
         device: m.device_name(),
         kernels: m.kernels().name(),
         batch_invariant: m.batch_invariant(),
-        content_special_tokens: mode_label(state.limits.content_special_tokens),
+        content_special_tokens: state.limits.content_special_tokens.name(),
         limits: InfoLimits {
             max_input_tokens: state.limits.max_input_tokens,
             max_batch_tokens: policy.max_batch_tokens,

@@ -344,7 +344,7 @@ impl AppState {
                     Err(_) => false,
                 };
                 if flagged {
-                    let mode = mode_label(self.limits.content_special_tokens);
+                    let mode = self.limits.content_special_tokens.name();
                     self.metrics.content_special_tokens.with_label_values(&[mode]).inc();
                 }
                 let e = result?;
@@ -378,14 +378,5 @@ impl AppState {
         let policy = self.batcher.policy();
         let batches = tokens.div_ceil(policy.max_batch_tokens.max(1)) as u64;
         batches.clamp(1, 60)
-    }
-}
-
-/// The metric label of a content-special-tokens mode.
-pub fn mode_label(mode: ContentSpecialTokens) -> &'static str {
-    match mode {
-        ContentSpecialTokens::Parse => "parse",
-        ContentSpecialTokens::Literal => "literal",
-        ContentSpecialTokens::Reject => "reject",
     }
 }

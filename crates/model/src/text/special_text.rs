@@ -31,6 +31,19 @@ pub enum ContentSpecialTokens {
     Reject,
 }
 
+impl ContentSpecialTokens {
+    pub const ALL: [Self; 3] = [Self::Parse, Self::Literal, Self::Reject];
+
+    /// The name `--content-special-tokens`, `/info` and the metrics give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Parse => "parse",
+            Self::Literal => "literal",
+            Self::Reject => "reject",
+        }
+    }
+}
+
 struct Special {
     id: u32,
     /// The tokenizer strips whitespace on that side of the token.
