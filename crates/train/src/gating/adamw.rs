@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 
 use super::backprop::Grads;
-use super::net::GatingNet;
+use super::net::{GatingNet, CHUNK};
 
 const BETA1: f32 = 0.9;
 const BETA2: f32 = 0.999;
@@ -69,6 +69,3 @@ impl Coefficients {
 fn arrays(net: &GatingNet) -> impl Iterator<Item = usize> + '_ {
     net.layers.iter().flat_map(|l| [l.weight.len(), l.bias.len()]).chain([1])
 }
-
-/// Elements per parallel task.
-const CHUNK: usize = 1 << 14;

@@ -18,7 +18,7 @@
 use armorm_model::kernels::matmul::{product, Out, View};
 use rayon::prelude::*;
 
-use super::net::{bt_loss, softmax, threads, GatingNet};
+use super::net::{bt_loss, threads, GatingNet, CHUNK};
 
 /// One step's pairs: the prompt features (n x input) and both answers' debiased rewards (n x k).
 pub struct Batch<'a> {
@@ -62,17 +62,8 @@ impl Backprop {
     pub fn step(&mut self, net: &GatingNet, batch: &Batch<'_>, masks: Option<&[Vec<f32>]>) -> f32 {
         let (n, k, t) = (batch.n, net.shape.objectives, net.shape.temperature as f32);
         let last = net.layers.len() - 1;
-        for (i, layer) in net.layers.iter().enumerate() {
-            let (done, rest) = self.outputs.split_at_mut(i);
-            let input = done.last().map_or(batch.prompts, Vec::as_slice);
-            layer.apply(input, n, &mut rest[0]);
-            if i < last {
-                let mask = masks.map(|m| m[i].as_slice());
-                relu_dropout(&mut rest[0], mask);
-            }
-        }
-        let p = &mut self.outputs[last];
-        p.par_chunks_mut(k).for_each(|row| softmax(row, t));
+        net.forward_into(batch.prompts, n, masks, &mut self.outputs);
+        let p = &self.outputs[last];
 
         // The head: loss, ∂L/∂s and ∂L/∂z of the last layer.
         let s = net.logit_scale;
@@ -117,16 +108,6 @@ impl Backprop {
     }
 }
 
-/// `a = relu(z) ⊙ mask` in place.
-fn relu_dropout(z: &mut [f32], mask: Option<&[f32]>) {
-    match mask {
-        Some(mask) => z.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(z, m)| {
-            z.iter_mut().zip(m).for_each(|(v, m)| *v = v.max(0.0) * m);
-        }),
-        None => z.par_chunks_mut(CHUNK).for_each(|z| z.iter_mut().for_each(|v| *v = v.max(0.0))),
-    }
-}
-
 /// `∂L/∂z = ∂L/∂a ⊙ mask` where the layer's output `a` is positive, else 0. A positive output has
 /// a kept unit and a positive pre-activation, so the output alone decides where the gradient flows.
 fn relu_dropout_backward(da: &mut [f32], a: &[f32], mask: Option<&[f32]>) {
@@ -146,6 +127,3 @@ fn relu_dropout_backward(da: &mut [f32], a: &[f32], mask: Option<&[f32]>) {
         }
     });
 }
-
-/// Elements per parallel task of the elementwise passes.
-const CHUNK: usize = 1 << 14;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use armorm_model::kernels::matmul::{product, Out, View};
 use rand::Rng;
+use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
 use crate::tensors::F32Tensor;
@@ -110,26 +111,46 @@ impl GatingNet {
 
     /// The gating weights (n x objectives) of `x` (n x input), without dropout.
     pub fn forward(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let (mut a, mut z) = (x.to_vec(), Vec::new());
+        let mut outputs = vec![Vec::new(); self.layers.len()];
+        self.forward_into(x, n, None, &mut outputs);
+        let mut gating = outputs.pop().expect("the net has layers");
+        gating.iter_mut().for_each(|g| *g *= self.logit_scale);
+        gating
+    }
+
+    /// Every layer's output of `x` (n x input) into `outputs` (one per layer): each hidden layer's
+    /// after ReLU and its dropout keep-mask (`masks`, one per hidden layer, n x width), the last's
+    /// softmax(logits / temperature) before the logit scale. Stage 2's backward pass reads them.
+    pub(super) fn forward_into(&self, x: &[f32], n: usize, masks: Option<&[Vec<f32>]>, outputs: &mut [Vec<f32>]) {
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            layer.apply(&a, n, &mut z);
+            let (done, rest) = outputs.split_at_mut(i);
+            let input = done.last().map_or(x, Vec::as_slice);
+            layer.apply(input, n, &mut rest[0]);
             if i < last {
-                z.iter_mut().for_each(|v| *v = v.max(0.0));
+                relu_dropout(&mut rest[0], masks.map(|m| m[i].as_slice()));
             }
-            std::mem::swap(&mut a, &mut z);
         }
-        let k = self.shape.objectives;
-        for row in a.chunks_mut(k) {
-            softmax(row, self.shape.temperature as f32);
-            row.iter_mut().for_each(|g| *g *= self.logit_scale);
-        }
-        a
+        let temperature = self.shape.temperature as f32;
+        outputs[last].par_chunks_mut(self.shape.objectives).for_each(|row| softmax(row, temperature));
     }
 }
 
+/// `a = relu(z) ⊙ mask` in place.
+fn relu_dropout(z: &mut [f32], mask: Option<&[f32]>) {
+    match mask {
+        Some(mask) => z.par_chunks_mut(CHUNK).zip(mask.par_chunks(CHUNK)).for_each(|(z, m)| {
+            z.iter_mut().zip(m).for_each(|(v, m)| *v = v.max(0.0) * m);
+        }),
+        None => z.par_chunks_mut(CHUNK).for_each(|z| z.iter_mut().for_each(|v| *v = v.max(0.0))),
+    }
+}
+
+/// Elements per parallel task of the elementwise passes.
+pub(super) const CHUNK: usize = 1 << 14;
+
 /// softmax(row / temperature) in place.
-pub(super) fn softmax(row: &mut [f32], temperature: f32) {
+fn softmax(row: &mut [f32], temperature: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v / temperature));
     let mut sum = 0.0;
     for v in row.iter_mut() {
