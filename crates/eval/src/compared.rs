@@ -52,20 +52,15 @@ pub fn evaluate(
     let distinct_conversations = distinct.len();
     // Every order of every comparison, in example order, batch_size at a time.
     let items: Vec<&Encoded> = encoded.iter().flat_map(|e| e.orders.iter().flatten()).collect();
-    let mut logits = Vec::with_capacity(items.len());
+    let mut outputs = Vec::with_capacity(items.len());
     for batch in items.chunks(batch_size.max(2)) {
-        for output in model.forward(batch)? {
-            match output.logits.as_deref() {
-                Some(&[a, b]) => logits.push([a, b]),
-                _ => return Err(EvalError::Invalid("a pairwise head returned no A/B logits".into())),
-            }
-        }
+        outputs.extend(model.forward(batch)?);
     }
-    let mut logits = logits.chunks(2).map(|orders| Verdict::new(orders[0], orders[1]));
+    let mut verdicts = Verdict::of_orders(&outputs)?.into_iter();
     let judged: Vec<(Encoded2, Vec<Verdict>)> = encoded
         .into_iter()
         .map(|e| {
-            let verdicts = logits.by_ref().take(e.orders.len()).collect();
+            let verdicts = verdicts.by_ref().take(e.orders.len()).collect();
             (e, verdicts)
         })
         .collect();

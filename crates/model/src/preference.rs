@@ -2,6 +2,9 @@
 //! orders, as reward-bench's `SlicPairPMPipeline` takes it: P(chosen) in each order by a softmax
 //! at temperature 1 over the two logits, then their mean, which cancels the model's position bias.
 
+use crate::error::{ModelError, Result};
+use crate::scorer::RewardOutput;
+
 /// What the model says of `chosen` against `rejected`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Verdict {
@@ -23,6 +26,19 @@ impl Verdict {
     /// `first`: the logits ("A", "B") with chosen as response A; `second`: with chosen as B.
     pub fn new(first: [f32; 2], second: [f32; 2]) -> Self {
         Self::from_log_odds(f64::from(first[0]) - f64::from(first[1]), f64::from(second[1]) - f64::from(second[0]))
+    }
+
+    /// One verdict per two of a pairwise model's `outputs`, in order: each comparison's order with
+    /// chosen as response A, then the one with chosen as B (as the encoder gives them).
+    pub fn of_orders(outputs: &[RewardOutput]) -> Result<Vec<Self>> {
+        let logits = |o: &RewardOutput| match o.logits.as_deref() {
+            Some(&[a, b]) => Ok([a, b]),
+            _ => Err(ModelError::Checkpoint("not a pairwise preference model's output: no \"A\"/\"B\" logits".into())),
+        };
+        if !outputs.len().is_multiple_of(2) {
+            return Err(ModelError::Checkpoint(format!("{} outputs are not whole comparisons", outputs.len())));
+        }
+        outputs.chunks(2).map(|orders| Ok(Self::new(logits(&orders[0])?, logits(&orders[1])?))).collect()
     }
 
     /// The same comparison with the roles swapped: rejected's preference over chosen.

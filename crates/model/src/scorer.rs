@@ -1,7 +1,7 @@
 //! The public entry point: a loaded reward model that turns encoded conversations into scores with
 //! their per-objective explanation.
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 
 use crate::arch::layout::TensorLayout;
 use crate::arch::{Architecture, Task};
@@ -174,33 +174,11 @@ impl RewardModel {
         }
         match &self.head {
             Head::Classifier(classifier) => {
-                let hidden = self.embedder.hidden_states(batch, false)?.last;
-                let logits = classifier.forward(&hidden)?.to_vec2::<f32>()?;
                 let several = classifier.labels() > 1;
-                Ok(batch
-                    .iter()
-                    .zip(logits)
-                    .map(|(e, logits)| RewardOutput {
-                        score: logits[0],
-                        num_tokens: e.len(),
-                        objectives: None,
-                        logits: several.then_some(logits),
-                    })
-                    .collect())
+                self.read_last(batch, |h| classifier.forward(h), |logits| (logits[0], several.then_some(logits)))
             }
             Head::Pairwise(head) => {
-                let hidden = self.embedder.hidden_states(batch, false)?.last;
-                let logits = head.forward(&hidden)?.to_vec2::<f32>()?;
-                Ok(batch
-                    .iter()
-                    .zip(logits)
-                    .map(|(e, logits)| RewardOutput {
-                        score: logits[0] - logits[1],
-                        num_tokens: e.len(),
-                        objectives: None,
-                        logits: Some(logits),
-                    })
-                    .collect())
+                self.read_last(batch, |h| head.forward(h), |logits| (logits[0] - logits[1], Some(logits)))
             }
             Head::Armo(head) => {
                 let hidden = self.embedder.hidden_states(batch, true)?;
@@ -223,6 +201,26 @@ impl RewardModel {
                     .collect())
             }
         }
+    }
+
+    /// The outputs of a head that reads each sequence's last token: `forward` turns those hidden
+    /// rows into logits, `read` one row's logits into its score and the logits it returns.
+    fn read_last(
+        &self,
+        batch: &[&Encoded],
+        forward: impl FnOnce(&Tensor) -> Result<Tensor>,
+        read: impl Fn(Vec<f32>) -> (f32, Option<Vec<f32>>),
+    ) -> Result<Vec<RewardOutput>> {
+        let hidden = self.embedder.hidden_states(batch, false)?.last;
+        let logits = forward(&hidden)?.to_vec2::<f32>()?;
+        Ok(batch
+            .iter()
+            .zip(logits)
+            .map(|(e, logits)| {
+                let (score, logits) = read(logits);
+                RewardOutput { score, num_tokens: e.len(), objectives: None, logits }
+            })
+            .collect())
     }
 
     /// Encodes and scores conversations in one batch. Each conversation gets its own encoding result,

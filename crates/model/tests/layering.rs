@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The groups in dependency order: each may use only those before it.
-const ORDER: [&str; 10] = ["error", "kernels", "load", "text", "layers", "arch", "heads", "embedder", "scorer", "cli"];
+const ORDER: [&str; 11] =
+    ["error", "kernels", "load", "text", "layers", "arch", "heads", "embedder", "scorer", "preference", "cli"];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {

@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use armorm_batcher::{BatchError, Batcher};
+use armorm_batcher::{BatchError, Batcher, Scored};
 use armorm_model::preference::Verdict;
 use armorm_model::text::tokenize::share_common_prefix;
 use armorm_model::{
     ContentSpecialTokens, ConversationError, EncodeLimits, Encoded, HeadKind, ModelError, Prompt, RewardModel,
+    RewardOutput,
 };
 use futures::future::try_join_all;
 use tokio::sync::Semaphore;
@@ -157,14 +158,7 @@ impl AppState {
         if self.model.head_kind() == HeadKind::Pairwise {
             return Err(ModelError::PairwiseModel.into());
         }
-        let policy = self.batcher.policy();
-        if inputs.len() > policy.max_queue_items {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "{} conversations exceed the {} the queue can hold (--max-queue-requests)",
-                inputs.len(),
-                policy.max_queue_items
-            )));
-        }
+        self.fits_queue(inputs.len(), || format!("{} conversations", inputs.len()))?;
         let cancel = CancelOnDrop(Arc::default());
         let prepared = try_join_all(inputs.into_iter().enumerate().map(|(i, input)| {
             let flag = cancel.0.clone();
@@ -178,16 +172,8 @@ impl AppState {
         let mut results = Vec::with_capacity(prepared.len());
         for (i, (p, scored)) in prepared.into_iter().zip(scored).enumerate() {
             let scored = scored.map_err(|e| self.batch_error(e).at(names.name(i)))?;
-            let m = &self.metrics;
-            m.queue_duration.observe(scored.queue_time.as_secs_f64());
-            m.inference_duration.observe(scored.inference_time.as_secs_f64());
-            m.input_tokens.observe(scored.output.num_tokens as f64);
-            m.score.observe(f64::from(scored.output.score));
-            timings = timings.merge(Timings {
-                tokenization: p.tokenization_time,
-                queue: scored.queue_time,
-                inference: scored.inference_time,
-            });
+            self.metrics.score.observe(f64::from(scored.output.score));
+            timings = timings.merge(Timings { tokenization: p.tokenization_time, ..self.observe(&scored) });
             results.push(shape.result(scored.output, p.truncated, p.special_tokens_in_content, objectives));
         }
         Ok((results, timings))
@@ -203,14 +189,7 @@ impl AppState {
         pairs: Vec<(usize, usize)>,
     ) -> Result<(Vec<Verdict>, Timings), ApiError> {
         self.ensure_ready()?;
-        let policy = self.batcher.policy();
-        if 2 * pairs.len() > policy.max_queue_items {
-            return Err(ApiError::PayloadTooLarge(format!(
-                "{} comparisons (two orders each) exceed the {} items the queue can hold (--max-queue-requests)",
-                pairs.len(),
-                policy.max_queue_items
-            )));
-        }
+        self.fits_queue(2 * pairs.len(), || format!("{} comparisons (two orders each)", pairs.len()))?;
         let cancel = CancelOnDrop(Arc::default());
         let (encoded, tokenization) = self
             .tokenize(cancel.0.clone(), move |state| {
@@ -228,22 +207,36 @@ impl AppState {
         share_common_prefix(&mut items);
         let scored = self.batcher.submit_all(items).await.map_err(|e| self.batch_error(e))?;
         let mut timings = Timings { tokenization, ..Timings::default() };
-        let mut logits = Vec::with_capacity(scored.len());
+        let mut outputs = Vec::with_capacity(scored.len());
         for scored in scored {
             let scored = scored.map_err(|e| self.batch_error(e))?;
-            let m = &self.metrics;
-            m.queue_duration.observe(scored.queue_time.as_secs_f64());
-            m.inference_duration.observe(scored.inference_time.as_secs_f64());
-            m.input_tokens.observe(scored.output.num_tokens as f64);
-            timings.queue = timings.queue.max(scored.queue_time);
-            timings.inference = timings.inference.max(scored.inference_time);
-            match scored.output.logits.as_deref() {
-                Some(&[a, b]) => logits.push([a, b]),
-                _ => return Err(ApiError::Model("a pairwise head returned no A/B logits".into())),
-            }
+            timings = timings.merge(self.observe(&scored));
+            outputs.push(scored.output);
         }
-        let verdicts = logits.chunks(2).map(|orders| Verdict::new(orders[0], orders[1])).collect();
-        Ok((verdicts, timings))
+        Ok((Verdict::of_orders(&outputs)?, timings))
+    }
+
+    /// Refuses (413) a request of `items` queue items that the queue could never hold, so that it
+    /// is not asked to retry; `what` says what the items are.
+    fn fits_queue(&self, items: usize, what: impl FnOnce() -> String) -> Result<(), ApiError> {
+        let max = self.batcher.policy().max_queue_items;
+        if items > max {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "{} exceed the {max} the queue can hold (--max-queue-requests)",
+                what()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records one scored item's queue and inference time and length in the metrics; returns those
+    /// times.
+    fn observe(&self, scored: &Scored<RewardOutput>) -> Timings {
+        let m = &self.metrics;
+        m.queue_duration.observe(scored.queue_time.as_secs_f64());
+        m.inference_duration.observe(scored.inference_time.as_secs_f64());
+        m.input_tokens.observe(scored.output.num_tokens as f64);
+        Timings { tokenization: Duration::ZERO, queue: scored.queue_time, inference: scored.inference_time }
     }
 
     /// Both orders of one comparison under the server's input limit (never truncated).
@@ -253,15 +246,11 @@ impl AppState {
             truncate: false,
             content_special_tokens: self.limits.content_special_tokens,
         };
-        let [first, second] = self.model.encoder().encode_comparison(prompt, pair, &limits).map_err(|e| match e {
-            armorm_model::ModelError::Conversation(
-                c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
-            ) => ApiError::InputTooLong(format!(
-                "{c} ({}): the comparison request holds both responses",
-                self.limits.max_input_origin
-            )),
-            other => other.into(),
-        })?;
+        let [first, second] = self
+            .model
+            .encoder()
+            .encode_comparison(prompt, pair, &limits)
+            .map_err(|e| self.over_limit(e.into(), ": the comparison request holds both responses"))?;
         Ok([first.encoded, second.encoded])
     }
 
@@ -320,12 +309,17 @@ impl AppState {
                  turns"
             }
         };
-        self.encode_within_limit(input, truncate).map_err(|e| match e {
+        self.encode_within_limit(input, truncate).map_err(|e| self.over_limit(e, advice))
+    }
+
+    /// An input over the limit as a 413 that says where the limit comes from, then `advice`.
+    fn over_limit(&self, e: ApiError, advice: &str) -> ApiError {
+        match e {
             ApiError::InvalidConversation(
                 c @ (ConversationError::TooLong { .. } | ConversationError::TextTooLong { .. }),
             ) => ApiError::InputTooLong(format!("{c} ({}){advice}", self.limits.max_input_origin)),
             other => other,
-        })
+        }
     }
 
     fn encode_within_limit(&self, input: ScoreInput, truncate: bool) -> Result<(Encoded, bool, bool), ApiError> {

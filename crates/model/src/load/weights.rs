@@ -233,23 +233,16 @@ impl Weights {
         let &[rows, cols] = shape else {
             return Err(ModelError::Checkpoint(format!("{name} is not a matrix")));
         };
-        let (path, file) = &self.shards[t.shard];
-        let stored = t.stored.ok_or_else(|| unsupported(path, name, &t.entry.dtype))?;
-        let mut out = Vec::with_capacity(picks.len() * cols);
-        let mut buf = vec![0u8; cols * stored.size()];
-        for &row in picks {
+        let mut out = vec![0f32; picks.len() * cols];
+        for (&row, dst) in picks.iter().zip(out.chunks_mut(cols.max(1))) {
             if row >= rows {
                 return Err(ModelError::Checkpoint(format!("{name} has {rows} rows; row {row} was asked for")));
             }
-            let offset = t.offset + (row * cols * stored.size()) as u64;
-            read_at(file, &mut buf, offset).map_err(|e| ModelError::io(path, e))?;
-            match stored {
-                StoredType::F32 => {
-                    out.extend(buf.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
-                }
-                StoredType::Bf16 => out.extend(buf.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())),
-                StoredType::F16 => out.extend(buf.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())),
-            }
+            self.with_stored_at(name, t, row * cols, cols, |stored| match stored {
+                StoredData::F32(v) => convert_into(v, dst, f32::from_f32),
+                StoredData::Bf16(v) => convert_into(v, dst, f32::from_bf16),
+                StoredData::F16(v) => convert_into(v, dst, f32::from_f16),
+            })?;
         }
         Ok(Tensor::from_vec(out, (picks.len(), cols), &Device::Cpu)?.to_device(&self.device)?)
     }
@@ -412,6 +405,18 @@ impl Weights {
     /// Calls `use_data` with a tensor's `n` elements in the type it is stored as, read into the
     /// scratch buffer.
     fn with_stored<R>(&self, name: &str, t: &Located, n: usize, use_data: impl FnOnce(StoredData) -> R) -> Result<R> {
+        self.with_stored_at(name, t, 0, n, use_data)
+    }
+
+    /// [`Self::with_stored`] for the `n` elements from element `first` on.
+    fn with_stored_at<R>(
+        &self,
+        name: &str,
+        t: &Located,
+        first: usize,
+        n: usize,
+        use_data: impl FnOnce(StoredData) -> R,
+    ) -> Result<R> {
         let (path, file) = &self.shards[t.shard];
         let Some(stored) = t.stored else {
             return Err(unsupported(path, name, &t.entry.dtype));
@@ -425,7 +430,7 @@ impl Weights {
             *words = vec![0u64; bytes.div_ceil(8)];
         }
         let buf = &mut bytemuck::cast_slice_mut::<u64, u8>(words)[..bytes];
-        read_at(file, buf, t.offset).map_err(|e| ModelError::io(path, e))?;
+        read_at(file, buf, t.offset + (first * size) as u64).map_err(|e| ModelError::io(path, e))?;
         Ok(use_data(match stored {
             StoredType::F32 => StoredData::F32(bytemuck::cast_slice(buf)),
             StoredType::Bf16 => StoredData::Bf16(bytemuck::cast_slice(buf)),
