@@ -1,29 +1,30 @@
 #!/usr/bin/env bash
-# The GPU check, unattended, in a few minutes: the fixtures' parity tests on CUDA (f32 within 1e-4,
-# bf16 within the bf16 tolerance, batch invariance), then an 8B-shaped random model (hidden 4096,
-# 32 layers, 32/8 heads, intermediate 14336) in bf16: tokens/s and MFU on 256-token, 1024-token,
-# mixed 64..2048 and best-of-8 workloads (ARMORM_PEAK_TFLOPS, default 989 = H100/H200 dense bf16).
+# The GPU check, built ahead on any Linux machine and run unattended on a bare GPU host.
 #
-#   benches/gpu.sh              build here (scripts/cuda-toolchain.sh, no GPU needed) and run
-#   benches/gpu.sh build DIR    only build, and put the two stripped binaries in DIR
-#   benches/gpu.sh run DIR      run DIR's binaries (a GPU machine without Rust; needs the driver
-#                               and CUDA 13 runtime libraries, e.g. a CUDA 13 PyTorch's wheels)
+#   benches/gpu.sh bundle [DIR]   build the check into DIR (default target/gpu-bundle; no GPU needed):
+#                                 one compressed binary, armorm-gpu-check.xz, and manifest.json
+#                                 (commit, features, compute capability, CUDA release, sizes); fails
+#                                 past 48 MiB
+#   benches/gpu.sh run [DIR]      on the GPU host, in the repository root (the fixtures and
+#                                 benches/reference.py are read from it): finds the CUDA 13 libraries
+#                                 of the python that holds PyTorch, then runs parity, batch
+#                                 invariance and the 8B-shaped bench against transformers, within
+#                                 ARMORM_GPU_CHECK_SECONDS (default 480); results also as JSON in $OUT
 #
-# CUDA_COMPUTE_CAP defaults to the GPU's (nvidia-smi) when there is one, else 90 (H100/H200). The
-# first run writes the ~16 GB checkpoint under target/bench. FLASH_ATTN=1 builds `flash-attn` too
-# (~75 min of nvcc on 2 cores; rerun the same command after an interruption: ccache keeps every finished
-# kernel object, see scripts/nvcc-cached.sh).
+# The host needs an NVIDIA driver for CUDA 13.0 or newer (580+) and a python with torch (CUDA 13)
+# and transformers 5 (ARMORM_REFERENCE_PYTHON, else python3); no Rust, no network, ~20 GB of disk
+# for the 8B-shaped checkpoint. CUDA_COMPUTE_CAP (default 90: H100/H200) picks the kernels' target;
+# the PTX comes from the CUDA 13.0 nvcc (scripts/cuda-toolchain.sh) so that a 13.0 driver loads it.
+# FLASH_ATTN=1 adds the flash-attn kernels (~75 min of nvcc on 2 cores; rerun after an
+# interruption: ccache keeps every finished kernel object, see scripts/nvcc-cached.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo="$PWD"
-mode="${1:-all}"
-dir="${2:-target/gpu-check}"
+mode="${1:-}"
+dir="${2:-target/gpu-bundle}"
+limit_mib=48
 
-build() {
-  if [[ -z "${CUDA_COMPUTE_CAP:-}" ]] && command -v nvidia-smi >/dev/null; then
-    CUDA_COMPUTE_CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -n1 | tr -d .)"
-    export CUDA_COMPUTE_CAP
-  fi
+bundle() {
+  export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
   local cutlass="" features=cuda
   if [[ "${FLASH_ATTN:-0}" == 1 ]]; then
     cutlass=--cutlass features=cuda,flash-attn
@@ -31,38 +32,62 @@ build() {
     export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-$(nproc)}"
   fi
   eval "$(scripts/cuda-toolchain.sh target/cuda-toolchain $cutlass)"
-  # One cargo command, always the same: candle-kernels' nvcc output is cached per build graph.
-  cargo test --release --no-run --features "$features" -p armorm-model -p armorm-server \
-    --test parity --bench throughput --message-format=json-render-diagnostics |
-    python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] in ("parity", "throughput"):
-        print(m["target"]["name"], m["executable"])' > target/gpu-check-binaries
+  local commit
+  commit="$(git rev-parse HEAD)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)"
+  ARMORM_COMMIT="$commit" cargo build --release --locked -p armorm-gpu-check --features "$features"
   mkdir -p "$dir"
-  while read -r name exe; do objcopy --strip-debug "$exe" "$dir/$name"; done < target/gpu-check-binaries
-  ls -la "$dir"
+  rm -f "$dir/armorm-gpu-check" "$dir/armorm-gpu-check.xz"
+  objcopy --strip-all target/release/armorm-gpu-check "$dir/armorm-gpu-check"
+  local raw packed
+  raw="$(stat -c %s "$dir/armorm-gpu-check")"
+  xz -9e -T0 "$dir/armorm-gpu-check"
+  packed="$(stat -c %s "$dir/armorm-gpu-check.xz")"
+  cat > "$dir/manifest.json" <<JSON
+{
+  "commit": "$commit",
+  "built": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+  "features": "$features",
+  "compute_cap": "$CUDA_COMPUTE_CAP",
+  "cuda_wheels": "${CUDA_WHEELS:-13.0}",
+  "rustc": "$(rustc --version)",
+  "binary_bytes": $raw,
+  "compressed_bytes": $packed
+}
+JSON
+  cat "$dir/manifest.json"
+  local total
+  total="$(du -sb "$dir" | cut -f1)"
+  if (( total > limit_mib * 1024 * 1024 )); then
+    echo "the bundle is $((total / 1024 / 1024)) MiB, over its ${limit_mib} MiB" >&2
+    exit 1
+  fi
+  echo "bundle: $dir, $((total / 1024)) KiB"
 }
 
 run() {
+  if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "no CUDA device was found (nvidia-smi lists no GPU): the GPU check needs an NVIDIA GPU and driver" >&2
+    exit 1
+  fi
+  [[ -f "$dir/armorm-gpu-check.xz" ]] || { echo "no bundle in $dir: run benches/gpu.sh bundle $dir first" >&2; exit 1; }
+  cat "$dir/manifest.json"
   nvidia-smi --query-gpu=name,memory.total,compute_cap,driver_version --format=csv
-  # CUDA 13 runtime libraries (cuBLAS, cuRAND, NVRTC, cudart) from Python wheels where no toolkit is
-  # installed system-wide.
-  for site in $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+  local python="${ARMORM_REFERENCE_PYTHON:-python3}"
+  # The CUDA 13 runtime libraries (cuBLAS, cuRAND, NVRTC, cudart) from the python's wheels, where
+  # no toolkit is installed system-wide.
+  for site in $("$python" -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
     if [[ -d "$site/nvidia/cu13/lib" ]]; then export LD_LIBRARY_PATH="$site/nvidia/cu13/lib:${LD_LIBRARY_PATH:-}"; fi
   done
-  # The binaries find the fixtures and target/ at the path they were built in.
-  built="$(strings "$dir/parity" | grep -m1 -oE '/[^ ]*/crates/model' | sed 's|/crates/model$||' || true)"
-  if [[ -n "$built" && "$built" != "$repo" && ! -e "$built" ]]; then mkdir -p "$(dirname "$built")"; ln -s "$repo" "$built"; fi
-  echo "== parity on CUDA (tiny fixtures vs the PyTorch goldens)"
-  "$dir/parity" --test-threads=1 gpu:: --nocapture
-  echo "== 8B-shaped bf16 forward"
-  "$dir/throughput" --gpu
+  local bin
+  bin="$(mktemp -d)/armorm-gpu-check"
+  xz -dc "$dir/armorm-gpu-check.xz" > "$bin"
+  chmod +x "$bin"
+  ARMORM_REFERENCE_PYTHON="$python" timeout --signal=INT --kill-after=20 "${ARMORM_GPU_CHECK_SECONDS:-480}" \
+    "$bin" all --fixtures tests/fixtures --work "${ARMORM_GPU_CHECK_WORK:-target/gpu-check-work}"
 }
 
 case "$mode" in
-  build) build ;;
+  bundle) bundle ;;
   run) run ;;
-  all) build && run ;;
-  *) echo "usage: benches/gpu.sh [build DIR | run DIR]" >&2; exit 2 ;;
+  *) echo "usage: benches/gpu.sh bundle [DIR] | run [DIR]" >&2; exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 //!     export ARMORM_LLAMA3_TOKENIZER=$(scripts/fetch-llama3-tokenizer.sh)
 //!     export ARMORM_REFERENCE_PYTHON=$(scripts/reference-env.sh)      # optional: torch + transformers
 //!     cargo bench -p armorm-server --bench throughput [-- --scale N] [--skip-bf16] [--forward-only] [--shape 1b]
-//!     benches/gpu.sh                                  # CUDA machines: 8B-shaped model, tokens/s and MFU
+//!     benches/gpu.sh bundle && benches/gpu.sh run     # GPUs: the 8B-shaped model, tokens/s and MFU
 //!
 //! Builds a SmolLM2-135M-shaped ArmoRM with random weights (not committed), runs the reference's
 //! bare forward loop (benches/reference.py: padded batches of 8, 32 and 8 sorted by length, 2
@@ -16,8 +16,6 @@
 mod batches;
 #[path = "support/checkpoint.rs"]
 mod checkpoint;
-#[path = "support/gpu.rs"]
-mod gpu;
 #[path = "support/load.rs"]
 mod load;
 #[path = "support/stats.rs"]
@@ -46,7 +44,6 @@ struct Args {
     /// written once under target/bench-checkpoints).
     shape: Option<(&'static checkpoint::Shape, &'static str)>,
     skip_bf16: bool,
-    gpu: bool,
     /// Only armorm's own forward passes (no reference or HTTP): for quick iteration.
     forward_only: bool,
 }
@@ -58,7 +55,7 @@ fn args() -> Args {
     let forward_only = flag("--forward-only");
     let shape = match argv.iter().position(|a| a == "--shape").and_then(|i| argv.get(i + 1)).map(String::as_str) {
         None | Some("135m") => None,
-        // The 8B shape is the GPU bench's (`--gpu`).
+        // The 8B shape is the GPU check's (benches/gpu.sh).
         Some(name) => match checkpoint::named(name).filter(|_| name != "8b") {
             Some(named) => Some(named),
             None => {
@@ -67,16 +64,13 @@ fn args() -> Args {
             }
         },
     };
-    Args { scale, shape, skip_bf16: flag("--skip-bf16"), gpu: flag("--gpu"), forward_only }
+    Args { scale, shape, skip_bf16: flag("--skip-bf16"), forward_only }
 }
 
 fn main() -> anyhow::Result<()> {
     armorm_server::allocator::keep_freed_memory();
     let args = args();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench");
-    if args.gpu {
-        return gpu::run(&root);
-    }
     let Some(tokenizer) = std::env::var_os("ARMORM_LLAMA3_TOKENIZER") else {
         eprintln!("set ARMORM_LLAMA3_TOKENIZER (scripts/fetch-llama3-tokenizer.sh): the bench model uses vocab 128256");
         return Ok(());

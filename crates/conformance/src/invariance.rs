@@ -1,21 +1,21 @@
 //! Batch invariance, bit for bit: a conversation's score, rewards, gating and coefficients are the
 //! same f32 bits scored alone or at any position of any batch, next to any neighbours, with its
 //! prompt shared or not. Random batches over a generated checkpoint whose heads (head_dim 32) and
-//! projections (multiples of 32) take every CPU kernel: AMX tiles, AVX512-BF16 strips and f32.
-//!
-//! `ARMORM_CPU_KERNELS` caps the kernels a process uses, so [`every_kernel_path_this_cpu_runs`]
-//! reruns the test binary under each cap: an AMX CPU runs all three paths, an AVX512-BF16 one two.
+//! projections (multiples of 32) take every CPU kernel (AMX tiles, AVX512-BF16 strips and f32) and,
+//! on a GPU, the CUDA ones.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-mod common;
-
+use anyhow::ensure;
 use armorm_model::text::template::ChatTemplate;
 use armorm_model::{
     ComputeDType, DeviceChoice, Encoded, GatingPattern, LoadOptions, ModelSource, RewardModel, RewardOutput,
 };
 use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use crate::fixtures::Fixtures;
 
 /// splitmix64: seeded, the same draws on every machine.
 struct Rng(u64);
@@ -57,17 +57,17 @@ const GATING_HIDDEN: usize = 64;
 
 /// The head on the generated backbone: ArmoRM's, or a sequence classifier's (which shares prompts
 /// without reading a gate).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum HeadUnderTest {
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum HeadUnderTest {
     Armo,
     Classifier,
 }
 
 /// A Llama checkpoint with `head`, random weights (outputs O(1)) and the fixtures' tiny tokenizer.
-fn write_checkpoint(dir: &Path, head: HeadUnderTest) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/tiny-f32");
+fn write_checkpoint(fx: &Fixtures, dir: &Path, head: HeadUnderTest) -> anyhow::Result<()> {
+    let fixture = fx.model("tiny-f32");
     for file in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"] {
-        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+        std::fs::copy(fixture.join(file), dir.join(file))?;
     }
     let class = match head {
         HeadUnderTest::Armo => "LlamaForRewardModelWithGating",
@@ -81,13 +81,14 @@ fn write_checkpoint(dir: &Path, head: HeadUnderTest) {
         "num_objectives": OBJECTIVES, "gating_temperature": 10, "gating_hidden_dim": GATING_HIDDEN,
         "gating_n_hidden": 2, "torch_dtype": "float32",
     });
-    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string())?;
     let mut rng = Rng(0x5EED);
     let mut tensors = HashMap::new();
     let mut add = |name: String, shape: &[usize], scale: f32, offset: f32| {
         let n = shape.iter().product();
         let values: Vec<f32> = (0..n).map(|_| offset + scale * rng.uniform()).collect();
-        tensors.insert(name, Tensor::from_vec(values, shape, &Device::Cpu).unwrap());
+        let tensor = Tensor::from_vec(values, shape, &Device::Cpu).expect("the shape's element count");
+        tensors.insert(name, tensor);
     };
     let fan_in = |n: usize| 1.0 / (n as f32).sqrt();
     let hd = HIDDEN / HEADS;
@@ -107,8 +108,8 @@ fn write_checkpoint(dir: &Path, head: HeadUnderTest) {
     add("model.norm.weight".into(), &[HIDDEN], 0.2, 1.0);
     if head == HeadUnderTest::Classifier {
         add("score.weight".into(), &[1, HIDDEN], fan_in(HIDDEN), 0.0);
-        candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
-        return;
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+        return Ok(());
     }
     add("regression_layer.weight".into(), &[OBJECTIVES, HIDDEN], fan_in(HIDDEN), 0.0);
     add("reward_transform_matrix".into(), &[OBJECTIVES, OBJECTIVES], 0.3, 0.0);
@@ -118,12 +119,13 @@ fn write_checkpoint(dir: &Path, head: HeadUnderTest) {
         add(format!("gating.layers.{i}.bias"), &[io[1]], 0.1, 0.0);
     }
     add("gating.logit_scale".into(), &[1], 0.0, 1.0);
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    Ok(())
 }
 
 /// Families of conversations that answer one prompt (so a batch shares it), with lengths from one
 /// token of prompt to about 2048 in all.
-fn conversations(model: &RewardModel, pattern: &[u32], rng: &mut Rng) -> Vec<Encoded> {
+fn conversations(model: &RewardModel, pattern: &[u32], rng: &mut Rng) -> anyhow::Result<Vec<Encoded>> {
     let pool: Vec<u32> = (0..VOCAB as u32).filter(|id| !pattern.contains(id)).collect();
     let draw = |rng: &mut Rng, n: usize| -> Vec<u32> { (0..n).map(|_| pool[rng.below(pool.len())]).collect() };
     let mut out = Vec::new();
@@ -140,13 +142,13 @@ fn conversations(model: &RewardModel, pattern: &[u32], rng: &mut Rng) -> Vec<Enc
                 }
             };
             let ids: Vec<u32> = prompt.iter().chain(&response).copied().collect();
-            let encoded = model.encoder().encode_ids(ids).unwrap();
+            let encoded = model.encoder().encode_ids(ids)?;
             let shared = (!response.is_empty()).then_some(prompt.len());
-            assert_eq!(encoded.prompt_end(), shared, "the pattern occurs once");
+            ensure!(encoded.prompt_end() == shared, "the pattern occurs once");
             out.push(encoded);
         }
     }
-    out
+    Ok(out)
 }
 
 fn bits(out: &RewardOutput) -> Vec<u32> {
@@ -154,57 +156,77 @@ fn bits(out: &RewardOutput) -> Vec<u32> {
     std::iter::once(out.score).chain(objectives.copied()).map(f32::to_bits).collect()
 }
 
+/// What one configuration's check covered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Invariant {
+    pub head: HeadUnderTest,
+    pub dtype: String,
+    pub share_prefixes: bool,
+    pub conversations: usize,
+    pub batches: usize,
+    pub batches_sharing_a_prompt: usize,
+}
+
 /// Each conversation alone, then in random batches (sizes 1 to 16, repeats and prompt siblings,
-/// random order), compared bit for bit.
-fn check(head: HeadUnderTest, dtype: ComputeDType, share_prefixes: bool) {
-    let dir = tempfile::tempdir().unwrap();
-    write_checkpoint(dir.path(), head);
-    let options = LoadOptions { device: DeviceChoice::Cpu, dtype: Some(dtype), share_prefixes, ..Default::default() };
-    let model = RewardModel::load(&ModelSource::Local(dir.path().to_path_buf()), &options).unwrap();
-    let template = ChatTemplate::from_files(&dir.path().join("tokenizer_config.json"), None).unwrap();
-    let tokenizer = armorm_model::text::load_tokenizer(&dir.path().join("tokenizer.json")).unwrap();
-    let pattern = GatingPattern::derive(&template, &tokenizer).unwrap();
+/// random order), compared bit for bit on `device`.
+pub fn check(
+    fx: &Fixtures,
+    device: DeviceChoice,
+    head: HeadUnderTest,
+    dtype: ComputeDType,
+    share_prefixes: bool,
+) -> anyhow::Result<Invariant> {
+    let dir = tempfile::tempdir()?;
+    write_checkpoint(fx, dir.path(), head)?;
+    let options = LoadOptions { device, dtype: Some(dtype), share_prefixes, ..Default::default() };
+    let model = RewardModel::load(&ModelSource::Local(dir.path().to_path_buf()), &options)?;
+    let template = ChatTemplate::from_files(&dir.path().join("tokenizer_config.json"), None)?;
+    let tokenizer = armorm_model::text::load_tokenizer(&dir.path().join("tokenizer.json"))?;
+    let pattern = GatingPattern::derive(&template, &tokenizer)?;
     let mut rng = Rng(0xBA7C4 + dtype as u64);
-    let encoded = conversations(&model, pattern.ids(), &mut rng);
-    let alone: Vec<Vec<u32>> = encoded.iter().map(|e| bits(&model.forward(&[e]).unwrap()[0])).collect();
+    let encoded = conversations(&model, pattern.ids(), &mut rng)?;
+    let alone: Vec<Vec<u32>> =
+        encoded.iter().map(|e| Ok(bits(&model.forward(&[e])?[0]))).collect::<anyhow::Result<_>>()?;
+    const ROUNDS: usize = 12;
     let mut shared_rounds = 0;
-    for round in 0..12 {
+    for round in 0..ROUNDS {
         let size = 1 + rng.below(16);
         let picks: Vec<usize> = (0..size).map(|_| rng.below(encoded.len())).collect();
         let batch: Vec<&Encoded> = picks.iter().map(|&i| &encoded[i]).collect();
         let total: usize = batch.iter().map(|e| e.len()).sum();
         let computed = model.computed_tokens(&batch);
-        assert!(share_prefixes || computed == total, "nothing is shared when sharing is off");
+        ensure!(share_prefixes || computed == total, "nothing is shared when sharing is off");
         shared_rounds += usize::from(computed < total);
-        for (position, (&i, out)) in picks.iter().zip(model.forward(&batch).unwrap()).enumerate() {
-            assert_eq!(
-                bits(&out),
-                alone[i],
+        for (position, (&i, out)) in picks.iter().zip(model.forward(&batch)?).enumerate() {
+            ensure!(
+                bits(&out) == alone[i],
                 "{head:?} {dtype:?}, sharing {share_prefixes}, round {round}: conversation {i} ({} tokens) at position \
                  {position} of {picks:?} differs from its score alone",
                 encoded[i].len()
             );
         }
     }
-    assert!(!share_prefixes || shared_rounds > 0, "{head:?}: some batch shared a prompt");
+    ensure!(!share_prefixes || shared_rounds > 0, "{head:?}: no batch shared a prompt");
+    Ok(Invariant {
+        head,
+        dtype: format!("{dtype:?}"),
+        share_prefixes,
+        conversations: encoded.len(),
+        batches: ROUNDS,
+        batches_sharing_a_prompt: shared_rounds,
+    })
 }
 
-/// Runs under whatever `ARMORM_CPU_KERNELS` allows (all kernels unless the parent test capped it).
-#[test]
-fn bit_identical_alone_and_in_any_batch() {
-    common::print_kernels();
+/// Every head, dtype and sharing setting on `device`.
+pub fn every(fx: &Fixtures, device: DeviceChoice) -> Vec<(String, anyhow::Result<Invariant>)> {
+    let mut out = Vec::new();
     for head in [HeadUnderTest::Armo, HeadUnderTest::Classifier] {
         for dtype in [ComputeDType::F32, ComputeDType::Bf16, ComputeDType::F16] {
             for share in [true, false] {
-                check(head, dtype, share);
+                let name = format!("{head:?} {dtype:?} sharing {share}");
+                out.push((name, check(fx, device, head, dtype, share)));
             }
         }
     }
-}
-
-/// The test above again with the AMX tiles ruled out, then with every bf16 kernel ruled out, each
-/// in its own process (the cap is read once per process).
-#[test]
-fn every_kernel_path_this_cpu_runs() {
-    common::rerun_under_every_cap("bit_identical_alone_and_in_any_batch");
+    out
 }
