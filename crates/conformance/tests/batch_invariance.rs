@@ -5,16 +5,25 @@
 
 use armorm_conformance::fixtures::Fixtures;
 use armorm_conformance::{caps, invariance};
-use armorm_model::DeviceChoice;
+use armorm_model::{ComputeDType, DeviceChoice, LoadOptions};
 
 /// Runs under whatever `ARMORM_CPU_KERNELS` allows (all kernels unless the parent test capped it).
 #[test]
 fn bit_identical_alone_and_in_any_batch() {
     caps::print_kernels();
-    for (run, result) in invariance::every(&Fixtures::repo(), DeviceChoice::Cpu) {
+    for (run, result) in invariance::every(&Fixtures::repo(), DeviceChoice::Cpu, false) {
         let covered = result.unwrap_or_else(|e| panic!("{run}: {e:#}"));
         eprintln!("{run}: {} batches, {} sharing a prompt", covered.batches, covered.batches_sharing_a_prompt);
     }
+}
+
+/// `--batch-invariant` (each conversation computed alone, for GPUs) on one setting: the CPU runs
+/// the path a GPU takes.
+#[test]
+fn computing_each_conversation_alone_is_invariant_too() {
+    let options = LoadOptions { dtype: Some(ComputeDType::Bf16), batch_invariant: true, ..Default::default() };
+    let covered = invariance::check(&Fixtures::repo(), invariance::HeadUnderTest::Armo, &options).unwrap();
+    assert_eq!(covered.batches_sharing_a_prompt, 0, "nothing is shared when each is computed alone");
 }
 
 #[test]

@@ -133,3 +133,23 @@ fn shared_prompts_give_the_same_numbers_as_unshared_and_the_reference() {
         assert_eq!(a, b, "case {i}: shared and unshared differ");
     }
 }
+
+/// `--batch-invariant` computes each conversation alone (what a GPU needs for invariance): on every
+/// head kind the outputs are the packed batch's bits here, where the kernels are invariant anyway,
+/// and the references' within their bounds.
+#[test]
+fn computing_each_conversation_alone_gives_the_packed_bits() {
+    let fx = Fixtures::repo();
+    for name in ["tiny-f32", "tiny-qwen2", "tiny-gemma2"] {
+        let packed = load(name, Some(ComputeDType::F32));
+        let options = LoadOptions { dtype: Some(ComputeDType::F32), batch_invariant: true, ..Default::default() };
+        let alone = golden::load(&fx, name, &options).unwrap();
+        assert!(alone.batch_invariant());
+        let checked = golden::check(&fx, name, &alone, Against::F32).unwrap();
+        assert_eq!(checked.computed_tokens, checked.tokens, "{name}: nothing shared when each is alone");
+        let exp = fx.expected(name).unwrap();
+        let encoded = golden::encode_all(&fx, &alone, exp["f32"].as_array().unwrap()).unwrap();
+        let batch: Vec<&Encoded> = encoded.iter().map(|(e, _)| e).collect();
+        assert_eq!(alone.forward(&batch).unwrap(), packed.forward(&batch).unwrap(), "{name}");
+    }
+}

@@ -51,6 +51,27 @@ impl Report {
         self.section(name, Value::Array(rows))
     }
 
+    /// Named runs whose outcome is reported, not required (what the device does without a
+    /// guarantee armorm makes).
+    pub fn observations<T: Serialize>(
+        &mut self,
+        name: &str,
+        results: Vec<(String, anyhow::Result<T>)>,
+    ) -> anyhow::Result<()> {
+        let rows: Vec<Value> = results
+            .into_iter()
+            .map(|(run, result)| {
+                let found = result.map_err(|e| format!("{e:#}"));
+                println!("  {}  {run}", if found.is_ok() { "held" } else { "broke" });
+                match found {
+                    Ok(found) => json!({"run": run, "held": true, "found": found}),
+                    Err(e) => json!({"run": run, "held": false, "error": e}),
+                }
+            })
+            .collect();
+        self.section(name, Value::Array(rows))
+    }
+
     pub fn fail(&mut self, what: String) {
         println!("  FAIL  {what}");
         self.failures.push(what);

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use armorm_model::{Encoded, RewardModel};
 use serde::Serialize;
 
@@ -64,4 +66,16 @@ pub fn measure(model: &RewardModel, shape: &Shape, w: &Workload, peak_tflops: f6
         model_tflops,
         mfu: model_tflops / peak_tflops,
     })
+}
+
+/// Conversations/s computing each conversation alone, as `--batch-invariant` does (one timed pass
+/// after a warm-up conversation): the price of invariance where the kernels do not promise it.
+pub fn measure_alone(model: &RewardModel, w: &Workload) -> anyhow::Result<f64> {
+    let first = w.conversations.first().context("an empty workload")?;
+    model.forward(&[first])?;
+    let started = Instant::now();
+    for e in &w.conversations {
+        model.forward(&[e])?;
+    }
+    Ok(w.conversations.len() as f64 / started.elapsed().as_secs_f64())
 }

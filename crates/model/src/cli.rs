@@ -35,6 +35,10 @@ pub struct ModelArgs {
     /// `"pairwise_preference": true` says so itself.
     #[arg(long, env = "ARMORM_PAIRWISE", value_parser = EnvBool)]
     pub pairwise: bool,
+    /// Compute each conversation of a batch alone, so that its outputs are bit-identical whatever it
+    /// is batched with on a GPU too (at a throughput cost); the CPU is batch-invariant without it.
+    #[arg(long, env = "ARMORM_BATCH_INVARIANT", value_parser = EnvBool)]
+    pub batch_invariant: bool,
 }
 
 /// `--dtype`: a compute dtype, or `auto` to let the device and the model decide.
@@ -70,6 +74,7 @@ impl ModelArgs {
             gating_pattern: self.gating_pattern.clone(),
             share_prefixes: !self.no_prefix_sharing,
             pairwise: self.pairwise,
+            batch_invariant: self.batch_invariant,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Embedder {
     device: Device,
     dtype: DTypeChoice,
     share_prefixes: bool,
+    /// Each conversation of a batch computed alone (`batch_invariant` in the load options).
+    alone: bool,
 }
 
 /// A checkpoint opened for loading: its config, its tensors and the device they go to.
@@ -230,6 +232,7 @@ impl Embedder {
             device: ckpt.device.clone(),
             dtype: ckpt.dtype.clone(),
             share_prefixes: options.share_prefixes,
+            alone: options.batch_invariant,
         })
     }
 
@@ -269,8 +272,21 @@ impl Embedder {
         Ok(self.encoder.encode_within(conversation, &EncodeLimits::exact(self.max_positions()))?.encoded)
     }
 
-    /// One forward pass over the batch (packed, prompts shared), keeping only the rows the heads read.
+    /// Whether each conversation of a batch is computed alone (see [`LoadOptions::batch_invariant`]).
+    pub fn computes_alone(&self) -> bool {
+        self.alone
+    }
+
+    /// One forward pass over the batch (packed, prompts shared), keeping only the rows the heads
+    /// read; one pass per conversation when it [computes alone](Self::computes_alone).
     pub fn hidden_states(&self, batch: &[&Encoded], with_gate: bool) -> Result<HiddenStates> {
+        if self.alone && batch.len() > 1 {
+            let each: Vec<HiddenStates> =
+                batch.iter().map(|e| self.hidden_states(&[e], with_gate)).collect::<Result<_>>()?;
+            let last = Tensor::cat(&each.iter().map(|h| &h.last).collect::<Vec<_>>(), 0)?;
+            let gate = each.iter().map(|h| h.gate.as_ref()).collect::<Option<Vec<_>>>();
+            return Ok(HiddenStates { last, gate: gate.map(|g| Tensor::cat(&g, 0)).transpose()? });
+        }
         let Layout { packed, last_rows, gate_rows } = self.layout(batch);
         let packed = packed.build(&self.device)?;
         let n = batch.len();
@@ -285,7 +301,10 @@ impl Embedder {
     /// The token rows one forward pass over `batch` computes: its tokens, less every shared
     /// prompt's repeats.
     pub fn computed_tokens(&self, batch: &[&Encoded]) -> usize {
-        self.layout(batch).packed.tokens()
+        match self.alone {
+            true => batch.iter().map(|e| e.len()).sum(),
+            false => self.layout(batch).packed.tokens(),
+        }
     }
 
     /// Where a conversation's prompt ends, when it may be shared: conversations with the same ids

@@ -133,10 +133,11 @@ impl RewardModel {
     }
 
     /// Whether a conversation's outputs are bit-identical whatever it is batched with: true on the
-    /// CPU, whose kernels fix every reduction's order per row (README, "Batch invariance"); not yet
-    /// on CUDA, where cuBLAS picks its algorithm by the batch's shape.
+    /// CPU, whose kernels fix every reduction's order per row (README, "Batch invariance"); on CUDA,
+    /// where cuBLAS picks its algorithm by the batch's shape, only when each conversation is
+    /// computed alone (`batch_invariant` in the load options).
     pub fn batch_invariant(&self) -> bool {
-        matches!(self.embedder.device(), Device::Cpu)
+        self.embedder.computes_alone() || matches!(self.embedder.device(), Device::Cpu)
     }
 
     /// Objective names in output order; empty for heads without objectives.
@@ -168,7 +169,18 @@ impl RewardModel {
 
     /// Scores a batch in one forward pass. Either every conversation gets its output, in order, or the
     /// whole batch fails (a compute error is not any one conversation's fault).
+    ///
+    /// When the embedder [computes alone](Embedder::computes_alone), so do the heads: each
+    /// conversation's outputs are those of a batch of one.
     pub fn forward(&self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>> {
+        if self.embedder.computes_alone() && batch.len() > 1 {
+            return batch.iter().map(|e| Ok(self.forward_packed(&[e])?.remove(0))).collect();
+        }
+        self.forward_packed(batch)
+    }
+
+    /// One forward pass over the whole batch, packed.
+    fn forward_packed(&self, batch: &[&Encoded]) -> Result<Vec<RewardOutput>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

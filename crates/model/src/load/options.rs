@@ -62,6 +62,11 @@ pub struct LoadOptions {
     /// Load a causal LM as a pairwise preference model (as its config's `pairwise_preference`
     /// says too).
     pub pairwise: bool,
+    /// Bit-identical outputs whatever the batch on a device whose kernels do not promise it (CUDA:
+    /// cuBLAS picks its algorithm, and its reduction order, by the batch's shape), by computing each
+    /// conversation of a batch alone. The CPU's kernels promise it without this, which there only
+    /// costs throughput.
+    pub batch_invariant: bool,
 }
 
 impl Default for LoadOptions {
@@ -72,6 +77,7 @@ impl Default for LoadOptions {
             gating_pattern: None,
             share_prefixes: true,
             pairwise: false,
+            batch_invariant: false,
         }
     }
 }
