@@ -56,7 +56,7 @@ pub fn run(args: &EvalArgs) -> Result<EvalResult> {
         compared::evaluate(&model, examples, (args.batch_size, args.skip_bad_rows), &mut skipped)?
     } else {
         let mut cache = match &args.cache {
-            Some(dir) => Some(ScoreCache::open(dir, &model_key(args, &model)?)?),
+            Some(dir) => Some(ScoreCache::open(dir, &model_key(&model)?)?),
             None => None,
         };
         let settings = (args.max_length, args.batch_size, args.skip_bad_rows);
@@ -107,8 +107,8 @@ pub fn run(args: &EvalArgs) -> Result<EvalResult> {
 
 /// What a score depends on besides the conversation: the checkpoint's config and weight files, and
 /// how it computes (dtype, kernels, the gating pattern it reads at).
-fn model_key(args: &EvalArgs, model: &RewardModel) -> Result<String> {
-    let files = args.model.source().resolve()?;
+fn model_key(model: &RewardModel) -> Result<String> {
+    let files = model.files();
     let mut parts = vec![sha256_file(&files.config)?];
     parts.extend(weight_files(&files.weights)?);
     parts.push(format!(

@@ -45,7 +45,7 @@ pub struct Embedder {
 pub(crate) struct OpenCheckpoint {
     pub cfg: ModelConfig,
     pub weights: Weights,
-    files: crate::load::checkpoint::CheckpointFiles,
+    pub files: crate::load::checkpoint::CheckpointFiles,
     device: Device,
     dtype: DTypeChoice,
     /// Decided here, once, from the device and the compute dtype; every layer takes it.
@@ -301,10 +301,25 @@ impl Embedder {
     /// The token rows one forward pass over `batch` computes: its tokens, less every shared
     /// prompt's repeats.
     pub fn computed_tokens(&self, batch: &[&Encoded]) -> usize {
-        match self.alone {
-            true => batch.iter().map(|e| e.len()).sum(),
-            false => self.layout(batch).packed.tokens(),
+        let tokens: usize = batch.iter().map(|e| e.len()).sum();
+        if self.alone {
+            return tokens;
         }
+        // What `layout` saves, without building it: each prompt that n > 1 conversations share
+        // once instead of n times.
+        let saved: usize = self.prompt_counts(batch).iter().map(|(p, &n)| p.len() * n.saturating_sub(1)).sum();
+        tokens - saved
+    }
+
+    /// How many conversations of the batch begin with each shareable prompt.
+    fn prompt_counts<'a>(&self, batch: &[&'a Encoded]) -> HashMap<&'a [u32], usize> {
+        let mut counts: HashMap<&[u32], usize> = HashMap::new();
+        for e in batch {
+            if let Some(end) = self.prompt_end(e) {
+                *counts.entry(&e.ids()[..end]).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Where a conversation's prompt ends, when it may be shared: conversations with the same ids
@@ -317,12 +332,7 @@ impl Embedder {
     /// prompt becomes one segment and every response a continuation of it. Exact, because causal
     /// attention never lets a prompt token see what follows it.
     fn layout(&self, batch: &[&Encoded]) -> Layout {
-        let mut counts: HashMap<&[u32], usize> = HashMap::new();
-        for e in batch {
-            if let Some(end) = self.prompt_end(e) {
-                *counts.entry(&e.ids()[..end]).or_default() += 1;
-            }
-        }
+        let counts = self.prompt_counts(batch);
         let mut builder = PackedBatchBuilder::default();
         let mut prompts: HashMap<&[u32], usize> = HashMap::new();
         let (mut last_rows, mut gate_rows) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
@@ -355,6 +365,34 @@ impl Embedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The count without the layout is the layout's count, for batches that share prompts two and
+    /// three ways, not at all, or with an empty response.
+    #[test]
+    fn computed_tokens_are_the_packed_rows() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/tiny-f32");
+        let embedder = Embedder::load(&ModelSource::Local(dir), &LoadOptions::default()).unwrap();
+        let pattern = embedder.encoder().pattern().unwrap().ids().to_vec();
+        let conv = |prompt: &[u32], response: &[u32]| {
+            let ids = prompt.iter().chain(&pattern).chain(response).copied().collect();
+            embedder.encoder().encode_ids(ids).unwrap()
+        };
+        let (a, b) = ([5u32, 6, 7, 8].as_slice(), [9u32, 10].as_slice());
+        let batch = [
+            conv(a, &[11, 12]),
+            conv(a, &[13]),
+            conv(b, &[14]),
+            conv(a, &[]),
+            conv(b, &[15, 16, 17]),
+            conv(&[18], &[19]),
+        ];
+        for n in 1..=batch.len() {
+            let refs: Vec<&Encoded> = batch[..n].iter().collect();
+            assert_eq!(embedder.computed_tokens(&refs), embedder.layout(&refs).packed.tokens(), "first {n}");
+        }
+        let refs: Vec<&Encoded> = batch.iter().collect();
+        assert!(embedder.computed_tokens(&refs) < refs.iter().map(|e| e.len()).sum::<usize>());
+    }
 
     #[test]
     fn loads_that_cannot_fit_are_refused_naming_a_dtype_that_would() {

@@ -28,7 +28,7 @@ pub mod text;
 pub use embedder::{resolve_dtype, Embedder, HiddenStates};
 pub use error::{ConversationError, ModelError};
 pub use heads::HeadKind;
-pub use load::checkpoint::ModelSource;
+pub use load::checkpoint::{CheckpointFiles, ModelSource};
 pub use load::dtype::{ComputeDType, DTypeChoice};
 pub use load::options::{DeviceChoice, LoadOptions};
 pub use scorer::{ObjectiveScores, RewardModel, RewardOutput};

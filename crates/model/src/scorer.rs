@@ -9,7 +9,7 @@ use crate::embedder::{Embedder, InputKind, OpenCheckpoint};
 use crate::error::{ModelError, Result};
 use crate::heads::{Head, HeadKind, PairwiseHead};
 use crate::kernels::plan::KernelPlan;
-use crate::load::checkpoint::ModelSource;
+use crate::load::checkpoint::{CheckpointFiles, ModelSource};
 use crate::load::dtype::{ComputeDType, DTypeChoice};
 use crate::load::options::LoadOptions;
 use crate::text::conversation::Conversation;
@@ -39,6 +39,8 @@ pub struct RewardOutput {
 
 pub struct RewardModel {
     source: ModelSource,
+    /// The files `source` resolved to when the model loaded.
+    files: CheckpointFiles,
     architecture: Architecture,
     layout: TensorLayout,
     embedder: Embedder,
@@ -82,6 +84,7 @@ impl RewardModel {
         ckpt.log_memory();
         Ok(Self {
             source: source.clone(),
+            files: ckpt.files.clone(),
             architecture: ckpt.cfg.architecture.clone(),
             layout: ckpt.layout,
             embedder,
@@ -91,6 +94,11 @@ impl RewardModel {
 
     pub fn source(&self) -> &ModelSource {
         &self.source
+    }
+
+    /// The checkpoint's files as they were loaded (a Hub id's, in the local cache).
+    pub fn files(&self) -> &CheckpointFiles {
+        &self.files
     }
 
     pub fn encoder(&self) -> &Encoder {
