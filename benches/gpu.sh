@@ -80,7 +80,12 @@ run() {
   done
   local bin
   bin="$(mktemp -d)/armorm-gpu-check"
-  xz -dc "$dir/armorm-gpu-check.xz" > "$bin"
+  if command -v xz >/dev/null; then
+    xz -dc "$dir/armorm-gpu-check.xz" > "$bin"
+  else # a host without xz-utils: the python's lzma module reads the same format
+    "$python" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
+      "$dir/armorm-gpu-check.xz" > "$bin"
+  fi
   chmod +x "$bin"
   ARMORM_REFERENCE_PYTHON="$python" timeout --signal=INT --kill-after=20 "${ARMORM_GPU_CHECK_SECONDS:-480}" \
     "$bin" all --fixtures tests/fixtures --work "${ARMORM_GPU_CHECK_WORK:-target/gpu-check-work}"
