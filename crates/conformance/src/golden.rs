@@ -125,10 +125,10 @@ pub fn encode_all<'a>(
                         Some(text.as_str()) == case["text"].as_str(),
                         "case {idx}: text differs from the reference"
                     );
-                    model
-                        .encode(c)
-                        .map_err(|e| code(&e).map(str::to_string))
-                        .map_err(|e| e.unwrap_or_else(|e| e.to_string()))
+                    match model.encode(c) {
+                        Ok(enc) => Ok(enc),
+                        Err(e) => Err(code(&e)?.to_string()),
+                    }
                 }
             },
         };
